@@ -1,0 +1,165 @@
+"""The `p2t` command: a thin layer that parses options and calls the library.
+
+Exit codes: 0 every row ok; 3 finished but some rows are not ok (invalid, empty, too_long, oom,
+error); 2 usage, input or model error (nothing written); 1 unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .catalog import CATALOG
+from .errors import P2TError
+from .fasta import OnInvalid, OnLong
+from .modelio import DEFAULT_MODEL, bundled_models, load_model, read_model_config
+from .pipeline import RunSummary, ScreenRequest, screen_file
+from .predict import DEFAULT_MAX_TOKENS, ScreenConfig
+from .progress import LogProgress, RichProgress
+from .schema import COLUMN_DOCS
+from .tasks import KINDS
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_ROWS_NOT_OK = 0, 1, 2, 3
+EXIT_CODES_HELP = ("Exit codes: 0 all rows ok; 3 finished, some rows not ok; "
+                   "2 usage, input or model error (nothing written); 1 internal error.")
+
+app = typer.Typer(help=f"p2t: protein screening with ESM2 + Prot2Token decoders. {EXIT_CODES_HELP}",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+err = Console(stderr=True)
+
+
+def _fail(exc: P2TError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def _split_tasks(value: str) -> list[str]:
+    names = [t.strip() for t in value.split(",") if t.strip()]
+    if not names:
+        raise typer.BadParameter("give at least one task name, or 'all'")
+    return names
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def screen(
+    input: Annotated[Path, typer.Argument(help="FASTA library (.fasta or .fasta.gz)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="output folder (Parquet dataset)")] = Path("results"),
+    model: Annotated[Optional[str], typer.Option(help=f"model directory or bundled name [default: {DEFAULT_MODEL}]")] = None,
+    tasks: Annotated[str, typer.Option(help="comma-separated task names, or 'all'")] = "all",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16 (CPU: fp32)")] = "auto",
+    max_tokens: Annotated[int, typer.Option(min=1, help="padded encoder tokens per batch")] = DEFAULT_MAX_TOKENS,
+    on_invalid: Annotated[OnInvalid, typer.Option(help="error: stop before running; skip: row status 'invalid'; x: unknown letters -> X")] = OnInvalid.ERROR,
+    long: Annotated[OnLong, typer.Option("--long", help="sequences over the encoder limit: truncate | skip | error")] = OnLong.TRUNCATE,
+    overwrite: Annotated[bool, typer.Option(help="replace results already in the output folder")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
+) -> None:
+    """Screen a FASTA library: one typed Parquet row per (record, task)."""
+    request = ScreenRequest(
+        input=input, output=output, model=model, tasks=tuple(_split_tasks(tasks)), device=device,
+        dtype=dtype, on_invalid=on_invalid, on_long=long, screen=ScreenConfig(max_tokens=max_tokens),
+        overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]))
+    progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
+    try:
+        summary = screen_file(request, progress)
+    except P2TError as exc:
+        raise _fail(exc) from None
+    if not quiet:
+        _print_summary(summary)
+    raise typer.Exit(EXIT_OK if summary.all_ok else EXIT_ROWS_NOT_OK)
+
+
+def _print_summary(summary: RunSummary) -> None:
+    table = Table(title=f"p2t screen: {summary.records} records -> {summary.output}")
+    statuses = sorted({s for c in summary.status_counts.values() for s in c} - {"ok"})
+    for col in ("task", "ok", *statuses):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for task, counts in summary.status_counts.items():
+        table.add_row(task, str(counts.get("ok", 0)), *(str(counts.get(s, 0)) for s in statuses))
+    err.print(table)
+    rate = summary.residues / summary.seconds if summary.seconds else 0.0
+    err.print(f"{summary.rows} rows in {summary.parts} part(s); {summary.residues} residues in "
+              f"{summary.seconds:.1f}s ({rate:,.0f} residues/s, "
+              f"{summary.records / max(summary.seconds, 1e-9):,.1f} records/s)")
+
+
+@app.command("tasks")
+def tasks_cmd(
+    model: Annotated[Optional[str], typer.Option(help="list this model's tasks instead of the catalog")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The task catalog (or a model's tasks): name, kind, input, output columns."""
+    try:
+        specs = list(read_model_config(model).tasks) if model else list(CATALOG.values())
+    except P2TError as exc:
+        raise _fail(exc) from None
+    rows = [{"name": s.name, "kind": s.kind, "input": "protein", "token": s.token,
+             "columns": list(KINDS[s.kind].output_columns), "description": s.description} for s in specs]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="tasks" if not model else f"tasks of {model}")
+    for col in ("name", "kind", "input", "output columns", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["kind"], r["input"], ", ".join(r["columns"]), r["description"])
+    Console().print(table)
+
+
+@app.command("models")
+def models_cmd(
+    paths: Annotated[Optional[list[str]], typer.Argument(help="model directories to describe as well")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Bundled models (and any given paths): encoder, size, tasks."""
+    refs = [str(p) for p in bundled_models()] + list(paths or [])
+    rows = []
+    try:
+        for ref in refs:
+            model = load_model(ref)
+            cfg = model.config
+            rows.append({
+                "name": cfg.name, "path": model.source, "sha256": model.checksum[:12],
+                "encoder": f"ESM2 {cfg.encoder.num_layers}L/{cfg.encoder.embed_dim} ({cfg.encoder.source})",
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "tasks": [t.name for t in cfg.tasks], "default": Path(model.source).name == DEFAULT_MODEL,
+            })
+    except P2TError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="models")
+    for col in ("name", "encoder", "parameters", "tasks", "path"):
+        table.add_column(col)
+    for r in rows:
+        name = r["name"] + (" (default)" if r["default"] else "")
+        table.add_row(name, r["encoder"], f"{r['parameters'] / 1e6:.1f}M", ", ".join(r["tasks"]), r["path"])
+    Console().print(table)
+
+
+@app.command("columns")
+def columns_cmd() -> None:
+    """The output columns and what they hold."""
+    table = Table(title="output columns")
+    table.add_column("column")
+    table.add_column("meaning")
+    for name, doc in COLUMN_DOCS.items():
+        table.add_row(name, doc)
+    Console().print(table)
+
+
+def main() -> None:
+    """Console-script entry point; turns unexpected crashes into exit code 1."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

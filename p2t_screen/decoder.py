@@ -1,0 +1,177 @@
+"""Prot2Token's autoregressive decoder: token + learned position embeddings, causal
+self-attention with a KV cache, cross-attention to the encoder memory, feed-forward.
+
+Pre-norm (p2t's own models) or post-norm (PyTorch's default, as in the published checkpoints).
+Cross-attention keys/values depend only on the memory, so they are computed once per batch
+(`memory_kv`) and reused for every decoding step and every task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Shape of the decoder and of the bridge from encoder memory into it."""
+
+    vocab_size: int
+    memory_dim: int  # encoder width E, projected to `dim`
+    dim: int = 256
+    num_layers: int = 4
+    num_heads: int = 8
+    ffn_dim: int = 1024
+    max_len: int = 1026  # decoder positions: prompt + outputs + <eos>
+    memory_positions: int = 0  # size of a learned table added to the memory; 0 = none
+    norm_first: bool = True
+    dropout: float = 0.1
+    memory_dropout: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.dim % self.num_heads:
+            raise ValueError(f"decoder dim {self.dim} is not divisible by {self.num_heads} heads")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Preallocated self-attention keys/values for one layer: (B, H, T_max, hd)."""
+
+    def __init__(self, batch: int, heads: int, max_len: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        self.k = torch.zeros(batch, heads, max_len, head_dim, dtype=dtype, device=device)
+        self.v = torch.zeros_like(self.k)
+
+    def update(self, pos: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write (B, H, t, hd) at positions pos..pos+t; return everything up to there."""
+        end = pos + k.shape[2]
+        self.k[:, :, pos:end] = k
+        self.v[:, :, pos:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with a fused input projection laid out like nn.MultiheadAttention."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.in_proj = nn.Linear(dim, 3 * dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # (B, H, T, hd)
+
+    def self_attend(self, x: Tensor, cache: KVCache | None, pos: int) -> Tensor:
+        q, k, v = self.in_proj(x).chunk(3, dim=-1)
+        q, k, v = self._split(q), self._split(k), self._split(v)
+        if cache is not None:
+            k, v = cache.update(pos, k, v)
+        # One new token attends to every cached one; a multi-token chunk must start at 0.
+        causal = q.shape[2] > 1
+        if causal and pos != 0:
+            raise ValueError("a multi-token decoder chunk must start at position 0")
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return self._merge(out)
+
+    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of the memory (B, S, D) -> two (B, H, S, hd)."""
+        d = memory.shape[-1]
+        kv = F.linear(memory, self.in_proj.weight[d:], self.in_proj.bias[d:])
+        k, v = kv.chunk(2, dim=-1)
+        return self._split(k), self._split(v)
+
+    def cross_attend(self, x: Tensor, kv: tuple[Tensor, Tensor], keep: Tensor | None) -> Tensor:
+        d = x.shape[-1]
+        q = self._split(F.linear(x, self.in_proj.weight[:d], self.in_proj.bias[:d]))
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=keep)
+        return self._merge(out)
+
+    def _merge(self, out: Tensor) -> Tensor:
+        b, h, t, hd = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, h * hd))  # (B, T, D)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.norm_first = cfg.norm_first
+        self.self_attn = Attention(cfg.dim, cfg.num_heads)
+        self.cross_attn = Attention(cfg.dim, cfg.num_heads)
+        self.linear1 = nn.Linear(cfg.dim, cfg.ffn_dim)
+        self.linear2 = nn.Linear(cfg.ffn_dim, cfg.dim)
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(cfg.dim) for _ in range(3))
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def _ffn(self, x: Tensor) -> Tensor:
+        return self.linear2(self.dropout(F.gelu(self.linear1(x))))
+
+    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], keep: Tensor | None,
+                cache: KVCache | None, pos: int) -> Tensor:
+        drop = self.dropout
+        if self.norm_first:
+            x = x + drop(self.self_attn.self_attend(self.norm1(x), cache, pos))
+            x = x + drop(self.cross_attn.cross_attend(self.norm2(x), kv, keep))
+            return x + drop(self._ffn(self.norm3(x)))
+        x = self.norm1(x + drop(self.self_attn.self_attend(x, cache, pos)))
+        x = self.norm2(x + drop(self.cross_attn.cross_attend(x, kv, keep)))
+        return self.norm3(x + drop(self._ffn(x)))
+
+
+class Decoder(nn.Module):
+    """Token decoder over a projected encoder memory."""
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.projection = nn.Linear(cfg.memory_dim, cfg.dim)
+        self.memory_pos = (nn.Parameter(torch.zeros(cfg.memory_positions, cfg.dim))
+                           if cfg.memory_positions else None)
+        self.memory_dropout = nn.Dropout(cfg.memory_dropout)
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.dim, padding_idx=0)
+        self.pos_embed = nn.Parameter(torch.zeros(cfg.max_len, cfg.dim))
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.final_norm = nn.LayerNorm(cfg.dim) if cfg.norm_first else None
+        self.output = nn.Linear(cfg.dim, cfg.vocab_size)
+        nn.init.normal_(self.pos_embed, std=0.02)
+        if self.memory_pos is not None:
+            nn.init.normal_(self.memory_pos, std=0.02)
+
+    def project_memory(self, hidden: Tensor) -> Tensor:
+        """Encoder states (B, S, E) -> decoder memory (B, S, D)."""
+        memory = self.projection(hidden)
+        if self.memory_pos is not None:
+            memory = memory + self.memory_pos[: memory.shape[1]]
+        return self.memory_dropout(memory)
+
+    def memory_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Cross-attention keys/values of every layer, computed once per batch."""
+        return [layer.cross_attn.memory_kv(memory) for layer in self.layers]
+
+    def new_caches(self, batch: int, max_len: int, like: Tensor) -> list[KVCache]:
+        """Empty self-attention caches for a batch decoding up to `max_len` tokens."""
+        hd = self.cfg.dim // self.cfg.num_heads
+        return [KVCache(batch, self.cfg.num_heads, max_len, hd, like.dtype, like.device)
+                for _ in self.layers]
+
+    def forward(self, tokens: Tensor, memory_kv: list[tuple[Tensor, Tensor]],
+                memory_keep: Tensor | None, caches: list[KVCache] | None = None,
+                pos: int = 0) -> Tensor:
+        """Logits (B, T, V) for tokens (B, T) placed at positions pos..pos+T."""
+        t = tokens.shape[1]
+        if pos + t > self.cfg.max_len:
+            raise ValueError(f"decoder input of {pos + t} tokens exceeds max_len {self.cfg.max_len}")
+        x = self.embedding(tokens) + self.pos_embed[pos:pos + t]
+        x = self.layers[0].dropout(x)
+        keep = None if memory_keep is None else memory_keep[:, None, None, :]  # (B, 1, 1, S)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, memory_kv[i], keep, None if caches is None else caches[i], pos)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return self.output(x)

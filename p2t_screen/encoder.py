@@ -1,0 +1,191 @@
+"""ESM2 protein encoders from fair-esm: loading by hub name, `.pt` path or model directory, and
+a forward pass that uses `scaled_dot_product_attention` on fair-esm's own weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from esm.data import Alphabet
+from esm.model.esm2 import ESM2
+from torch import Tensor
+
+from .errors import ModelError
+
+ALPHABET = Alphabet.from_architecture("ESM-1b")
+_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
+# Buffers recomputed by the model, the contact head p2t never uses, and the LM head weight
+# (tied to the token embedding, so it loads with it).
+_IGNORABLE = re.compile(r"(\.rot_emb\.inv_freq$|^contact_head\.|^lm_head\.weight$)")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture of an ESM2 encoder and where its weights come from."""
+
+    source: str  # "bundled" (weights in the model dir), a fair-esm model name, or a .pt path
+    num_layers: int
+    embed_dim: int
+    attention_heads: int
+    token_dropout: bool = True
+    max_residues: int = 1022
+
+    def build(self) -> ESM2:
+        """An ESM2 module of this shape (weights still to be loaded)."""
+        return ESM2(num_layers=self.num_layers, embed_dim=self.embed_dim,
+                    attention_heads=self.attention_heads, alphabet=ALPHABET,
+                    token_dropout=self.token_dropout)
+
+
+def hub_checkpoint_path(name: str) -> Path:
+    """Where fair-esm's hub loader keeps the weights of model `name`."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / f"{name}.pt"
+
+
+def resolve_esm_source(source: str) -> Path:
+    """A `.pt` path or fair-esm model name -> an existing local file, or a clear ModelError."""
+    if source.endswith(".pt") or os.sep in source:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise ModelError(f"ESM2 checkpoint not found: {path}")
+        return path
+    path = hub_checkpoint_path(source)
+    if not path.is_file():
+        raise ModelError(
+            f"ESM2 weights for '{source}' are not in the torch hub cache: expected {path} "
+            f"(TORCH_HOME={os.environ.get('TORCH_HOME', '<unset>')}). p2t does not download at run "
+            "time: copy the fair-esm checkpoint there, or pass a local .pt path.")
+    return path
+
+
+def read_esm_checkpoint(path: Path) -> tuple[EncoderConfig, dict[str, Tensor]]:
+    """Read a fair-esm ESM2 `.pt` without executing pickled code (weights_only)."""
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # torch raises many types for corrupt/foreign files
+        raise ModelError(f"cannot read ESM2 checkpoint {path}: {exc}") from exc
+    try:
+        cfg = data["cfg"]["model"]
+        state = {_PREFIX.sub("", k): v for k, v in data["model"].items()}
+        config = EncoderConfig(source=str(path), num_layers=cfg.encoder_layers,
+                               embed_dim=cfg.encoder_embed_dim,
+                               attention_heads=cfg.encoder_attention_heads,
+                               token_dropout=bool(cfg.token_dropout))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{path} is not a fair-esm ESM2 checkpoint (missing {exc})") from exc
+    return config, state
+
+
+def load_encoder_state(model: ESM2, state: dict[str, Tensor], origin: str) -> None:
+    """Load weights strictly: missing or unexpected keys are named, never half-loaded."""
+    expected = {k for k in model.state_dict() if not _IGNORABLE.search(k)}
+    found = {k for k in state if not _IGNORABLE.search(k)}
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    if missing or unexpected:
+        raise ModelError(f"encoder weights in {origin} do not match the architecture: "
+                         f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
+                         f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
+    own = model.state_dict()
+    for key in found:
+        if own[key].shape != state[key].shape:
+            raise ModelError(f"encoder weight {key} in {origin} has shape {tuple(state[key].shape)}, "
+                             f"expected {tuple(own[key].shape)}")
+    model.load_state_dict({k: state[k] for k in found}, strict=False)
+
+
+def load_esm2(source: str) -> tuple[EncoderConfig, ESM2]:
+    """Load an ESM2 encoder from a fair-esm model name (hub cache only) or a `.pt` path."""
+    path = resolve_esm_source(source)
+    config, state = read_esm_checkpoint(path)
+    model = config.build()
+    load_encoder_state(model, state, str(path))
+    return config, model.eval()
+
+
+def save_esm_checkpoint(model: ESM2, path: Path) -> None:
+    """Write `model` in fair-esm's own checkpoint layout (plus the contact-regression file)."""
+    cfg = argparse.Namespace(encoder_layers=model.num_layers, encoder_embed_dim=model.embed_dim,
+                             encoder_attention_heads=model.attention_heads,
+                             token_dropout=model.token_dropout)
+    state = {f"encoder.sentence_encoder.{k}": v for k, v in model.state_dict().items()
+             if not k.startswith("contact_head.regression")}
+    torch.save({"cfg": {"model": cfg}, "model": state}, path)
+    regression = {f"contact_head.regression.{k}": v
+                  for k, v in model.contact_head.regression.state_dict().items()}
+    torch.save({"model": regression}, path.with_name(path.stem + "-contact-regression.pt"))
+
+
+_LUT = np.full(256, ALPHABET.unk_idx, dtype=np.int64)
+for _tok in ALPHABET.all_toks:
+    if len(_tok) == 1:
+        _LUT[ord(_tok)] = ALPHABET.get_idx(_tok)
+
+
+def tokenize(sequences: list[str], device: torch.device | None = None) -> Tensor:
+    """`<cls> seq <eos>` token ids, right-padded with `<pad>`: (B, L_max + 2)."""
+    width = max((len(s) for s in sequences), default=0) + 2
+    out = np.full((len(sequences), width), ALPHABET.padding_idx, dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        out[row, 0] = ALPHABET.cls_idx
+        out[row, 1:len(seq) + 1] = _LUT[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+        out[row, len(seq) + 1] = ALPHABET.eos_idx
+    return torch.from_numpy(out).to(device) if device is not None else torch.from_numpy(out)
+
+
+def esm2_forward(model: ESM2, tokens: Tensor) -> Tensor:
+    """Last-layer representations (B, T, E), numerically equivalent to fair-esm's forward.
+
+    Same weights and operations, but attention runs through `scaled_dot_product_attention`
+    (fused kernels, no (B, H, T, T) weight tensor kept) instead of fair-esm's explicit bmm.
+    """
+    padding = tokens.eq(model.padding_idx)  # (B, T)
+    x = model.embed_tokens(tokens)
+    if model.token_dropout:
+        x = x.masked_fill((tokens == model.mask_idx).unsqueeze(-1), 0.0)
+        lengths = (~padding).sum(-1)
+        observed = (tokens == model.mask_idx).sum(-1).to(x.dtype) / lengths
+        x = x * (1 - 0.15 * 0.8) / (1 - observed)[:, None, None]
+    x = x * (~padding).unsqueeze(-1).to(x.dtype)
+    keep = (~padding)[:, None, None, :]  # (B, 1, 1, T): True = attend
+    rotary = _rotary_tables(model.embed_dim // model.attention_heads, tokens.shape[1], x)
+    for layer in model.layers:
+        x = x + _self_attention(layer.self_attn, layer.self_attn_layer_norm(x), keep, rotary)
+        h = layer.final_layer_norm(x)
+        x = x + layer.fc2(F.gelu(layer.fc1(h)))
+    return model.emb_layer_norm_after(x)
+
+
+def _self_attention(attn: torch.nn.Module, x: Tensor, keep: Tensor,
+                    rotary: tuple[Tensor, Tensor]) -> Tensor:
+    b, t, e = x.shape
+    h = attn.num_heads
+    q = attn.q_proj(x).view(b, t, h, e // h).transpose(1, 2)  # (B, H, T, hd)
+    k = attn.k_proj(x).view(b, t, h, e // h).transpose(1, 2)
+    v = attn.v_proj(x).view(b, t, h, e // h).transpose(1, 2)
+    cos, sin = rotary
+    q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=1 / math.sqrt(e // h))
+    return attn.out_proj(out.transpose(1, 2).reshape(b, t, e))  # (B, T, E)
+
+
+def _rotary_tables(head_dim: int, length: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    # Built in fp32 from scratch: the module's inv_freq buffer loses precision under bf16/fp16.
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device=like.device).float() / head_dim))
+    t = torch.arange(length, device=like.device, dtype=torch.float32)
+    freqs = torch.outer(t, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (T, hd)
+    return emb.cos().to(like.dtype), emb.sin().to(like.dtype)
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin

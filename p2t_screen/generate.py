@@ -1,0 +1,69 @@
+"""Batched, grammar-constrained greedy decoding.
+
+The whole batch decodes together; finished rows are tracked by a device mask and write `<pad>`.
+The loop never calls `.item()` per token: the only host sync is an occasional "all done?" check
+for grammars whose length bound is loose (sites, multi-label).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .decoder import Decoder
+from .grammar import Grammar, TableGrammar
+
+EARLY_EXIT_EVERY = 8
+
+
+@dataclass
+class Decoded:
+    """Decoder output for one task and batch, still on the device."""
+
+    tokens: Tensor  # (B, S) chosen ids, <pad> after <eos>
+    probs: Tensor  # (B, S) probability of each chosen token under the constrained distribution
+    first_probs: Tensor  # (B, V) constrained distribution at the first step (class tasks)
+
+
+def _choose(logits: Tensor, allowed: Tensor, done: Tensor, pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    logp = torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)  # (B, V)
+    token = torch.where(done, torch.full_like(done, pad_id, dtype=torch.long), logp.argmax(-1))
+    prob = logp.gather(1, token[:, None]).squeeze(1).exp().masked_fill(done, 0.0)
+    return token, prob, logp
+
+
+@torch.no_grad()
+def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memory_keep: Tensor | None,
+                  prompt: Tensor, grammar: Grammar, eos_id: int, pad_id: int = 0,
+                  use_cache: bool = True) -> Decoded:
+    """Decode up to `grammar.max_steps` tokens after `prompt` (B, P) for every row."""
+    batch, plen = prompt.shape
+    steps = grammar.max_steps
+    device = prompt.device
+    caches = decoder.new_caches(batch, plen + steps, memory_kv[0][0]) if use_cache else None
+    tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)
+    probs = torch.zeros((batch, steps), dtype=torch.float32, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    logits = decoder(prompt, memory_kv, memory_keep, caches, 0)[:, -1]  # (B, V)
+    first = None
+    loose_bound = not isinstance(grammar, TableGrammar)
+    for step in range(steps):
+        token, prob, logp = _choose(logits, grammar.allowed(step), done, pad_id)
+        if first is None:
+            first = logp.exp()
+        tokens[:, step], probs[:, step] = token, prob
+        grammar.advance(token)
+        done = done | token.eq(eos_id)
+        if step == steps - 1:
+            break
+        if loose_bound and step % EARLY_EXIT_EVERY == EARLY_EXIT_EVERY - 1 and bool(done.all()):
+            tokens, probs = tokens[:, : step + 1], probs[:, : step + 1]
+            break
+        if use_cache:
+            logits = decoder(token[:, None], memory_kv, memory_keep, caches, plen + step)[:, -1]
+        else:
+            prefix = torch.cat([prompt, tokens[:, : step + 1]], dim=1)  # (B, P + step + 1)
+            logits = decoder(prefix, memory_kv, memory_keep, None, 0)[:, -1]
+    return Decoded(tokens=tokens, probs=probs, first_probs=first)

@@ -1,0 +1,130 @@
+"""Token grammars for constrained decoding, as batched tensor state machines.
+
+Every grammar answers `allowed(step) -> [B, V] bool` and consumes the chosen tokens with
+`advance(tokens)`. All state lives on the device, so the decoding loop never waits for the host.
+`max_steps` bounds the loop: by the last step only `<eos>` is legal, so every row terminates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .vocab import Vocab
+
+
+class Grammar:
+    """Base class: a legal-token mask per decoding step for a batch of rows."""
+
+    max_steps: int
+
+    def allowed(self, step: int) -> Tensor:  # (B, V) bool
+        raise NotImplementedError
+
+    def advance(self, tokens: Tensor) -> None:  # tokens: (B,)
+        """Update per-row state with the tokens just chosen (default: stateless)."""
+
+
+def _one_hot(vocab_size: int, ids: Sequence[int], device: torch.device) -> Tensor:
+    mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+    if ids:
+        mask[torch.tensor(list(ids), device=device)] = True
+    return mask
+
+
+class TableGrammar(Grammar):
+    """Legality depends only on the step: row `step` of a (max_steps, V) table, same for all rows."""
+
+    def __init__(self, table: Tensor, batch: int) -> None:
+        self.table = table
+        self.batch = batch
+        self.max_steps = table.shape[0]
+
+    def allowed(self, step: int) -> Tensor:
+        return self.table[step].expand(self.batch, -1)
+
+
+def regression_grammar(vocab: Vocab, batch: int, decimals: int, device: torch.device) -> TableGrammar:
+    """Prot2Token's regression string `0.d[d...]`: '0', '.', 1..decimals digits, `<eos>`."""
+    v = len(vocab)
+    digits = _one_hot(v, vocab.ids([str(d) for d in range(10)]), device)
+    eos = _one_hot(v, [vocab.eos_id], device)
+    rows = [_one_hot(v, [vocab.id("0")], device), _one_hot(v, [vocab.id(".")], device), digits]
+    rows += [digits | eos] * (decimals - 1)
+    rows.append(eos)
+    return TableGrammar(torch.stack(rows), batch)
+
+
+def class_grammar(vocab: Vocab, labels: Sequence[str], batch: int, device: torch.device) -> TableGrammar:
+    """Exactly one class token, then `<eos>`."""
+    v = len(vocab)
+    table = torch.stack([_one_hot(v, vocab.ids(labels), device), _one_hot(v, [vocab.eos_id], device)])
+    return TableGrammar(table, batch)
+
+
+class PerResidueGrammar(Grammar):
+    """Exactly one label per residue used (row lengths differ), then `<eos>`."""
+
+    def __init__(self, vocab: Vocab, labels: Sequence[str], lengths: Tensor) -> None:
+        device = lengths.device
+        self.lengths = lengths[:, None]  # (B, 1)
+        self.labels = _one_hot(len(vocab), vocab.ids(labels), device)[None, :]  # (1, V)
+        self.eos = _one_hot(len(vocab), [vocab.eos_id], device)[None, :]  # (1, V)
+        self.max_steps = int(lengths.max().item()) + 1 if lengths.numel() else 1
+
+    def allowed(self, step: int) -> Tensor:
+        return torch.where(step < self.lengths, self.labels, self.eos)
+
+
+class MultiLabelGrammar(Grammar):
+    """Any subset of labels, each at most once, in canonical order, then `<eos>`."""
+
+    def __init__(self, vocab: Vocab, labels: Sequence[str], batch: int, device: torch.device) -> None:
+        rank = torch.full((len(vocab),), -1, dtype=torch.long, device=device)
+        rank[torch.tensor(vocab.ids(labels), device=device)] = torch.arange(len(labels), device=device)
+        self.rank = rank  # (V,) canonical rank of each label token, -1 elsewhere
+        self.eos = _one_hot(len(vocab), [vocab.eos_id], device)[None, :]
+        self.last = torch.full((batch, 1), -1, dtype=torch.long, device=device)  # (B, 1)
+        self.max_steps = len(labels) + 1
+
+    def allowed(self, step: int) -> Tensor:
+        return (self.rank[None, :] > self.last) | self.eos
+
+    def advance(self, tokens: Tensor) -> None:
+        r = self.rank[tokens][:, None]
+        self.last = torch.where(r >= 0, r, self.last)
+
+
+class SitesGrammar(Grammar):
+    """Strictly ascending 1-based positions among each row's candidates, then `<eos>`.
+
+    `candidates` is (B, P+1) bool: candidates[b, p] says position p may be emitted for row b
+    (inside the residues used and of an allowed residue type). Column 0 is never a candidate.
+    """
+
+    def __init__(self, vocab: Vocab, candidates: Tensor, max_steps: int) -> None:
+        device = candidates.device
+        n_pos = candidates.shape[1] - 1
+        pos_ids = torch.tensor(vocab.ids([str(p) for p in range(1, n_pos + 1)]), device=device)
+        pos_of = torch.full((len(vocab),), -1, dtype=torch.long, device=device)
+        pos_of[pos_ids] = torch.arange(1, n_pos + 1, device=device)
+        self.pos_ids, self.pos_of = pos_ids, pos_of
+        self.candidates = candidates[:, 1:]  # (B, P)
+        self.positions = torch.arange(1, n_pos + 1, device=device)[None, :]  # (1, P)
+        self.eos_id, self.vocab_size = vocab.eos_id, len(vocab)
+        self.last = torch.zeros((candidates.shape[0], 1), dtype=torch.long, device=device)
+        self.max_steps = max_steps
+
+    def allowed(self, step: int) -> Tensor:
+        batch = self.candidates.shape[0]
+        mask = torch.zeros((batch, self.vocab_size), dtype=torch.bool, device=self.candidates.device)
+        mask[:, self.eos_id] = True
+        if step < self.max_steps - 1:
+            mask[:, self.pos_ids] = self.candidates & (self.positions > self.last)
+        return mask
+
+    def advance(self, tokens: Tensor) -> None:
+        p = self.pos_of[tokens][:, None]
+        self.last = torch.where(p > 0, p, self.last)

@@ -1,0 +1,108 @@
+"""A p2t model: an ESM2 encoder, a decoder, its vocabulary and the task specs it was trained for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from esm.model.esm2 import ESM2
+from torch import Tensor, nn
+
+from .decoder import Decoder, DecoderConfig
+from .encoder import EncoderConfig, esm2_forward
+from .errors import UsageError
+from .tasks import KINDS, TaskSpec
+from .vocab import Vocab
+
+PROMPT_LEN = 2  # <bos> <task_X>
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model's modules and interpret its tokens."""
+
+    name: str
+    encoder: EncoderConfig
+    decoder: DecoderConfig
+    vocab: Vocab
+    tasks: tuple[TaskSpec, ...]
+
+    def __post_init__(self) -> None:
+        if self.decoder.vocab_size != len(self.vocab):
+            raise ValueError(f"decoder vocab_size {self.decoder.vocab_size} != vocabulary size "
+                             f"{len(self.vocab)}")
+        if self.decoder.memory_dim != self.encoder.embed_dim:
+            raise ValueError(f"decoder memory_dim {self.decoder.memory_dim} != encoder width "
+                             f"{self.encoder.embed_dim}")
+        for spec in self.tasks:
+            needed = [spec.token, *KINDS[spec.kind].label_tokens(spec, self.encoder.max_residues)]
+            missing = [t for t in needed if t not in self.vocab]
+            if missing:
+                raise ValueError(f"task {spec.name!r} needs tokens missing from the vocabulary: "
+                                 f"{missing[:10]}")
+            if spec.kind == "per_residue" and self.max_output_steps < self.encoder.max_residues + 1:
+                raise ValueError(f"per-residue task {spec.name!r} needs decoder max_len >= "
+                                 f"{self.encoder.max_residues + 1 + PROMPT_LEN}")
+
+    @property
+    def max_output_steps(self) -> int:
+        """Tokens the decoder can write after the prompt, `<eos>` included."""
+        return self.decoder.max_len - PROMPT_LEN
+
+    def task(self, name: str) -> TaskSpec:
+        """The spec of one of this model's tasks, or a UsageError listing the ones it has."""
+        for spec in self.tasks:
+            if spec.name == name:
+                return spec
+        have = ", ".join(s.name for s in self.tasks)
+        raise UsageError(f"model '{self.name}' has no task '{name}'; it has: {have}")
+
+    def select_tasks(self, names: list[str] | None) -> list[TaskSpec]:
+        """Resolve a user's task list (None or ['all'] meaning every task)."""
+        if not names or names == ["all"]:
+            return list(self.tasks)
+        seen: list[TaskSpec] = []
+        for name in names:
+            spec = self.task(name)
+            if spec not in seen:
+                seen.append(spec)
+        return seen
+
+
+class P2TModel(nn.Module):
+    """ESM2 encoder + Prot2Token decoder. Pure computation: no I/O, no progress, no prints."""
+
+    def __init__(self, config: ModelConfig, encoder: ESM2 | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder if encoder is not None else config.encoder.build()
+        self.decoder = Decoder(config.decoder)
+        self.source = ""  # where it was loaded from, set by the loader
+        self.checksum = ""
+        self.metadata: dict = {}
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.config.vocab
+
+    def encode(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """ESM token ids (B, T) -> decoder memory (B, T, D) and its keep-mask (B, T)."""
+        hidden = esm2_forward(self.encoder, tokens)
+        memory = self.decoder.project_memory(hidden)
+        return memory, tokens.ne(self.encoder.padding_idx)
+
+    def prompt(self, spec: TaskSpec, batch: int, device: torch.device) -> Tensor:
+        """`<bos> <task_X>` for every row: (B, 2)."""
+        ids = torch.tensor([self.vocab.bos_id, self.vocab.id(spec.token)], device=device)
+        return ids.expand(batch, -1)
+
+
+def create_model(name: str, encoder_config: EncoderConfig, tasks: list[TaskSpec],
+                 encoder: ESM2 | None = None, **decoder_options) -> P2TModel:
+    """A new (untrained) model for `tasks`, with a vocabulary built from their token grammars."""
+    max_res = encoder_config.max_residues
+    vocab = Vocab.build([t.token for t in tasks],
+                        [tok for t in tasks for tok in KINDS[t.kind].label_tokens(t, max_res)])
+    decoder_options.setdefault("max_len", max_res + 1 + PROMPT_LEN)
+    decoder = DecoderConfig(vocab_size=len(vocab), memory_dim=encoder_config.embed_dim, **decoder_options)
+    return P2TModel(ModelConfig(name, encoder_config, decoder, vocab, tuple(tasks)), encoder)

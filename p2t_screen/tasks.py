@@ -1,0 +1,259 @@
+"""Tasks are data: a task kind knows its label tokens, its grammar and how to parse its output.
+
+A `TaskSpec` is one entry (name, kind, task token, labels, constants); a `TaskKind` turns labels
+into tokens for training, builds the decoding grammar, and parses decoded tokens into a typed
+`TaskResult`. Adding a task is adding a spec; adding a kind is adding one class to `KINDS`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from .grammar import (
+    Grammar,
+    MultiLabelGrammar,
+    PerResidueGrammar,
+    SitesGrammar,
+    class_grammar,
+    regression_grammar,
+)
+from .vocab import Vocab
+
+REGRESSION_LOW, REGRESSION_HIGH = 0.0001, 0.9999  # Prot2Token's squashed label range
+REGRESSION_DECIMALS = 4
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task a model can run: its name, kind, task token and kind-specific constants."""
+
+    name: str
+    kind: str
+    labels: tuple[str, ...] = ()
+    value_range: tuple[float, float] | None = None
+    residues: str | None = None  # sites: residue types that may be sites (None: any)
+    description: str = ""
+    token: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise ValueError(f"task name must be letters, digits and '_': {self.name!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.name!r}: unknown kind {self.kind!r} (known: {sorted(KINDS)})")
+        if not self.token:
+            object.__setattr__(self, "token", f"<task_{self.name}>")
+        object.__setattr__(self, "labels", tuple(self.labels))
+        if self.value_range is not None:
+            object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
+        KINDS[self.kind].validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, stored in a model's config."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        """Inverse of `to_dict`; unknown fields are an error, not silently dropped."""
+        known = set(cls.__dataclass_fields__)
+        extra = set(data) - known
+        if extra:
+            raise ValueError(f"task spec has unknown fields: {sorted(extra)}")
+        return cls(**data)
+
+
+@dataclass
+class TaskResult:
+    """A parsed, typed prediction for one (record, task); fields left None do not apply."""
+
+    value: float | None = None
+    label: str | None = None
+    labels: list[str] | None = None
+    sites: list[int] | None = None
+    residue_labels: list[str] | None = None
+    confidence: float | None = None
+    label_probs: list[tuple[str, float]] | None = None
+    site_probs: list[float] | None = None
+    residue_probs: list[float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskKind:
+    """Behaviour shared by all tasks of one kind."""
+
+    name: str = ""
+    output_columns: tuple[str, ...] = ()
+    needs_first_probs = False  # parse() wants the distribution over labels at the first step
+
+    def validate(self, spec: TaskSpec) -> None:
+        """Raise ValueError when the spec lacks what this kind needs."""
+
+    def label_tokens(self, spec: TaskSpec, max_residues: int) -> list[str]:
+        """Tokens the vocabulary must contain for this task."""
+        raise NotImplementedError
+
+    def encode(self, spec: TaskSpec, label: Any, sequence: str) -> list[str]:
+        """Turn a label in its natural form into output tokens (without `<eos>`)."""
+        raise NotImplementedError
+
+    def grammar(self, spec: TaskSpec, vocab: Vocab, sequences: Sequence[str], max_steps: int,
+                device: torch.device) -> Grammar:
+        """The constrained-decoding grammar for a batch of (already truncated) sequences."""
+        raise NotImplementedError
+
+    def parse(self, spec: TaskSpec, tokens: list[str], probs: list[float],
+              first_probs: dict[str, float]) -> TaskResult:
+        """Typed result from the decoded tokens (without `<eos>`) and their probabilities."""
+        raise NotImplementedError
+
+
+def _sequence_probability(probs: Sequence[float]) -> float:
+    return float(math.exp(sum(math.log(max(p, 1e-30)) for p in probs)))
+
+
+class RegressionKind(TaskKind):
+    name = "regression"
+    output_columns = ("value", "confidence")
+
+    def validate(self, spec: TaskSpec) -> None:
+        if spec.value_range is None or spec.value_range[0] >= spec.value_range[1]:
+            raise ValueError(f"regression task {spec.name!r} needs value_range (min < max)")
+
+    def label_tokens(self, spec: TaskSpec, max_residues: int) -> list[str]:
+        return [*(str(d) for d in range(10)), "."]
+
+    def encode(self, spec: TaskSpec, label: Any, sequence: str) -> list[str]:
+        lo, hi = spec.value_range
+        x = min(max(float(label), lo), hi)  # the format cannot express values outside the range
+        y = (x - lo) / (hi - lo) * (REGRESSION_HIGH - REGRESSION_LOW) + REGRESSION_LOW
+        return list(str(round(y, REGRESSION_DECIMALS)))
+
+    def grammar(self, spec, vocab, sequences, max_steps, device):
+        return regression_grammar(vocab, len(sequences), REGRESSION_DECIMALS, device)
+
+    def parse(self, spec, tokens, probs, first_probs):
+        lo, hi = spec.value_range
+        y = float("".join(tokens))
+        x = (y - REGRESSION_LOW) / (REGRESSION_HIGH - REGRESSION_LOW) * (hi - lo) + lo
+        return TaskResult(value=x, confidence=_sequence_probability(probs))
+
+
+class ClassKind(TaskKind):
+    name = "class"
+    output_columns = ("label", "confidence", "label_probs")
+    needs_first_probs = True
+
+    def validate(self, spec: TaskSpec) -> None:
+        if len(spec.labels) < 2:
+            raise ValueError(f"class task {spec.name!r} needs at least two labels")
+
+    def label_tokens(self, spec, max_residues):
+        return list(spec.labels)
+
+    def encode(self, spec, label, sequence):
+        if label not in spec.labels:
+            raise ValueError(f"unknown label {label!r} for task {spec.name!r}")
+        return [label]
+
+    def grammar(self, spec, vocab, sequences, max_steps, device):
+        return class_grammar(vocab, spec.labels, len(sequences), device)
+
+    def parse(self, spec, tokens, probs, first_probs):
+        dist = [(lab, first_probs[lab]) for lab in spec.labels]
+        return TaskResult(label=tokens[0], confidence=probs[0], label_probs=dist)
+
+
+class MultiLabelKind(TaskKind):
+    name = "multilabel"
+    output_columns = ("labels", "confidence", "label_probs")
+
+    def validate(self, spec: TaskSpec) -> None:
+        if not spec.labels:
+            raise ValueError(f"multi-label task {spec.name!r} needs labels")
+
+    def label_tokens(self, spec, max_residues):
+        return list(spec.labels)
+
+    def encode(self, spec, label, sequence):
+        chosen = set(label)
+        unknown = chosen - set(spec.labels)
+        if unknown:
+            raise ValueError(f"unknown labels {sorted(unknown)} for task {spec.name!r}")
+        return [lab for lab in spec.labels if lab in chosen]
+
+    def grammar(self, spec, vocab, sequences, max_steps, device):
+        return MultiLabelGrammar(vocab, spec.labels, len(sequences), device)
+
+    def parse(self, spec, tokens, probs, first_probs):
+        return TaskResult(labels=list(tokens), confidence=_sequence_probability(probs),
+                          label_probs=list(zip(tokens, probs)))
+
+
+class SitesKind(TaskKind):
+    name = "sites"
+    output_columns = ("sites", "confidence", "site_probs")
+
+    def label_tokens(self, spec, max_residues):
+        return [str(p) for p in range(1, max_residues + 1)]
+
+    def candidates(self, spec: TaskSpec, sequence: str) -> list[int]:
+        """1-based positions that may be sites for this sequence."""
+        allowed = spec.residues
+        return [i + 1 for i, aa in enumerate(sequence) if allowed is None or aa in allowed]
+
+    def encode(self, spec, label, sequence):
+        sites = sorted(set(int(p) for p in label))
+        legal = set(self.candidates(spec, sequence))
+        bad = [p for p in sites if p not in legal]
+        if bad:
+            raise ValueError(f"task {spec.name!r}: positions {bad[:5]} are not valid sites")
+        return [str(p) for p in sites]
+
+    def grammar(self, spec, vocab, sequences, max_steps, device):
+        width = max((len(s) for s in sequences), default=0) + 1
+        cand = torch.zeros((len(sequences), width), dtype=torch.bool)
+        for row, seq in enumerate(sequences):
+            cand[row, self.candidates(spec, seq)] = True
+        steps = min(max_steps, int(cand.sum(1).max().item()) + 1 if len(sequences) else 1)
+        return SitesGrammar(vocab, cand.to(device), steps)
+
+    def parse(self, spec, tokens, probs, first_probs):
+        return TaskResult(sites=[int(t) for t in tokens], confidence=_sequence_probability(probs),
+                          site_probs=list(probs))
+
+
+class PerResidueKind(TaskKind):
+    name = "per_residue"
+    output_columns = ("residue_labels", "confidence", "residue_probs")
+
+    def validate(self, spec: TaskSpec) -> None:
+        if len(spec.labels) < 2:
+            raise ValueError(f"per-residue task {spec.name!r} needs at least two labels")
+
+    def label_tokens(self, spec, max_residues):
+        return list(spec.labels)
+
+    def encode(self, spec, label, sequence):
+        labels = list(label)
+        if len(labels) != len(sequence):
+            raise ValueError(f"task {spec.name!r}: {len(labels)} labels for {len(sequence)} residues")
+        unknown = set(labels) - set(spec.labels)
+        if unknown:
+            raise ValueError(f"unknown labels {sorted(unknown)} for task {spec.name!r}")
+        return labels
+
+    def grammar(self, spec, vocab, sequences, max_steps, device):
+        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device)
+        return PerResidueGrammar(vocab, spec.labels, lengths)
+
+    def parse(self, spec, tokens, probs, first_probs):
+        mean = float(sum(probs) / len(probs)) if probs else None
+        return TaskResult(residue_labels=list(tokens), confidence=mean, residue_probs=list(probs))
+
+
+KINDS: dict[str, TaskKind] = {k.name: k for k in (
+    RegressionKind(), ClassKind(), MultiLabelKind(), SitesKind(), PerResidueKind())}

@@ -1,0 +1,55 @@
+"""Tiny models built in the tests, with ESM2 encoders saved in fair-esm's own checkpoint layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from p2t_screen.encoder import EncoderConfig, save_esm_checkpoint
+from p2t_screen.model import P2TModel, create_model
+from p2t_screen.modelio import BUNDLED, save_model
+from p2t_screen.tasks import TaskSpec
+
+TINY_ENCODER = dict(num_layers=2, embed_dim=32, attention_heads=4, token_dropout=True)
+
+TASKS = [
+    TaskSpec("stability", "regression", value_range=(-1.97, 3.4)),
+    TaskSpec("kingdom", "class", labels=("archaea", "bacteria", "eukaryota")),
+    TaskSpec("location", "multilabel", labels=("Cytoplasm", "Nucleus", "Cell membrane", "Mitochondrion")),
+    TaskSpec("phospho", "sites", residues="STY"),
+    TaskSpec("positions_k", "sites"),
+    TaskSpec("ss3", "per_residue", labels=("H", "E", "C")),
+]
+
+
+def tiny_model(seed: int = 0, max_residues: int = 64, tasks=TASKS, source: str = BUNDLED,
+               norm_first: bool = True, memory_positions: int = 0) -> P2TModel:
+    """A random-weight model; random weights exercise grammars and batching, not accuracy."""
+    torch.manual_seed(seed)
+    enc = EncoderConfig(source=source, max_residues=max_residues, **TINY_ENCODER)
+    model = create_model("tiny", enc, list(tasks), dim=32, num_layers=2, num_heads=4, ffn_dim=64,
+                         norm_first=norm_first, memory_positions=memory_positions)
+    # Sharpen the output layer so greedy choices are far from ties (stable across batchings).
+    with torch.no_grad():
+        model.decoder.output.weight.mul_(8.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved bundled-encoder tiny model directory."""
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    save_model(tiny_model(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def esm_checkpoint(tmp_path_factory) -> Path:
+    """A tiny ESM2 saved exactly as fair-esm checkpoints are (cfg Namespace + encoder.* keys)."""
+    torch.manual_seed(1)
+    model = EncoderConfig(source="x", **TINY_ENCODER).build()
+    path = tmp_path_factory.mktemp("esm") / "esm2_t2_tiny.pt"
+    save_esm_checkpoint(model, path)
+    return path
