@@ -1,0 +1,257 @@
+"""Streaming FASTA reading with normalisation and per-record validation policies."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import re
+import string
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+from p2t_screen.errors import InputError
+
+ENCODER_ALPHABET: frozenset[str] = frozenset("ACDEFGHIKLMNPQRSTVWYXBUZO")
+
+
+class Status(str, Enum):
+    """Per-row status values shared by reading, encoding and output."""
+
+    OK = "ok"
+    INVALID = "invalid"
+    EMPTY = "empty"
+    TOO_LONG = "too_long"
+    OOM = "oom"
+    ERROR = "error"
+
+
+class OnInvalid(str, Enum):
+    """What to do with a record containing characters outside the encoder alphabet."""
+
+    ERROR = "error"
+    SKIP = "skip"
+    X = "x"
+
+
+class OnLong(str, Enum):
+    """What to do with a record longer than the encoder limit."""
+
+    TRUNCATE = "truncate"
+    SKIP = "skip"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ReadPolicy:
+    """How invalid and over-long records are treated."""
+
+    on_invalid: OnInvalid = OnInvalid.ERROR
+    on_long: OnLong = OnLong.TRUNCATE
+    max_residues: int = 1022
+
+    def __post_init__(self) -> None:
+        # Accept plain strings (e.g. straight from CLI options); unknown values raise ValueError.
+        object.__setattr__(self, "on_invalid", OnInvalid(self.on_invalid))
+        object.__setattr__(self, "on_long", OnLong(self.on_long))
+        limit = self.max_residues
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ValueError(f"max_residues must be a positive integer, got {limit!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One input sequence after normalisation and validation."""
+
+    input_index: int
+    seq_id: str
+    header: str
+    sequence: str
+    status: Status
+    error: str | None
+    residues_used: int
+    truncated: bool
+
+    @property
+    def used_sequence(self) -> str:
+        """The residues actually given to the encoder (after truncation)."""
+        return self.sequence[: self.residues_used]
+
+    @property
+    def seq_hash(self) -> str:
+        """SHA-256 hex digest of the full normalised sequence."""
+        return hashlib.sha256(self.sequence.encode("utf-8")).hexdigest()
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+# Only ASCII whitespace counts: bytes such as 0xA0 or 0x85 in a sequence are garbage, not spacing.
+_ASCII_WS = " \t\n\r\v\f"
+# ASCII-only upper-casing: str.upper() would turn e.g. 'ß' into 'SS' and hide a bad byte.
+_NORMALISE = str.maketrans(string.ascii_lowercase, string.ascii_uppercase, _ASCII_WS)
+_TO_X = str.maketrans({c: "X" for c in string.ascii_uppercase if c not in ENCODER_ALPHABET})
+_INVALID_RE = re.compile(f"[^{''.join(sorted(ENCODER_ALPHABET))}]")
+# A UTF-8 byte-order mark as seen through latin-1 decoding, and as text.
+_BOMS = ("\xef\xbb\xbf", "\ufeff")
+
+
+def _utf8_header(text: str) -> str:
+    # File lines are latin-1 decoded (lossless); headers are really UTF-8.
+    return text.encode("latin-1").decode("utf-8", errors="replace")
+
+
+def _file_lines(path: str | os.PathLike) -> Iterator[str]:
+    """Lines of a plain or gzip file, latin-1 decoded, with any newline convention."""
+    name = os.fspath(path)
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    with fh:
+        try:
+            # Sniff magic bytes rather than trusting the extension; peek keeps pipes working.
+            compressed = fh.peek(2)[:2] == _GZIP_MAGIC
+            binary = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
+            with io.TextIOWrapper(binary, encoding="latin-1", newline=None) as text:
+                yield from text
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise InputError(f"{name}: gzip data is truncated or corrupt ({exc})") from exc
+        except OSError as exc:
+            raise InputError(f"cannot read {name}: {exc}") from exc
+
+
+def _split_records(
+    lines: Iterable[str], source: str, decode_header: Callable[[str], str]
+) -> Iterator[tuple[str, str]]:
+    """(header, raw sequence text) pairs; raises InputError when text precedes the first header."""
+    header: str | None = None
+    chunks: list[str] = []
+    for lineno, line in enumerate(lines, 1):
+        if lineno == 1:
+            for bom in _BOMS:
+                line = line.removeprefix(bom)
+        body = line.strip(_ASCII_WS)
+        if not body:
+            continue
+        if body.startswith(">"):
+            if header is not None:
+                yield header, "".join(chunks)
+            header, chunks = decode_header(body[1:]).strip(), []
+        elif header is None:
+            raise InputError(
+                f"{source}: line {lineno}: expected a FASTA header starting with '>' "
+                "(this does not look like a FASTA file)"
+            )
+        else:
+            chunks.append(body)
+    if header is not None:
+        yield header, "".join(chunks)
+
+
+def _make_record(index: int, seq_id: str, header: str, raw: str, policy: ReadPolicy) -> Record:
+    """Normalise and validate one sequence; policy violations become non-OK statuses here."""
+
+    def rejected(sequence: str, status: Status, error: str) -> Record:
+        return Record(index, seq_id, header, sequence, status, error, 0, False)
+
+    seq = raw.translate(_NORMALISE).removesuffix("*")
+    if not seq:
+        return rejected("", Status.EMPTY, "empty sequence")
+    candidate = seq.translate(_TO_X) if policy.on_invalid is OnInvalid.X else seq
+    bad = _INVALID_RE.search(candidate)
+    if bad is not None:
+        reason = f"invalid character {bad.group()!r} at position {bad.start() + 1}"
+        return rejected(seq, Status.INVALID, reason)
+    seq, limit = candidate, policy.max_residues
+    if len(seq) <= limit:
+        return Record(index, seq_id, header, seq, Status.OK, None, len(seq), False)
+    if policy.on_long is OnLong.TRUNCATE:
+        return Record(index, seq_id, header, seq, Status.OK, None, limit, True)
+    reason = f"sequence of {len(seq)} residues exceeds the encoder limit of {limit}"
+    return rejected(seq, Status.TOO_LONG, reason)
+
+
+def _forbidden(record: Record, policy: ReadPolicy) -> bool:
+    """Whether the policy says this record must stop the run."""
+    if record.status is Status.INVALID:
+        return policy.on_invalid is OnInvalid.ERROR
+    return record.status is Status.TOO_LONG and policy.on_long is OnLong.ERROR
+
+
+def _describe(record: Record) -> str:
+    label = f"id {record.seq_id!r}" if record.seq_id else "no id"
+    return f"record {record.input_index + 1} ({label}): {record.error}"
+
+
+def _policy_note(policy: ReadPolicy) -> str:
+    return f"on_invalid={policy.on_invalid.value}, on_long={policy.on_long.value}"
+
+
+def _checked(records: Iterable[Record], policy: ReadPolicy, source: str) -> Iterator[Record]:
+    """Pass records through, raising InputError at the first one the policy forbids."""
+    for record in records:
+        if _forbidden(record, policy):
+            raise InputError(f"{source}: {_describe(record)} [{_policy_note(policy)}]")
+        yield record
+
+
+def _parsed(
+    lines: Iterable[str], policy: ReadPolicy, source: str, decode_header: Callable[[str], str]
+) -> Iterator[Record]:
+    for index, (header, raw) in enumerate(_split_records(lines, source, decode_header)):
+        words = header.split(maxsplit=1)
+        yield _make_record(index, words[0] if words else "", header, raw, policy)
+
+
+def read_fasta(path: str | os.PathLike, policy: ReadPolicy) -> Iterator[Record]:
+    """Stream records from a FASTA file (plain or gzip), applying the read policy."""
+    source = os.fspath(path)
+    records = _parsed(_file_lines(path), policy, source, _utf8_header)
+    yield from _checked(records, policy, source)
+
+
+def check_fasta(path: str | os.PathLike, policy: ReadPolicy, max_problems: int = 20) -> int:
+    """Validate a whole FASTA file in one streaming pass and return its record count."""
+    if max_problems < 1:
+        raise ValueError(f"max_problems must be at least 1, got {max_problems}")
+    source = os.fspath(path)
+    problems: list[str] = []
+    count = hidden = 0
+    for record in _parsed(_file_lines(path), policy, source, _utf8_header):
+        count += 1
+        if _forbidden(record, policy):
+            if len(problems) < max_problems:
+                problems.append(_describe(record))
+            else:
+                hidden += 1
+    if problems:
+        total = len(problems) + hidden
+        note = _policy_note(policy)
+        lines = [f"{source}: {total} record(s) rejected by the read policy ({note}):"]
+        lines += [f"  {problem}" for problem in problems]
+        if hidden:
+            lines.append(f"  and {hidden} more")
+        raise InputError("\n".join(lines))
+    return count
+
+
+def parse_fasta_text(text: str, policy: ReadPolicy) -> list[Record]:
+    """Parse FASTA held in a string (handy in tests and notebooks)."""
+    source = "<text>"
+    lines = io.StringIO(text, newline=None)
+    return list(_checked(_parsed(lines, policy, source, str), policy, source))
+
+
+def records_from_sequences(
+    items: Iterable[tuple[str, str] | str], policy: ReadPolicy
+) -> Iterator[Record]:
+    """Records from (id, sequence) pairs or bare sequences (named seq1, seq2, ...)."""
+
+    def build() -> Iterator[Record]:
+        for index, item in enumerate(items):
+            seq_id, raw = (f"seq{index + 1}", item) if isinstance(item, str) else item
+            yield _make_record(index, seq_id, seq_id, raw, policy)
+
+    yield from _checked(build(), policy, "input")

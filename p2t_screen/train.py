@@ -1,0 +1,133 @@
+"""Teacher-forced training of a p2t model: examples -> token-budget batches -> AdamW steps.
+
+The decoder sees `<bos> <task_X> label... <eos>`; the loss covers the label tokens and `<eos>`
+(the task token is given, never predicted), pads are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .batching import padded_tokens
+from .encoder import ALPHABET, tokenize
+from .model import P2TModel
+from .tasks import KINDS
+
+
+@dataclass(frozen=True)
+class Example:
+    """One (sequence, task) training pair, label already turned into decoder ids."""
+
+    sequence: str
+    target: tuple[int, ...]  # <bos> <task> label... <eos>
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and batching settings (Prot2Token's recipe: AdamW, warmup, cosine, clip 1)."""
+
+    steps: int
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup: int = 100
+    max_tokens: int = 8192
+    grad_clip: float = 1.0
+    mask_prob: float = 0.0  # fraction of encoder input residues replaced by <mask>
+    seed: int = 0
+
+
+def make_example(model: P2TModel, task: str, sequence: str, label: object) -> Example:
+    """Turn a label in its natural form into a training example; ValueError names the problem."""
+    spec = model.config.task(task)
+    tokens = KINDS[spec.kind].encode(spec, label, sequence)
+    vocab = model.vocab
+    target = (vocab.bos_id, vocab.id(spec.token), *vocab.ids(tokens), vocab.eos_id)
+    if len(target) > model.config.decoder.max_len + 1:
+        raise ValueError(f"task {task}: {len(tokens)} label tokens exceed the decoder length")
+    return Example(sequence, target)
+
+
+def batches(examples: Sequence[Example], max_tokens: int, rng: random.Random) -> Iterator[list[Example]]:
+    """Endless shuffled batches of similar length, each within the padded-token budget."""
+    while True:
+        order = sorted(examples, key=lambda e: (len(e.sequence), rng.random()))
+        chunks: list[list[Example]] = []
+        batch: list[Example] = []
+        for ex in order:
+            if batch and padded_tokens(len(batch) + 1, len(ex.sequence)) > max_tokens:
+                chunks.append(batch)
+                batch = []
+            batch.append(ex)
+        if batch:
+            chunks.append(batch)
+        rng.shuffle(chunks)
+        yield from chunks
+
+
+def collate(batch: list[Example], mask_prob: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """ESM tokens (B, T) with optional masking, and padded decoder targets (B, L)."""
+    esm = tokenize([e.sequence for e in batch])
+    if mask_prob > 0:
+        residues = (esm != ALPHABET.padding_idx) & (esm != ALPHABET.cls_idx) & (esm != ALPHABET.eos_idx)
+        hit = (torch.rand(esm.shape, generator=gen) < mask_prob) & residues
+        esm = esm.masked_fill(hit, ALPHABET.mask_idx)
+    width = max(len(e.target) for e in batch)
+    dec = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, e in enumerate(batch):
+        dec[i, : len(e.target)] = torch.tensor(e.target)
+    return esm, dec
+
+
+def loss_on(model: P2TModel, esm: Tensor, dec: Tensor) -> Tensor:
+    """Mean cross-entropy over label and `<eos>` tokens."""
+    memory, keep = model.encode(esm)
+    logits = model.decoder(dec[:, :-1], model.decoder.memory_kv(memory), keep)  # (B, L-1, V)
+    target = dec[:, 1:].clone()
+    target[:, 0] = -100  # the task token is given, not predicted
+    target[target == model.vocab.pad_id] = -100
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
+                           ignore_index=-100)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def train(model: P2TModel, examples: Sequence[Example], cfg: TrainConfig,
+          on_step: Callable[[int, float, float], None] | None = None) -> list[float]:
+    """Run `cfg.steps` optimiser steps; returns the loss of every step."""
+    if not examples:
+        raise ValueError("no training examples")
+    rng = random.Random(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    losses: list[float] = []
+    stream = batches(examples, cfg.max_tokens, rng)
+    for step in range(cfg.steps):
+        esm, dec = collate(next(stream), cfg.mask_prob, gen)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = loss_on(model, esm.to(device), dec.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        losses.append(loss.detach().item())
+        if on_step:
+            on_step(step, losses[-1], optimizer.param_groups[0]["lr"])
+    model.eval()
+    return losses

@@ -1,0 +1,141 @@
+"""Decoding: KV cache and batching change nothing; grammars make every output parse."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from p2t_screen.encoder import tokenize
+from p2t_screen.fasta import ReadPolicy, records_from_sequences
+from p2t_screen.generate import greedy_decode
+from p2t_screen.predict import ScreenConfig, Screener
+from p2t_screen.tasks import KINDS, TaskResult
+
+from conftest import tiny_model
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def random_sequences(n: int, lo: int, hi: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(AA) for _ in range(rng.randint(lo, hi))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=3)
+
+
+def decode_all(model, sequences, use_cache):
+    memory, keep = model.encode(tokenize(sequences))
+    kv = model.decoder.memory_kv(memory)
+    out = {}
+    for spec in model.config.tasks:
+        grammar = KINDS[spec.kind].grammar(spec, model.vocab, sequences, model.config.max_output_steps,
+                                           torch.device("cpu"))
+        out[spec.name] = greedy_decode(model.decoder, kv, keep, model.prompt(spec, len(sequences), "cpu"),
+                                       grammar, model.vocab.eos_id, use_cache=use_cache)
+    return out
+
+
+def test_cached_and_uncached_decoding_give_identical_tokens(model):
+    seqs = random_sequences(6, 5, 40, seed=1)
+    cached, plain = decode_all(model, seqs, True), decode_all(model, seqs, False)
+    for name in cached:
+        a, b = cached[name], plain[name]
+        width = min(a.tokens.shape[1], b.tokens.shape[1])
+        assert torch.equal(a.tokens[:, :width], b.tokens[:, :width]), name
+        assert (a.tokens[:, width:] == 0).all() and (b.tokens[:, width:] == 0).all()
+        torch.testing.assert_close(a.probs[:, :width], b.probs[:, :width], atol=1e-5, rtol=1e-4)
+
+
+def test_batch_equals_one_at_a_time(model):
+    seqs = random_sequences(9, 3, 60, seed=2)
+    screener = Screener(model, list(model.config.tasks))
+    batched = screener.predict(seqs)
+    for i, seq in enumerate(seqs):
+        single = screener.predict([seq])
+        for name, outcomes in batched.items():
+            a, b = outcomes[i], single[name][0]
+            assert (a.value, a.label, a.labels, a.sites, a.residue_labels) == \
+                   (b.value, b.label, b.labels, b.sites, b.residue_labels), (name, seq)
+            assert a.confidence == pytest.approx(b.confidence, rel=1e-4, abs=1e-6)
+
+
+def test_screen_output_independent_of_token_budget(model):
+    seqs = random_sequences(20, 1, 50, seed=5)
+    records = list(records_from_sequences(seqs, ReadPolicy(max_residues=64)))
+    tables = []
+    for budget in (60, 400, 100_000):
+        batches = Screener(model, list(model.config.tasks), ScreenConfig(max_tokens=budget)).screen(records)
+        tables.append([b.drop_columns(["confidence", "label_probs", "site_probs", "residue_probs"])
+                       for b in batches])
+    assert tables[0][0].equals(tables[1][0]) and tables[1][0].equals(tables[2][0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_output_parses_on_random_weights(seed):
+    model = tiny_model(seed=100 + seed, max_residues=48)
+    with torch.no_grad():  # flatten the output layer so random models wander through the grammar
+        model.decoder.output.weight.mul_(0.05)
+    seqs = random_sequences(8, 1, 48, seed=seed)
+    results = Screener(model, list(model.config.tasks)).predict(seqs)
+    for name, outcomes in results.items():
+        spec = model.config.task(name)
+        for seq, res in zip(seqs, outcomes):
+            assert isinstance(res, TaskResult), (name, res)
+            check_result(spec, seq, res)
+
+
+def check_result(spec, seq, res: TaskResult) -> None:
+    if spec.kind == "regression":
+        lo, hi = spec.value_range
+        assert lo - 1e-3 <= res.value <= hi + 1e-3
+    elif spec.kind == "class":
+        assert res.label in spec.labels
+        assert sum(p for _, p in res.label_probs) == pytest.approx(1.0, abs=1e-4)
+        assert dict(res.label_probs)[res.label] == pytest.approx(res.confidence)
+    elif spec.kind == "multilabel":
+        ranks = [spec.labels.index(lab) for lab in res.labels]
+        assert ranks == sorted(set(ranks))
+    elif spec.kind == "sites":
+        assert res.sites == sorted(set(res.sites))
+        assert all(1 <= p <= len(seq) for p in res.sites)
+        if spec.residues:
+            assert all(seq[p - 1] in spec.residues for p in res.sites)
+        assert len(res.site_probs) == len(res.sites)
+    elif spec.kind == "per_residue":
+        assert len(res.residue_labels) == len(seq)
+        assert set(res.residue_labels) <= set(spec.labels)
+        assert len(res.residue_probs) == len(seq)
+    assert res.confidence is None or 0.0 <= res.confidence <= 1.0 + 1e-6
+
+
+def test_sites_stop_within_the_decoder_budget():
+    model = tiny_model(seed=7, max_residues=40)
+    seq = "S" * 40
+    spec = model.config.task("positions_k")
+    grammar = KINDS["sites"].grammar(spec, model.vocab, [seq], 5, torch.device("cpu"))
+    assert grammar.max_steps == 5  # budget smaller than the 40 candidates
+    assert grammar.allowed(4).nonzero()[:, 1].tolist() == [model.vocab.eos_id]
+
+
+def test_decoding_does_not_sync_per_token(model, monkeypatch):
+    """A fixed-length grammar decodes without any host sync inside the loop."""
+    calls = {"n": 0}
+    real = torch.Tensor.item
+
+    def counting_item(self):
+        calls["n"] += 1
+        return real(self)
+
+    seqs = random_sequences(4, 10, 20, seed=9)
+    memory, keep = model.encode(tokenize(seqs))
+    kv = model.decoder.memory_kv(memory)
+    spec = model.config.task("stability")
+    grammar = KINDS["regression"].grammar(spec, model.vocab, seqs, 100, torch.device("cpu"))
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    greedy_decode(model.decoder, kv, keep, model.prompt(spec, 4, "cpu"), grammar, model.vocab.eos_id)
+    assert calls["n"] == 0

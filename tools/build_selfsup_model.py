@@ -1,0 +1,115 @@
+"""Build the bundled self-supervised model `models/p2t-selfsup-tiny` from real UniProt sequences.
+
+The tasks are Prot2Token's self-supervised residue-position tasks (every position of S, T, Y, K,
+R, N): labels come from the sequence itself, so every output can be checked. The ESM2-shaped
+encoder is trained from scratch here (ESM2 weights cannot be downloaded on these machines).
+
+    python tools/prepare_sequences.py              # real sequences -> data/selfsup/
+    python tools/build_selfsup_model.py --minutes 25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from p2t_screen.catalog import CATALOG, SELF_SUPERVISED_RESIDUES
+from p2t_screen.encoder import EncoderConfig
+from p2t_screen.fasta import ReadPolicy, read_fasta
+from p2t_screen.metrics import random_site_baseline, site_metrics
+from p2t_screen.model import create_model
+from p2t_screen.modelio import BUNDLED, load_model, save_model
+from p2t_screen.predict import Screener
+from p2t_screen.train import TrainConfig, make_example, train
+
+TASKS = [CATALOG[f"positions_{r.lower()}"] for r in SELF_SUPERVISED_RESIDUES]
+
+
+def create_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("data/selfsup"))
+    p.add_argument("--out", type=Path, default=Path("models/p2t-selfsup-tiny"))
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--examples-per-sequence", type=int, default=3)
+    p.add_argument("--eval-sequences", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def crop(seq: str, rng: random.Random, max_len: int) -> str:
+    """A random window with log-uniform length, so short and long inputs are both seen."""
+    length = min(len(seq), int(round(math.exp(rng.uniform(math.log(30), math.log(max_len))))))
+    start = rng.randrange(0, len(seq) - length + 1)
+    return seq[start:start + length]
+
+
+def sites(seq: str, residue: str) -> list[int]:
+    """1-based positions of `residue` in `seq` (the self-supervised label)."""
+    return [i + 1 for i, aa in enumerate(seq) if aa == residue]
+
+
+def evaluate(model, sequences: list[str]) -> dict[str, dict]:
+    """Screen held-out sequences through the real screening path and score every task."""
+    screener = Screener(model, TASKS)
+    results: dict[str, dict] = {}
+    outcomes = {t.name: [] for t in TASKS}
+    for start in range(0, len(sequences), 32):
+        chunk = sequences[start:start + 32]
+        for name, rows in screener.predict(chunk).items():
+            outcomes[name].extend(rows)
+    for spec in TASKS:
+        residue = spec.name[-1].upper()
+        truth = [sites(s, residue) for s in sequences]
+        pred = [o.sites for o in outcomes[spec.name]]
+        results[spec.name] = {"model": site_metrics(truth, pred),
+                              "random_baseline": random_site_baseline(sequences, truth)}
+    return results
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    policy = ReadPolicy(on_invalid="skip", max_residues=1022)
+    train_seqs = [r.used_sequence for r in read_fasta(args.data / "train.fasta", policy) if r.residues_used]
+    valid_seqs = [r.used_sequence for r in read_fasta(args.data / "valid.fasta", policy) if r.residues_used]
+    enc = EncoderConfig(source=BUNDLED, num_layers=4, embed_dim=128, attention_heads=8, max_residues=1022)
+    model = create_model("p2t-selfsup-tiny", enc, TASKS, dim=128, num_layers=3, num_heads=4,
+                         ffn_dim=512, memory_positions=1024)
+    examples = []
+    for seq in train_seqs:
+        for spec in rng.sample(TASKS, args.examples_per_sequence):
+            piece = crop(seq, rng, 1022)
+            examples.append(make_example(model, spec.name, piece, sites(piece, spec.name[-1].upper())))
+    cfg = TrainConfig(steps=args.steps, lr=1e-3, warmup=100, max_tokens=8192, seed=args.seed)
+    started = time.time()
+
+    def log(step: int, loss: float, lr: float) -> None:
+        if step % 50 == 0 or step == cfg.steps - 1:
+            print(f"step {step} loss {loss:.3f} lr {lr:.2e} {time.time() - started:.0f}s", flush=True)
+
+    losses = train(model, examples, cfg, log)
+    minutes = (time.time() - started) / 60
+    extra = {"provenance": json.loads((args.data / "provenance.json").read_text())
+             if (args.data / "provenance.json").exists() else {},
+             "training": {"steps": cfg.steps, "examples": len(examples), "train_sequences": len(train_seqs),
+                          "final_loss": sum(losses[-50:]) / min(50, len(losses)), "minutes": round(minutes, 1),
+                          "command": " ".join(["python", *sys.argv])}}
+    save_model(model, args.out, extra)
+    metrics = evaluate(load_model(args.out), valid_seqs[: args.eval_sequences])
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
+
+
+def main() -> None:
+    run(create_parser().parse_args())
+
+
+if __name__ == "__main__":
+    main()
