@@ -145,6 +145,42 @@ def models_cmd(
     Console().print(table)
 
 
+@app.command("bench")
+def bench_cmd(
+    model: Annotated[Optional[str], typer.Option(help="model directory or bundled name")] = None,
+    tasks: Annotated[Optional[str], typer.Option(help="comma-separated tasks [default: the model's first two]")] = None,
+    n: Annotated[int, typer.Option(min=1, help="sequences in the generated library")] = 500,
+    min_len: Annotated[int, typer.Option(min=1)] = 50,
+    max_len: Annotated[int, typer.Option(min=1)] = 800,
+    naive_n: Annotated[int, typer.Option(min=1, help="sequences for the (slow) naive path")] = 40,
+    max_tokens: Annotated[int, typer.Option(min=1)] = DEFAULT_MAX_TOKENS,
+    device: Annotated[str, typer.Option()] = "auto",
+    dtype: Annotated[str, typer.Option()] = "auto",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Measure screen throughput beside the encoder alone and a naive reference-style path."""
+    from .bench import run_bench
+
+    try:
+        report = run_bench(model, _split_tasks(tasks) if tasks else None, n, min_len, max_len,
+                           naive_n, max_tokens, device, dtype, seed, log=lambda m: err.print(m, style="dim"))
+    except P2TError as exc:
+        raise _fail(exc) from None
+    out = Console()
+    for title, (screen, floor, naive), equal in report.scenarios:
+        table = Table(title=title)
+        for col in ("path", "sequences", "residues", "seconds", "seq/s", "residues/s", "vs screen"):
+            table.add_column(col, justify="left" if col == "path" else "right")
+        for t in (screen, floor, naive):
+            table.add_row(t.name, str(t.sequences), str(t.residues), f"{t.seconds:.2f}",
+                          f"{t.seq_per_s:.1f}", f"{t.res_per_s:,.0f}", f"{screen.res_per_s / t.res_per_s:.2f}x")
+        out.print(table)
+        out.print(f"screen / encoder-alone time per residue: {floor.res_per_s / screen.res_per_s:.2f}x; "
+                  f"screen is {screen.res_per_s / naive.res_per_s:.1f}x faster than naive; "
+                  f"naive and screen outputs identical on the naive sample: {equal}")
+    out.print(f"peak RSS {report.peak_rss_mib:.0f} MiB; device {report.device}; torch threads {report.threads}")
+
+
 @app.command("columns")
 def columns_cmd() -> None:
     """The output columns and what they hold."""

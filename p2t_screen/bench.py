@@ -1,0 +1,212 @@
+"""`p2t bench`: screen throughput beside its floor (the encoder alone) and a naive path.
+
+The naive path is how the reference runs: batch size 1, encoder input padded to the full
+encoder length, a fresh encoder pass per task, and every decoding step re-running the whole
+prefix and recomputing the cross-attention keys/values of the memory. All three run the same
+model on the same machine in one process; the figures are measured, never assumed.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .batching import token_budget_batches
+from .encoder import tokenize
+from .fasta import ReadPolicy, read_fasta
+from .model import P2TModel, create_model
+from .modelio import BUNDLED, save_model
+from .pipeline import ScreenRequest, screen_file
+from .predict import ScreenConfig, Screener
+from .tasks import KINDS, TaskSpec
+
+# Amino-acid background frequencies (UniProtKB/Swiss-Prot release statistics, percent).
+AA_FREQ = {"A": 8.25, "R": 5.53, "N": 4.06, "D": 5.45, "C": 1.37, "Q": 3.93, "E": 6.75, "G": 7.07,
+           "H": 2.27, "I": 5.96, "L": 9.66, "K": 5.84, "M": 2.42, "F": 3.86, "P": 4.70, "S": 6.56,
+           "T": 5.34, "W": 1.08, "Y": 2.92, "V": 6.87}
+
+
+@dataclass
+class Timing:
+    """One measured path."""
+
+    name: str
+    sequences: int
+    residues: int
+    seconds: float
+
+    @property
+    def seq_per_s(self) -> float:
+        return self.sequences / self.seconds
+
+    @property
+    def res_per_s(self) -> float:
+        return self.residues / self.seconds
+
+
+def generate_library(path: Path, n: int, lo: int, hi: int, seed: int) -> list[str]:
+    """Write `n` random sequences (lengths uniform in [lo, hi], natural composition)."""
+    rng = random.Random(seed)
+    letters, weights = zip(*AA_FREQ.items())
+    seqs = ["".join(rng.choices(letters, weights, k=rng.randint(lo, hi))) for _ in range(n)]
+    path.write_text("".join(f">bench{i}\n{s}\n" for i, s in enumerate(seqs)))
+    return seqs
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@torch.inference_mode()
+def time_encoder(model: P2TModel, seqs: list[str], max_tokens: int) -> Timing:
+    """The floor: the same token-budget batches through the encoder and projection only."""
+    device = next(model.parameters()).device
+    start = time.perf_counter()
+    for batch in token_budget_batches(seqs, len, max_tokens):
+        memory, _ = model.encode(tokenize(batch, device))
+        model.decoder.memory_kv(memory)
+    _sync(device)
+    return Timing("encoder only", len(seqs), sum(map(len, seqs)), time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def naive_predict(model: P2TModel, seq: str, spec: TaskSpec) -> list[int]:
+    """One sequence, one task, the reference's way (grammar kept so outputs are comparable)."""
+    device = next(model.parameters()).device
+    full = model.config.encoder.max_residues + 2
+    tokens = torch.full((1, full), model.encoder.padding_idx, dtype=torch.long, device=device)
+    tokens[0, : len(seq) + 2] = tokenize([seq], device)[0]
+    memory, keep = model.encode(tokens)
+    grammar = KINDS[spec.kind].grammar(spec, model.vocab, [seq], model.config.max_output_steps, device)
+    prefix = model.prompt(spec, 1, device)
+    out: list[int] = []
+    for step in range(grammar.max_steps):
+        logits = model.decoder(prefix, model.decoder.memory_kv(memory), keep)[:, -1]
+        token = logits.masked_fill(~grammar.allowed(step), float("-inf")).argmax(-1)
+        grammar.advance(token)
+        out.append(int(token.item()))
+        if out[-1] == model.vocab.eos_id:
+            break
+        prefix = torch.cat([prefix, token[:, None]], dim=1)
+    return out[:-1]
+
+
+def time_naive(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> tuple[Timing, list]:
+    start = time.perf_counter()
+    outputs = [[naive_predict(model, s, spec) for spec in tasks] for s in seqs]
+    _sync(next(model.parameters()).device)
+    return Timing("naive", len(seqs), sum(map(len, seqs)),
+                  time.perf_counter() - start), outputs
+
+
+def time_screen(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str, dtype: str,
+                max_tokens: int, label: str) -> Timing:
+    """Through `screen_file`: FASTA parsing, batching, decoding, Parquet writing (model loading
+    excluded, as it is paid once per run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        req = ScreenRequest(input=fasta, output=Path(tmp) / "out", model=model_ref,
+                            tasks=tuple(t.name for t in tasks), device=device, dtype=dtype,
+                            screen=ScreenConfig(max_tokens=max_tokens), command="p2t bench")
+        summary = screen_file(req)
+    if not summary.all_ok:
+        raise RuntimeError(f"bench screen had rows not ok: {summary.status_counts}")
+    return Timing(label, summary.records, summary.residues, summary.seconds)
+
+
+def scalar_twin(model: P2TModel, path: Path) -> Path:
+    """A copy of `model` whose tasks are one regression and one class head (same encoder and
+    decoder sizes and weights, new task heads): times scalar tasks on models that have none.
+    Its predictions mean nothing; it exists only to be timed."""
+    tasks = [TaskSpec("bench_regression", "regression", value_range=(0.0, 1.0)),
+             TaskSpec("bench_class", "class", labels=("a", "b", "c"))]
+    cfg = model.config
+    decoder_options = {k: v for k, v in cfg.decoder.to_dict().items()
+                       if k not in ("vocab_size", "memory_dim")}
+    twin = create_model(f"{cfg.name}-scalar-twin", replace(cfg.encoder, source=BUNDLED), tasks,
+                        encoder=model.encoder, **decoder_options)
+    own = twin.decoder.state_dict()
+    twin.decoder.load_state_dict({k: v for k, v in model.decoder.state_dict().items()
+                                  if own[k].shape == v.shape}, strict=False)
+    return save_model(twin.float(), path)
+
+
+def same_outputs(model: P2TModel, seqs: list[str], tasks: list[TaskSpec], naive: list) -> bool:
+    """Do the batched, cached path and the naive path write the same tokens?"""
+    screener = Screener(model, tasks)
+    fast = screener.predict(seqs)
+    vocab = model.vocab
+    for i in range(len(seqs)):
+        for j, spec in enumerate(tasks):
+            kind = KINDS[spec.kind]
+            toks = [vocab.tokens[t] for t in naive[i][j]]
+            ref = kind.parse(spec, toks, [1.0] * len(toks), {lab: 0.0 for lab in spec.labels})
+            got = fast[spec.name][i]
+            if (ref.value, ref.label, ref.labels, ref.sites, ref.residue_labels) != \
+               (got.value, got.label, got.labels, got.sites, got.residue_labels):
+                return False
+    return True
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def read_sequences(path: Path, max_residues: int) -> list[str]:
+    """Sequences of a FASTA file as the screen would use them."""
+    policy = ReadPolicy(on_invalid="skip", max_residues=max_residues)
+    return [r.used_sequence for r in read_fasta(path, policy) if r.residues_used]
+
+
+@dataclass
+class BenchReport:
+    """Everything one bench run measured."""
+
+    scenarios: list[tuple[str, list[Timing], bool | None]]  # (title, timings, naive outputs equal)
+    peak_rss_mib: float
+    device: str
+    threads: int
+
+
+def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, hi: int,
+              naive_n: int, max_tokens: int, device: str, dtype: str, seed: int,
+              log=print) -> BenchReport:
+    """Measure every path on one generated library; `log` reports what is running."""
+    from .modelio import load_model, resolve_model_path
+    from .runtime import resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    path = resolve_model_path(model_ref)
+    model = load_model(path, dev, resolve_dtype(dtype, dev))
+    specs = model.config.select_tasks(tasks or [t.name for t in model.config.tasks[:2]])
+    scenarios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fasta = Path(tmp) / "bench.fasta"
+        seqs = generate_library(fasta, n, lo, min(hi, model.config.encoder.max_residues), seed)
+        models = [(f"{model.config.name}: {', '.join(s.name for s in specs)}", str(path), model, specs)]
+        if any(KINDS[s.kind].name not in ("regression", "class") for s in specs):
+            twin_path = scalar_twin(model.float().cpu(), Path(tmp) / "twin")
+            twin = load_model(twin_path, dev, resolve_dtype(dtype, dev))
+            model = load_model(path, dev, resolve_dtype(dtype, dev))
+            models[0] = (models[0][0], str(path), model, specs)
+            models.append(("scalar tasks (timing twin: regression + class heads, same sizes)",
+                           str(twin_path), twin, list(twin.config.tasks)))
+        sample = random.Random(seed).sample(seqs, min(naive_n, len(seqs)))
+        for title, ref, m, task_specs in models:
+            log(f"[{title}] screen of {n} sequences")
+            screen = time_screen(ref, fasta, task_specs, device, dtype, max_tokens, "screen")
+            rss = peak_rss_mib()
+            log(f"[{title}] encoder alone")
+            floor = time_encoder(m, seqs, max_tokens)
+            log(f"[{title}] naive path on {len(sample)} sequences")
+            naive, outputs = time_naive(m, sample, task_specs)
+            equal = same_outputs(m, sample, task_specs, outputs)
+            scenarios.append((title, [screen, floor, naive], equal))
+    return BenchReport(scenarios, rss, str(dev), torch.get_num_threads())
