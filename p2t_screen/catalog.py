@@ -34,7 +34,7 @@ CATALOG: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("localization_deeploc", "multilabel", labels=DEEPLOC_LOCATIONS,
              description="DeepLoc subcellular locations (multi-label)"),
     TaskSpec("secondary_structure", "per_residue", labels=("alpha_helix", "beta_sheet", "coil_or_loop"),
-             description="3-state secondary structure, one label per residue"),
+             codes="HEC", description="3-state secondary structure, one label per residue"),
     TaskSpec("phosphorylation_sites", "sites", residues="STY",
              description="phosphorylated S/T/Y positions"),
     *(_position_task(r) for r in SELF_SUPERVISED_RESIDUES),

@@ -181,6 +181,75 @@ def bench_cmd(
     out.print(f"peak RSS {report.peak_rss_mib:.0f} MiB; device {report.device}; torch threads {report.threads}")
 
 
+@app.command("train", epilog=EXIT_CODES_HELP)
+def train_cmd(
+    config: Annotated[Path, typer.Argument(help="training config (.toml or .yaml); see examples/train.toml")],
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    fresh: Annotated[bool, typer.Option(help="ignore (and delete) a saved training state")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train a model on labelled data; rerun the same command to resume after an interruption."""
+    from .fit import fit, state_dir
+    from .runtime import resolve_device
+    from .trainconfig import load_config
+    from .trainui import TrainProgress
+
+    try:
+        cfg = load_config(config)
+        ui = TrainProgress(err, quiet)
+        with ui:
+            summary = fit(cfg, resolve_device(device), fresh, ui.event)
+    except P2TError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err.print(f"interrupted: rerun the same command to resume from {state_dir(cfg)}")
+        raise typer.Exit(130) from None
+    if not quiet:
+        err.print(f"best validation score {summary['best']:.4f}; model written to {summary['output']}")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Argument(help="model directory or bundled name")],
+    data: Annotated[list[str], typer.Argument(help="TASK=FILE, a file in a folder named after a task, or a training config")],
+    split: Annotated[str, typer.Option(help="which split to score (train | valid | test | all)")] = "test",
+    baseline: Annotated[bool, typer.Option(help="also score a trivial baseline fitted on the train split")] = True,
+    device: Annotated[str, typer.Option()] = "auto",
+    max_tokens: Annotated[int, typer.Option(min=1)] = 8192,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Score a model on labelled data through the real screening path (constrained decoding)."""
+    from .evaluate_cli import run_eval
+
+    try:
+        report = run_eval(model, data, split, baseline, device, max_tokens)
+    except P2TError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(report, indent=2, default=float))
+        return
+    for task, entry in report["tasks"].items():
+        table = Table(title=f"{task} ({entry['kind']}): {entry['examples']} {split} examples from {entry['data']}")
+        table.add_column("metric")
+        table.add_column("model", justify="right")
+        if "baseline" in entry:
+            table.add_column(f"baseline: {entry['baseline']['name']}", justify="right")
+        for key, value in entry["metrics"].items():
+            if key.startswith("f1["):
+                continue
+            cells = [_fmt(value)]
+            if "baseline" in entry:
+                cells.append(_fmt(entry["baseline"]["metrics"].get(key)))
+            table.add_row(key, *cells)
+        Console().print(table)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 @app.command("columns")
 def columns_cmd() -> None:
     """The output columns and what they hold."""

@@ -67,12 +67,12 @@ def class_grammar(vocab: Vocab, labels: Sequence[str], batch: int, device: torch
 class PerResidueGrammar(Grammar):
     """Exactly one label per residue used (row lengths differ), then `<eos>`."""
 
-    def __init__(self, vocab: Vocab, labels: Sequence[str], lengths: Tensor) -> None:
+    def __init__(self, vocab: Vocab, labels: Sequence[str], lengths: Tensor, max_steps: int) -> None:
         device = lengths.device
         self.lengths = lengths[:, None]  # (B, 1)
         self.labels = _one_hot(len(vocab), vocab.ids(labels), device)[None, :]  # (1, V)
         self.eos = _one_hot(len(vocab), [vocab.eos_id], device)[None, :]  # (1, V)
-        self.max_steps = int(lengths.max().item()) + 1 if lengths.numel() else 1
+        self.max_steps = max_steps  # longest row + 1, known on the host (no device sync)
 
     def allowed(self, step: int) -> Tensor:
         return torch.where(step < self.lengths, self.labels, self.eos)

@@ -34,6 +34,9 @@ class ModelConfig:
         if self.decoder.memory_dim != self.encoder.embed_dim:
             raise ValueError(f"decoder memory_dim {self.decoder.memory_dim} != encoder width "
                              f"{self.encoder.embed_dim}")
+        if 0 < self.decoder.memory_positions < self.encoder.max_residues + 2:
+            raise ValueError(f"decoder memory_positions {self.decoder.memory_positions} must cover "
+                             f"max_residues + 2 = {self.encoder.max_residues + 2} encoder positions")
         for spec in self.tasks:
             needed = [spec.token, *KINDS[spec.kind].label_tokens(spec, self.encoder.max_residues)]
             missing = [t for t in needed if t not in self.vocab]

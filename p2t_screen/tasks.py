@@ -37,6 +37,7 @@ class TaskSpec:
     labels: tuple[str, ...] = ()
     value_range: tuple[float, float] | None = None
     residues: str | None = None  # sites: residue types that may be sites (None: any)
+    codes: str | None = None  # per-residue: one character per label, for label strings like "HHEC"
     description: str = ""
     token: str = ""
 
@@ -100,6 +101,14 @@ class TaskKind:
         """Turn a label in its natural form into output tokens (without `<eos>`)."""
         raise NotImplementedError
 
+    def read_label(self, spec: TaskSpec, text: str) -> Any:
+        """Parse a label as written in a data file (ValueError says what is wrong)."""
+        raise NotImplementedError
+
+    def truth_of(self, result: TaskResult) -> Any:
+        """The prediction in the same natural form as `read_label` returns."""
+        raise NotImplementedError
+
     def grammar(self, spec: TaskSpec, vocab: Vocab, sequences: Sequence[str], max_steps: int,
                 device: torch.device) -> Grammar:
         """The constrained-decoding grammar for a batch of (already truncated) sequences."""
@@ -135,6 +144,18 @@ class RegressionKind(TaskKind):
     def grammar(self, spec, vocab, sequences, max_steps, device):
         return regression_grammar(vocab, len(sequences), REGRESSION_DECIMALS, device)
 
+    def read_label(self, spec, text):
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {text!r}")
+        return value
+
+    def truth_of(self, result):
+        return result.value
+
     def parse(self, spec, tokens, probs, first_probs):
         lo, hi = spec.value_range
         y = float("".join(tokens))
@@ -162,6 +183,15 @@ class ClassKind(TaskKind):
     def grammar(self, spec, vocab, sequences, max_steps, device):
         return class_grammar(vocab, spec.labels, len(sequences), device)
 
+    def read_label(self, spec, text):
+        label = str(text).strip()
+        if label not in spec.labels:
+            raise ValueError(f"unknown class {label!r} (known: {', '.join(spec.labels)})")
+        return label
+
+    def truth_of(self, result):
+        return result.label
+
     def parse(self, spec, tokens, probs, first_probs):
         dist = [(lab, first_probs[lab]) for lab in spec.labels]
         return TaskResult(label=tokens[0], confidence=probs[0], label_probs=dist)
@@ -187,6 +217,16 @@ class MultiLabelKind(TaskKind):
 
     def grammar(self, spec, vocab, sequences, max_steps, device):
         return MultiLabelGrammar(vocab, spec.labels, len(sequences), device)
+
+    def read_label(self, spec, text):
+        labels = [t.strip() for t in str(text or "").split(";") if t.strip()]
+        unknown = sorted(set(labels) - set(spec.labels))
+        if unknown:
+            raise ValueError(f"unknown labels {unknown} (known: {', '.join(spec.labels)})")
+        return [lab for lab in spec.labels if lab in labels]
+
+    def truth_of(self, result):
+        return result.labels
 
     def parse(self, spec, tokens, probs, first_probs):
         return TaskResult(labels=list(tokens), confidence=_sequence_probability(probs),
@@ -221,6 +261,15 @@ class SitesKind(TaskKind):
         steps = min(max_steps, int(cand.sum(1).max().item()) + 1 if len(sequences) else 1)
         return SitesGrammar(vocab, cand.to(device), steps)
 
+    def read_label(self, spec, text):
+        try:
+            return sorted({int(t) for t in str(text or "").split(";") if t.strip()})
+        except ValueError:
+            raise ValueError(f"positions must be integers joined by ';': {text!r}") from None
+
+    def truth_of(self, result):
+        return result.sites
+
     def parse(self, spec, tokens, probs, first_probs):
         return TaskResult(sites=[int(t) for t in tokens], confidence=_sequence_probability(probs),
                           site_probs=list(probs))
@@ -233,6 +282,10 @@ class PerResidueKind(TaskKind):
     def validate(self, spec: TaskSpec) -> None:
         if len(spec.labels) < 2:
             raise ValueError(f"per-residue task {spec.name!r} needs at least two labels")
+        if spec.codes is not None and (len(spec.codes) != len(spec.labels)
+                                       or len(set(spec.codes)) != len(spec.codes)):
+            raise ValueError(f"per-residue task {spec.name!r}: codes must give one distinct "
+                             f"character per label")
 
     def label_tokens(self, spec, max_residues):
         return list(spec.labels)
@@ -247,8 +300,22 @@ class PerResidueKind(TaskKind):
         return labels
 
     def grammar(self, spec, vocab, sequences, max_steps, device):
-        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device)
-        return PerResidueGrammar(vocab, spec.labels, lengths)
+        lengths = [len(s) for s in sequences]
+        return PerResidueGrammar(vocab, spec.labels, torch.tensor(lengths, device=device),
+                                 max(lengths, default=0) + 1)
+
+    def read_label(self, spec, text):
+        text = str(text or "").strip()
+        if spec.codes:
+            table = dict(zip(spec.codes, spec.labels))
+            bad = sorted(set(text) - set(table))
+            if bad:
+                raise ValueError(f"unknown residue label codes {bad} (known: {spec.codes})")
+            return [table[c] for c in text]
+        return list(text)
+
+    def truth_of(self, result):
+        return result.residue_labels
 
     def parse(self, spec, tokens, probs, first_probs):
         mean = float(sum(probs) / len(probs)) if probs else None

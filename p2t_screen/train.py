@@ -27,6 +27,7 @@ class Example:
 
     sequence: str
     target: tuple[int, ...]  # <bos> <task> label... <eos>
+    weights: tuple[float, ...] | None = None  # per predicted token (target[1:]); None = all 1
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,22 @@ class TrainConfig:
     seed: int = 0
 
 
-def make_example(model: P2TModel, task: str, sequence: str, label: object) -> Example:
-    """Turn a label in its natural form into a training example; ValueError names the problem."""
+def make_example(model: P2TModel, task: str, sequence: str, label: object,
+                 token_weights: dict[str, float] | None = None) -> Example:
+    """Turn a label in its natural form into a training example; ValueError names the problem.
+
+    `token_weights` (e.g. inverse label frequencies) scales the loss of those output tokens.
+    """
     spec = model.config.task(task)
     tokens = KINDS[spec.kind].encode(spec, label, sequence)
     vocab = model.vocab
     target = (vocab.bos_id, vocab.id(spec.token), *vocab.ids(tokens), vocab.eos_id)
     if len(target) > model.config.decoder.max_len + 1:
         raise ValueError(f"task {task}: {len(tokens)} label tokens exceed the decoder length")
-    return Example(sequence, target)
+    weights = None
+    if token_weights:
+        weights = (0.0, *(token_weights.get(t, 1.0) for t in tokens), 1.0)
+    return Example(sequence, target, weights)
 
 
 def batches(examples: Sequence[Example], max_tokens: int, rng: random.Random) -> Iterator[list[Example]]:
@@ -71,29 +79,47 @@ def batches(examples: Sequence[Example], max_tokens: int, rng: random.Random) ->
         yield from chunks
 
 
-def collate(batch: list[Example], mask_prob: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """ESM tokens (B, T) with optional masking, and padded decoder targets (B, L)."""
+def collate(batch: list[Example], mask_prob: float, gen: torch.Generator, max_width: int = 0
+            ) -> tuple[Tensor, Tensor, Tensor]:
+    """ESM tokens (B, T) with optional masking, padded decoder targets (B, L), and loss
+    weights (B, L-1) for the predicted positions."""
     esm = tokenize([e.sequence for e in batch])
+    # Pad widths to a multiple of 32 (at most `max_width`): fewer distinct shapes keep the CPU
+    # allocator from fragmenting over a long run (padding is masked, so results do not change).
+    extra = min(-esm.shape[1] % 32, max(max_width - esm.shape[1], 0))
+    if extra:
+        esm = F.pad(esm, (0, extra), value=ALPHABET.padding_idx)
     if mask_prob > 0:
         residues = (esm != ALPHABET.padding_idx) & (esm != ALPHABET.cls_idx) & (esm != ALPHABET.eos_idx)
         hit = (torch.rand(esm.shape, generator=gen) < mask_prob) & residues
         esm = esm.masked_fill(hit, ALPHABET.mask_idx)
     width = max(len(e.target) for e in batch)
     dec = torch.zeros((len(batch), width), dtype=torch.long)
+    weights = torch.ones((len(batch), width - 1))
     for i, e in enumerate(batch):
         dec[i, : len(e.target)] = torch.tensor(e.target)
-    return esm, dec
+        if e.weights is not None:
+            weights[i, : len(e.weights)] = torch.tensor(e.weights)
+    return esm, dec, weights
 
 
-def loss_on(model: P2TModel, esm: Tensor, dec: Tensor) -> Tensor:
-    """Mean cross-entropy over label and `<eos>` tokens."""
-    memory, keep = model.encode(esm)
+def loss_on(model: P2TModel, esm: Tensor, dec: Tensor, weights: Tensor | None = None,
+            hidden: Tensor | None = None) -> Tensor:
+    """Weighted mean cross-entropy over label and `<eos>` tokens.
+
+    `hidden` (B, T, E) replaces the encoder pass when its outputs are cached (frozen encoder).
+    """
+    if hidden is None:
+        memory, keep = model.encode(esm)
+    else:
+        memory, keep = model.decoder.project_memory(hidden), esm.ne(model.encoder.padding_idx)
     logits = model.decoder(dec[:, :-1], model.decoder.memory_kv(memory), keep)  # (B, L-1, V)
-    target = dec[:, 1:].clone()
-    target[:, 0] = -100  # the task token is given, not predicted
-    target[target == model.vocab.pad_id] = -100
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
-                           ignore_index=-100)
+    target = dec[:, 1:]
+    valid = target.ne(model.vocab.pad_id)
+    valid[:, 0] = False  # the task token is given, not predicted
+    w = valid.float() if weights is None else valid.float() * weights.to(valid.device)
+    ce = F.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")  # (B, L-1)
+    return (ce * w).sum() / w.sum().clamp_min(1e-8)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -118,10 +144,11 @@ def train(model: P2TModel, examples: Sequence[Example], cfg: TrainConfig,
     losses: list[float] = []
     stream = batches(examples, cfg.max_tokens, rng)
     for step in range(cfg.steps):
-        esm, dec = collate(next(stream), cfg.mask_prob, gen)
+        esm, dec, weights = collate(next(stream), cfg.mask_prob, gen,
+                                    model.config.encoder.max_residues + 2)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = loss_on(model, esm.to(device), dec.to(device))
+        loss = loss_on(model, esm.to(device), dec.to(device), weights.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

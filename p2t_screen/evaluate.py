@@ -1,0 +1,92 @@
+"""Evaluation on labelled data through the real screening path, and trivial baselines.
+
+Predictions come from `Screener.screen` (constrained greedy decoding, the code `p2t screen`
+runs); metrics compare them with the labels in their natural form.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from .datasets import Labelled
+from .fasta import ReadPolicy, records_from_sequences
+from .metrics import KIND_METRICS, random_site_baseline
+from .model import P2TModel
+from .predict import ScreenConfig, Screener
+from .tasks import KINDS, TaskSpec
+
+_FROM_ROW = {"regression": "value", "class": "label", "multilabel": "labels", "sites": "sites",
+             "per_residue": "residue_labels"}
+
+
+def _empty_prediction(spec: TaskSpec, example: Labelled) -> Any:
+    """What a failed row counts as: nothing predicted (it still counts against the model)."""
+    return {"regression": float("nan"), "class": "", "multilabel": [], "sites": [],
+            "per_residue": [""] * len(example.sequence)}[spec.kind]
+
+
+def predict_labels(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
+                   max_tokens: int = 8192) -> list[Any]:
+    """Predictions in natural form, one per example, via `Screener.screen`."""
+    screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens))
+    policy = ReadPolicy(on_invalid="skip", max_residues=model.config.encoder.max_residues)
+    records = records_from_sequences([(e.id, e.sequence) for e in examples], policy)
+    column = _FROM_ROW[spec.kind]
+    preds: list[Any] = [None] * len(examples)
+    for batch in screener.screen(records):
+        for row in batch.to_pylist():
+            i = row["input_index"]
+            preds[i] = row[column] if row["status"] == "ok" else _empty_prediction(spec, examples[i])
+    return preds
+
+
+def score(spec: TaskSpec, examples: Sequence[Labelled], preds: Sequence[Any]) -> dict[str, float]:
+    """The task kind's metrics for predictions against the examples' labels."""
+    truth = [e.label for e in examples]
+    fn = KIND_METRICS[spec.kind]
+    if spec.kind == "multilabel":
+        return fn(truth, preds, labels=spec.labels)
+    if spec.kind == "sites":
+        kind = KINDS["sites"]
+        return fn(truth, preds, candidates=[len(kind.candidates(spec, e.sequence)) for e in examples])
+    if spec.kind == "regression":
+        pairs = [(t, p) for t, p in zip(truth, preds) if p == p]  # failed rows (NaN) are reported
+        out = fn([t for t, _ in pairs], [p for _, p in pairs])
+        return {**out, "failed": len(truth) - len(pairs)}
+    return fn(truth, preds)
+
+
+def evaluate(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
+             max_tokens: int = 8192) -> dict[str, float]:
+    """Screen the examples and score the predictions."""
+    return score(spec, examples, predict_labels(model, spec, examples, max_tokens))
+
+
+def baseline(spec: TaskSpec, train: Sequence[Labelled], test: Sequence[Labelled]) -> tuple[str, dict]:
+    """A trivial baseline fitted on `train`, scored on `test`: (description, metrics)."""
+    if spec.kind == "regression":
+        mean = sum(e.label for e in train) / len(train)
+        return f"train mean {mean:.3f}", score(spec, test, [mean] * len(test))
+    if spec.kind == "class":
+        top = Counter(e.label for e in train).most_common(1)[0][0]
+        return f"majority class '{top}'", score(spec, test, [top] * len(test))
+    if spec.kind == "multilabel":
+        freq = Counter(lab for e in train for lab in e.label)
+        chosen = [lab for lab in spec.labels if freq[lab] >= len(train) / 2]
+        if not chosen and freq:
+            chosen = [freq.most_common(1)[0][0]]
+        return f"label frequencies: always {chosen}", score(spec, test, [chosen] * len(test))
+    if spec.kind == "per_residue":
+        by_aa: dict[str, Counter] = defaultdict(Counter)
+        for e in train:
+            for aa, lab in zip(e.sequence, e.label):
+                by_aa[aa][lab] += 1
+        overall = Counter(lab for e in train for lab in e.label).most_common(1)[0][0]
+        rule = {aa: c.most_common(1)[0][0] for aa, c in by_aa.items()}
+        preds = [[rule.get(aa, overall) for aa in e.sequence] for e in test]
+        return "amino-acid composition: most frequent label of each residue type", score(spec, test, preds)
+    truth = [e.label for e in test]
+    return ("random positions, as many as true sites",
+            random_site_baseline([e.sequence for e in test], truth))
