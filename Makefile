@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench data default-model clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,20 @@ test: setup
 
 bench: setup
 	$(BIN)/p2t bench
+
+# Real training data from Debian and PyPI packages (needs root for apt-get; about 10 minutes).
+data: setup
+	command -v mmseqs >/dev/null || (apt-get update && apt-get install -y mmseqs2)
+	$(BIN)/python tools/prepare_sequences.py
+	$(BIN)/python tools/data/promod3.py
+	$(BIN)/python tools/data/scl2205.py
+	$(BIN)/python tools/data/aaanalysis_tasks.py
+	$(BIN)/python tools/data/metastudent_binding.py
+
+# Rebuild the bundled default model from scratch: data, training, test metrics, model card.
+default-model: data
+	$(BIN)/p2t train examples/train.toml --fresh
+	$(BIN)/python tools/model_card.py examples/train.toml models/p2t-default
 
 clean:
 	rm -rf results .pytest_cache

@@ -7,7 +7,9 @@ error); 2 usage, input or model error (nothing written); 1 unexpected internal e
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -20,19 +22,22 @@ from .catalog import CATALOG
 from .errors import P2TError
 from .fasta import OnInvalid, OnLong
 from .modelio import DEFAULT_MODEL, bundled_models, load_model, read_model_config
-from .pipeline import RunSummary, ScreenRequest, screen_file
-from .predict import DEFAULT_MAX_TOKENS, ScreenConfig
+from .pipeline import RunSummary, ScreenRequest, parse_shard, screen_file
+from .predict import DEFAULT_MAX_TOKENS, ScreenConfig, Stopped
 from .progress import LogProgress, RichProgress
 from .schema import COLUMN_DOCS
 from .tasks import KINDS
+from .writer import existing_parts
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_ROWS_NOT_OK = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 EXIT_CODES_HELP = ("Exit codes: 0 all rows ok; 3 finished, some rows not ok; "
-                   "2 usage, input or model error (nothing written); 1 internal error.")
+                   "2 usage, input or model error (nothing written); 1 internal error; "
+                   "130/143 stopped by SIGINT/SIGTERM (rerun to resume).")
 
 app = typer.Typer(help=f"p2t: protein screening with ESM2 + Prot2Token decoders. {EXIT_CODES_HELP}",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # log lines stay whole when stderr is a file
 
 
 def _fail(exc: P2TError) -> typer.Exit:
@@ -58,26 +63,68 @@ def screen(
     max_tokens: Annotated[int, typer.Option(min=1, help="padded encoder tokens per batch")] = DEFAULT_MAX_TOKENS,
     on_invalid: Annotated[OnInvalid, typer.Option(help="error: stop before running; skip: row status 'invalid'; x: unknown letters -> X")] = OnInvalid.ERROR,
     long: Annotated[OnLong, typer.Option("--long", help="sequences over the encoder limit: truncate | skip | error")] = OnLong.TRUNCATE,
-    overwrite: Annotated[bool, typer.Option(help="replace results already in the output folder")] = False,
+    overwrite: Annotated[bool, typer.Option(help="discard results already in the output folder and start fresh")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="i/N: screen only shard i of N (by sequence hash); default from SLURM_ARRAY_TASK_ID/COUNT")] = None,
+    window_records: Annotated[int, typer.Option(min=1, help="records per output part (memory bound)")] = ScreenConfig.window_records,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
 ) -> None:
-    """Screen a FASTA library: one typed Parquet row per (record, task)."""
-    request = ScreenRequest(
-        input=input, output=output, model=model, tasks=tuple(_split_tasks(tasks)), device=device,
-        dtype=dtype, on_invalid=on_invalid, on_long=long, screen=ScreenConfig(max_tokens=max_tokens),
-        overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]))
-    progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
+    """Screen a FASTA library: one typed Parquet row per (record, task).
+
+    Rerun the same command after an interruption to resume; SIGINT/SIGTERM stop after the
+    current batch (a second signal exits at once).
+    """
+    stop = StopOnSignal()
     try:
-        summary = screen_file(request, progress)
+        request = ScreenRequest(
+            input=input, output=output, model=model, tasks=tuple(_split_tasks(tasks)), device=device,
+            dtype=dtype, on_invalid=on_invalid, on_long=long,
+            screen=ScreenConfig(max_tokens=max_tokens, window_records=window_records),
+            overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard))
+        progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
+        with stop:
+            summary = screen_file(request, progress, should_stop=stop)
     except P2TError as exc:
         raise _fail(exc) from None
+    except Stopped:
+        parts = len(existing_parts(output))
+        err.print(f"stopped by {stop.signal_name}: {parts} complete part(s) kept in {output}; "
+                  "rerun the same command to resume", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED if stop.signal_name == "SIGINT" else EXIT_TERMINATED) from None
     if not quiet:
+        if summary.already_complete:
+            err.print(f"{output} already holds this finished run; nothing to do (--overwrite reruns it)")
         _print_summary(summary)
     raise typer.Exit(EXIT_OK if summary.all_ok else EXIT_ROWS_NOT_OK)
 
 
+class StopOnSignal:
+    """SIGINT/SIGTERM ask the run to stop after the current batch; a second one exits at once."""
+
+    def __init__(self) -> None:
+        self.signal_name = ""
+        self._previous: dict[int, object] = {}
+
+    def __call__(self) -> bool:
+        return bool(self.signal_name)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name:
+            os._exit(EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED)
+        self.signal_name = signal.Signals(signum).name
+        err.print(f"{self.signal_name}: stopping after the current batch (again to exit now)")
+
+    def __enter__(self) -> StopOnSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def _print_summary(summary: RunSummary) -> None:
-    table = Table(title=f"p2t screen: {summary.records} records -> {summary.output}")
+    table = Table(title=f"p2t screen: {summary.records} records", caption=f"-> {summary.output}")
     statuses = sorted({s for c in summary.status_counts.values() for s in c} - {"ok"})
     for col in ("task", "ok", *statuses):
         table.add_column(col, justify="left" if col == "task" else "right")
@@ -87,7 +134,7 @@ def _print_summary(summary: RunSummary) -> None:
     rate = summary.residues / summary.seconds if summary.seconds else 0.0
     err.print(f"{summary.rows} rows in {summary.parts} part(s); {summary.residues} residues in "
               f"{summary.seconds:.1f}s ({rate:,.0f} residues/s, "
-              f"{summary.records / max(summary.seconds, 1e-9):,.1f} records/s)")
+              f"{summary.records / max(summary.seconds, 1e-9):,.1f} records/s)", highlight=False)
 
 
 @app.command("tasks")

@@ -29,7 +29,7 @@ from .errors import UsageError
 from .evaluate import evaluate
 from .fasta import ReadPolicy, read_fasta
 from .metrics import PRIMARY
-from .model import P2TModel, create_model
+from .model import P2TModel, create_model, init_position_tokens
 from .modelio import BUNDLED, load_model, save_model
 from .train import Example, TrainConfig, collate, loss_on, lr_at, make_example
 from .trainconfig import TaskEntry, TrainRunConfig
@@ -79,12 +79,15 @@ def build_model(cfg: TrainRunConfig) -> P2TModel:
     if enc.source == "new":
         ecfg = EncoderConfig(BUNDLED, enc.num_layers, enc.embed_dim, enc.attention_heads,
                              max_residues=enc.max_residues)
-        return create_model(cfg.name, ecfg, specs, **opts)
-    loaded_cfg, encoder = load_esm2(enc.source)
-    # A frozen encoder is referenced; a fine-tuned one is stored with the model.
-    source = enc.source if enc.trainable_layers() == 0 else BUNDLED
-    return create_model(cfg.name, replace(loaded_cfg, source=source, max_residues=enc.max_residues),
-                        specs, encoder=encoder, **opts)
+        model = create_model(cfg.name, ecfg, specs, **opts)
+    else:
+        loaded_cfg, encoder = load_esm2(enc.source)
+        # A frozen encoder is referenced; a fine-tuned one is stored with the model.
+        source = enc.source if enc.trainable_layers() == 0 else BUNDLED
+        model = create_model(cfg.name, replace(loaded_cfg, source=source, max_residues=enc.max_residues),
+                             specs, encoder=encoder, **opts)
+    init_position_tokens(model)
+    return model
 
 
 def _copy_decoder(base: P2TModel, model: P2TModel) -> None:
@@ -247,7 +250,8 @@ def fit(cfg: TrainRunConfig, device: torch.device, fresh: bool = False,
     data_summary = {t.spec.name: summarise(t.spec, labelled[t.spec.name]) for t in cfg.tasks}
     emit("data", data_summary)
     examples = {t.spec.name: [make_example(model, t.spec.name, e.sequence, e.label,
-                                           _token_weights(t, labelled[t.spec.name]["train"]))
+                                           _token_weights(t, labelled[t.spec.name]["train"]),
+                                           t.input_dropout)
                               for e in labelled[t.spec.name]["train"]] for t in cfg.tasks}
     valid = {name: d["valid"] for name, d in labelled.items()}
     layers = cfg.encoder.trainable_layers()
@@ -271,12 +275,12 @@ def fit(cfg: TrainRunConfig, device: torch.device, fresh: bool = False,
             batch = plan[state.batch]
             torch.manual_seed(cfg.seed * 1_000_003 + state.step)  # dropout: same per step on resume
             gen = torch.Generator().manual_seed(cfg.seed * 7_919 + state.step)
-            esm, dec, weights = collate(batch, cfg.train.mask_prob, gen, cfg.encoder.max_residues + 2)
-            hidden = cache.batch(model, batch, esm).to(device) if cache else None
+            tensors = collate(batch, cfg.train.mask_prob, gen, cfg.encoder.max_residues + 2)
+            hidden = cache.batch(model, batch, tensors.esm).to(device) if cache else None
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, sched)
             with autocast:
-                loss = loss_on(model, esm.to(device), dec.to(device), weights.to(device), hidden)
+                loss = loss_on(model, tensors.to(device), hidden)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)

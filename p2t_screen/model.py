@@ -109,3 +109,37 @@ def create_model(name: str, encoder_config: EncoderConfig, tasks: list[TaskSpec]
     decoder_options.setdefault("max_len", max_res + 1 + PROMPT_LEN)
     decoder = DecoderConfig(vocab_size=len(vocab), memory_dim=encoder_config.embed_dim, **decoder_options)
     return P2TModel(ModelConfig(name, encoder_config, decoder, vocab, tuple(tasks)), encoder)
+
+
+def sinusoid(positions: int, dim: int) -> torch.Tensor:
+    """Fixed sinusoidal position codes (Vaswani et al.), unit RMS: (positions, dim)."""
+    pos = torch.arange(positions, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-torch.log(torch.tensor(1e4)) / dim))
+    table = torch.zeros(positions, dim)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)
+    return table
+
+
+@torch.no_grad()
+def init_position_tokens(model: P2TModel, scale: float = 0.5) -> None:
+    """Start memory positions, decoder positions and position tokens from shared sinusoidal codes.
+
+    Residue p sits at memory index p (after `<cls>`); giving the memory slot, decoder position p
+    and the input embedding and output row of token "p" one shared code lets alignment and
+    pointing be learned once for all positions instead of separately for each of ~1000. Only the
+    initialisation changes: every tensor keeps its shape and stays trainable.
+    """
+    dec = model.decoder
+    dim = dec.cfg.dim
+    n = max(model.config.encoder.max_residues + 2, dec.cfg.max_len, dec.cfg.memory_positions)
+    codes = sinusoid(n, dim) * scale
+    if dec.memory_pos is not None:
+        dec.memory_pos.copy_(codes[: len(dec.memory_pos)])
+    # Decoder input j predicts the label of residue j (memory index j) in per-residue tasks.
+    dec.pos_embed.copy_(codes[: len(dec.pos_embed)])
+    for p in range(1, n):
+        if str(p) in model.vocab:
+            i = model.vocab.id(str(p))
+            dec.embedding.weight[i] = codes[p]
+            dec.output.weight[i] = codes[p]

@@ -6,26 +6,30 @@ load weights -> stream windows of records through the Screener -> write parts ->
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow.parquet as pq
 import torch
 
 from . import __version__
-from .errors import InputError
-from .fasta import OnInvalid, OnLong, ReadPolicy, check_fasta, read_fasta
-from .modelio import load_model, read_model_config, resolve_model_path
-from .predict import ScreenConfig, Screener
+from .errors import InputError, UsageError
+from .fasta import OnInvalid, OnLong, ReadPolicy, Record, check_fasta, read_fasta
+from .modelio import load_model, model_checksum, read_model_config, resolve_model_path
+from .predict import MemoryGuard, ScreenConfig, Screener, StopFn
 from .runtime import dtype_name, resolve_device, resolve_dtype
-from .schema import schema_with_metadata
-from .writer import PartWriter, prepare_output
+from .schema import SCHEMA_VERSION, schema_with_metadata
+from .writer import SUCCESS_FILE, PartWriter, existing_parts, prepare_output
 
 
 class Progress(Protocol):
@@ -47,6 +51,8 @@ class RunSummary:
     parts: int = 0
     seconds: float = 0.0
     status_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    resumed_parts: int = 0  # parts kept from an interrupted earlier attempt
+    already_complete: bool = False  # the folder held this finished run; nothing was recomputed
 
     @property
     def all_ok(self) -> bool:
@@ -56,7 +62,7 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "records": self.records, "residues": self.residues,
                 "rows": self.rows, "parts": self.parts, "seconds": round(self.seconds, 3),
-                "status_counts": self.status_counts}
+                "status_counts": self.status_counts, "resumed_parts": self.resumed_parts}
 
 
 @dataclass(frozen=True)
@@ -74,18 +80,74 @@ class ScreenRequest:
     screen: ScreenConfig = ScreenConfig()
     overwrite: bool = False
     command: str = ""
+    shard: tuple[int, int] | None = None  # (i, N): only records whose seq_hash falls in shard i of N
+
+    def __post_init__(self) -> None:
+        if self.shard is not None:
+            i, n = self.shard
+            if not (n >= 1 and 0 <= i < n):
+                raise UsageError(f"shard must be i/N with 0 <= i < N, got {i}/{n}")
 
 
-def _scan(path: Path, policy: ReadPolicy) -> tuple[int, int]:
+def parse_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """'i/N' -> (i, N); without text, SLURM array variables give the default (else no sharding)."""
+    env = os.environ if env is None else env
+    if text is None:
+        if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
+            return None
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like i/N (e.g. 0/8), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageError(f"--shard {text}: need 0 <= i < N")
+    return i, n
+
+
+def in_shard(record: Record, shard: tuple[int, int] | None) -> bool:
+    """Deterministic by sequence hash, so identical sequences always share a shard."""
+    return shard is None or int(record.seq_hash[:16], 16) % shard[1] == shard[0]
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of the input (a changed library must not resume an old run)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _records(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> Iterator[Record]:
+    return (r for r in read_fasta(path, policy) if in_shard(r, shard))
+
+
+def _scan(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> tuple[int, int]:
     records = residues = 0
-    for record in read_fasta(path, policy):
+    for record in _records(path, policy, shard):
         records += 1
         residues += record.residues_used
     return records, residues
 
 
-def screen_file(req: ScreenRequest, progress: Progress | None = None) -> RunSummary:
-    """Screen a FASTA file into a Parquet dataset folder; returns what was done."""
+def _previous_counts(out_dir: Path, parts: int) -> dict[str, Counter]:
+    counts: dict[str, Counter] = {}
+    for part in existing_parts(out_dir)[:parts]:
+        table = pq.read_table(part, columns=["task", "status"])
+        for task, status in zip(table.column("task").to_pylist(), table.column("status").to_pylist()):
+            counts.setdefault(task, Counter())[status] += 1
+    return counts
+
+
+def screen_file(req: ScreenRequest, progress: Progress | None = None,
+                should_stop: StopFn | None = None, memory_guard: MemoryGuard | None = None) -> RunSummary:
+    """Screen a FASTA file into a Parquet dataset folder; returns what was done.
+
+    Rerunning the same request after an interruption resumes after the last complete part.
+    `should_stop` (polled between batches) stops cleanly with `Stopped`; completed parts stay.
+    """
     model_path = resolve_model_path(req.model)
     config = read_model_config(model_path)
     tasks = config.select_tasks(list(req.tasks))
@@ -96,8 +158,18 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None) -> RunSumm
         raise InputError(f"input file not found: {req.input}")
     if policy.on_invalid is OnInvalid.ERROR or policy.on_long is OnLong.ERROR:
         check_fasta(req.input, policy)
-    records, residues = _scan(req.input, policy)
-    prepare_output(req.output, req.overwrite)
+    records, residues = _scan(req.input, policy, req.shard)
+    fingerprint = {
+        "input_sha256": file_sha256(req.input), "model_sha256": model_checksum(model_path),
+        "tasks": [t.name for t in tasks], "dtype": dtype_name(dtype),
+        "policy": [policy.on_invalid.value, policy.on_long.value],
+        "windows": [req.screen.window_records, req.screen.window_residues],
+        "shard": list(req.shard) if req.shard else None, "schema_version": SCHEMA_VERSION,
+    }
+    state = prepare_output(req.output, fingerprint, req.overwrite)
+    if state.complete:
+        done = json.loads((req.output / SUCCESS_FILE).read_text())
+        return RunSummary(**{**done, "already_complete": True})
 
     model = load_model(model_path, device, dtype)
     run = {
@@ -110,22 +182,29 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None) -> RunSumm
         "policy": {"on_invalid": policy.on_invalid.value, "on_long": policy.on_long.value},
         "max_tokens": req.screen.max_tokens, "torch": torch.__version__,
         "python": platform.python_version(), "host": platform.node() or os.uname().nodename,
+        "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None, "fingerprint": fingerprint,
     }
     schema = schema_with_metadata(run)
-    writer = PartWriter(req.output, schema, run)
-    screener = Screener(model, tasks, req.screen, schema)
-    summary = RunSummary(output=str(req.output), records=records, residues=residues)
-    counts: dict[str, Counter] = {t.name: Counter() for t in tasks}
+    writer = PartWriter(req.output, schema, run, first_part=state.parts_done)
+    screener = Screener(model, tasks, req.screen, schema, memory_guard)
+    summary = RunSummary(output=str(req.output), records=records, residues=residues,
+                         resumed_parts=state.parts_done)
+    counts = {t.name: Counter() for t in tasks}
+    for task, previous in _previous_counts(req.output, state.parts_done).items():
+        counts.setdefault(task, Counter()).update(previous)
     start = time.perf_counter()
     if progress:
         progress.start(records, residues)
-    for batch in screener.screen(read_fasta(req.input, policy),
-                                 progress.advance if progress else None):
-        writer.write(batch)
-        for task, status in zip(batch.column("task").to_pylist(), batch.column("status").to_pylist()):
-            counts[task][status] += 1
-    if progress:
-        progress.finish()
+    try:
+        for batch in screener.screen(_records(req.input, policy, req.shard),
+                                     progress.advance if progress else None,
+                                     skip_windows=state.parts_done, should_stop=should_stop):
+            writer.write(batch)
+            for task, status in zip(batch.column("task").to_pylist(), batch.column("status").to_pylist()):
+                counts[task][status] += 1
+    finally:
+        if progress:
+            progress.finish()
     summary.seconds = time.perf_counter() - start
     summary.status_counts = {t: dict(c) for t, c in counts.items()}
     summary.rows = sum(sum(c.values()) for c in counts.values())

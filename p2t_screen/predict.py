@@ -35,6 +35,12 @@ class Failure:
 
 Outcome = TaskResult | Failure
 ProgressFn = Callable[[int, int], None]  # (records done, residues done) increments
+StopFn = Callable[[], bool]
+MemoryGuard = Callable[[list[str]], None]  # raises MemoryError for a batch that must not run
+
+
+class Stopped(Exception):
+    """Screening stopped on request (a signal) between two batches."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,9 @@ class Screener:
     """Runs one model's tasks over batches of sequences."""
 
     def __init__(self, model: P2TModel, tasks: list[TaskSpec], config: ScreenConfig = ScreenConfig(),
-                 schema: pa.Schema = SCHEMA) -> None:
+                 schema: pa.Schema = SCHEMA, memory_guard: MemoryGuard | None = None) -> None:
         self.model = model
+        self.memory_guard = memory_guard  # tests inject a host-memory limit through it
         self.tasks = tasks
         self.config = config
         self.schema = schema
@@ -98,12 +105,23 @@ class Screener:
                 outcomes.append(Failure(Status.ERROR, f"unparseable output {tokens}: {exc}"))
         return outcomes
 
-    def screen(self, records: Iterable[Record], progress: ProgressFn | None = None
-               ) -> Iterator[pa.RecordBatch]:
-        """Typed rows for every (record, task), one record batch per input window."""
+    def screen(self, records: Iterable[Record], progress: ProgressFn | None = None,
+               skip_windows: int = 0, should_stop: StopFn | None = None) -> Iterator[pa.RecordBatch]:
+        """Typed rows for every (record, task), one record batch per input window.
+
+        Windows depend only on the input and the window sizes, so a resumed run can skip the
+        first `skip_windows` (already written). `should_stop` is polled between batches; when
+        it returns True the current window is abandoned and `Stopped` is raised.
+        """
         it = iter(records)
+        index = 0
         while window := self._next_window(it):
-            yield self._screen_window(window, progress)
+            if index < skip_windows:
+                if progress:
+                    progress(len(window), sum(r.residues_used for r in window))
+            else:
+                yield self._screen_window(window, progress, should_stop)
+            index += 1
 
     def _next_window(self, it: Iterator[Record]) -> list[Record]:
         window: list[Record] = []
@@ -115,13 +133,15 @@ class Screener:
                 break
         return window
 
-    def _screen_window(self, window: list[Record], progress: ProgressFn | None) -> pa.RecordBatch:
+    def _screen_window(self, window: list[Record], progress: ProgressFn | None,
+                       should_stop: StopFn | None = None) -> pa.RecordBatch:
         copies = Counter(r.used_sequence for r in window if r.status is Status.OK)
         results: dict[str, dict[str, Outcome]] = {}
         for batch in token_budget_batches(list(copies), len, self.config.max_tokens):
-            per_task = self.predict(batch)
-            for i, seq in enumerate(batch):
-                results[seq] = {name: outcomes[i] for name, outcomes in per_task.items()}
+            if should_stop and should_stop():
+                raise Stopped("stopped on request")
+            for seq, outcomes in self._predict_splitting(batch):
+                results[seq] = outcomes
             if progress:
                 progress(sum(copies[s] for s in batch), sum(len(s) * copies[s] for s in batch))
         if progress:
@@ -129,6 +149,27 @@ class Screener:
         rows = [self._row(record, spec, results.get(record.used_sequence))
                 for record in window for spec in self.tasks]
         return rows_to_batch(rows, self.schema)
+
+    def _predict_splitting(self, batch: list[str]) -> Iterator[tuple[str, dict[str, Outcome]]]:
+        """Predict a batch; out of memory, split it in halves down to single sequences, and
+        give a sequence that still does not fit `status=oom` instead of stopping the run."""
+        try:
+            if self.memory_guard:
+                self.memory_guard(batch)
+            per_task = self.predict(batch)
+        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                message = f"out of memory for {len(batch[0])} residues: {str(exc).splitlines()[0][:200]}"
+                yield batch[0], {t.name: Failure(Status.OOM, message) for t in self.tasks}
+                return
+            half = len(batch) // 2
+            yield from self._predict_splitting(batch[:half])
+            yield from self._predict_splitting(batch[half:])
+            return
+        for i, seq in enumerate(batch):
+            yield seq, {name: outcomes[i] for name, outcomes in per_task.items()}
 
     def _row(self, record: Record, spec: TaskSpec, outcomes: dict[str, Outcome] | None) -> dict:
         row = {

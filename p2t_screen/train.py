@@ -21,6 +21,12 @@ from .model import P2TModel
 from .tasks import KINDS
 
 
+# Teacher forcing lets a per-residue decoder lower its loss by copying the previous label
+# (labels come in runs) instead of reading the encoder; hiding half of the previous labels
+# during training forces it to read the encoder. Pointer-like kinds need their previous token.
+DEFAULT_INPUT_DROPOUT = {"per_residue": 0.5}
+
+
 @dataclass(frozen=True)
 class Example:
     """One (sequence, task) training pair, label already turned into decoder ids."""
@@ -28,6 +34,7 @@ class Example:
     sequence: str
     target: tuple[int, ...]  # <bos> <task> label... <eos>
     weights: tuple[float, ...] | None = None  # per predicted token (target[1:]); None = all 1
+    input_dropout: float = 0.0  # chance each previous label token is hidden from the decoder
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,8 @@ class TrainConfig:
 
 
 def make_example(model: P2TModel, task: str, sequence: str, label: object,
-                 token_weights: dict[str, float] | None = None) -> Example:
+                 token_weights: dict[str, float] | None = None, input_dropout: float | None = None
+                 ) -> Example:
     """Turn a label in its natural form into a training example; ValueError names the problem.
 
     `token_weights` (e.g. inverse label frequencies) scales the loss of those output tokens.
@@ -59,7 +67,9 @@ def make_example(model: P2TModel, task: str, sequence: str, label: object,
     weights = None
     if token_weights:
         weights = (0.0, *(token_weights.get(t, 1.0) for t in tokens), 1.0)
-    return Example(sequence, target, weights)
+    if input_dropout is None:
+        input_dropout = DEFAULT_INPUT_DROPOUT.get(spec.kind, 0.0)
+    return Example(sequence, target, weights, input_dropout)
 
 
 def batches(examples: Sequence[Example], max_tokens: int, rng: random.Random) -> Iterator[list[Example]]:
@@ -79,10 +89,21 @@ def batches(examples: Sequence[Example], max_tokens: int, rng: random.Random) ->
         yield from chunks
 
 
-def collate(batch: list[Example], mask_prob: float, gen: torch.Generator, max_width: int = 0
-            ) -> tuple[Tensor, Tensor, Tensor]:
-    """ESM tokens (B, T) with optional masking, padded decoder targets (B, L), and loss
-    weights (B, L-1) for the predicted positions."""
+@dataclass(frozen=True)
+class Batch:
+    """Model inputs and targets of one training batch."""
+
+    esm: Tensor  # (B, T) encoder tokens, some masked as augmentation
+    inputs: Tensor  # (B, L-1) decoder inputs, some previous labels hidden
+    targets: Tensor  # (B, L-1) next tokens
+    weights: Tensor  # (B, L-1) loss weight of each target
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(t.to(device) for t in (self.esm, self.inputs, self.targets, self.weights)))
+
+
+def collate(batch: list[Example], mask_prob: float, gen: torch.Generator, max_width: int = 0) -> Batch:
+    """Tensors for a list of examples (padding, augmentation and loss weights included)."""
     esm = tokenize([e.sequence for e in batch])
     # Pad widths to a multiple of 32 (at most `max_width`): fewer distinct shapes keep the CPU
     # allocator from fragmenting over a long run (padding is masked, so results do not change).
@@ -100,24 +121,29 @@ def collate(batch: list[Example], mask_prob: float, gen: torch.Generator, max_wi
         dec[i, : len(e.target)] = torch.tensor(e.target)
         if e.weights is not None:
             weights[i, : len(e.weights)] = torch.tensor(e.weights)
-    return esm, dec, weights
+    inputs = dec[:, :-1]
+    rates = torch.tensor([e.input_dropout for e in batch])[:, None]  # (B, 1)
+    if bool((rates > 0).any()):
+        hide = torch.rand(inputs.shape, generator=gen) < rates
+        hide[:, :2] = False  # <bos> and the task token always stay
+        inputs = inputs.masked_fill(hide, 0)
+    return Batch(esm, inputs, dec[:, 1:], weights)
 
 
-def loss_on(model: P2TModel, esm: Tensor, dec: Tensor, weights: Tensor | None = None,
-            hidden: Tensor | None = None) -> Tensor:
+def loss_on(model: P2TModel, batch: Batch, hidden: Tensor | None = None) -> Tensor:
     """Weighted mean cross-entropy over label and `<eos>` tokens.
 
     `hidden` (B, T, E) replaces the encoder pass when its outputs are cached (frozen encoder).
     """
     if hidden is None:
-        memory, keep = model.encode(esm)
+        memory, keep = model.encode(batch.esm)
     else:
-        memory, keep = model.decoder.project_memory(hidden), esm.ne(model.encoder.padding_idx)
-    logits = model.decoder(dec[:, :-1], model.decoder.memory_kv(memory), keep)  # (B, L-1, V)
-    target = dec[:, 1:]
+        memory, keep = model.decoder.project_memory(hidden), batch.esm.ne(model.encoder.padding_idx)
+    logits = model.decoder(batch.inputs, model.decoder.memory_kv(memory), keep)  # (B, L-1, V)
+    target = batch.targets
     valid = target.ne(model.vocab.pad_id)
     valid[:, 0] = False  # the task token is given, not predicted
-    w = valid.float() if weights is None else valid.float() * weights.to(valid.device)
+    w = valid.float() * batch.weights
     ce = F.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")  # (B, L-1)
     return (ce * w).sum() / w.sum().clamp_min(1e-8)
 
@@ -144,11 +170,10 @@ def train(model: P2TModel, examples: Sequence[Example], cfg: TrainConfig,
     losses: list[float] = []
     stream = batches(examples, cfg.max_tokens, rng)
     for step in range(cfg.steps):
-        esm, dec, weights = collate(next(stream), cfg.mask_prob, gen,
-                                    model.config.encoder.max_residues + 2)
+        batch = collate(next(stream), cfg.mask_prob, gen, model.config.encoder.max_residues + 2)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = loss_on(model, esm.to(device), dec.to(device), weights.to(device))
+        loss = loss_on(model, batch.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -78,6 +78,7 @@ class TaskEntry:
     weight: float = 1.0  # sampling weight: examples per epoch scale with it
     max_per_epoch: int | None = None
     class_weights: bool = False  # inverse-frequency token weights for imbalanced labels
+    input_dropout: float | None = None  # None: the kind's default (per-residue 0.5, others 0)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def _section(cls, data: dict[str, Any], where: str):
 
 _TASK_KEYS = {"name", "kind", "labels", "value_range", "residues", "codes", "description", "token",
               "data", "fasta", "sequence_column", "label_column", "id_column", "split_column",
-              "weight", "max_per_epoch", "class_weights", "self_supervised", "residue"}
+              "weight", "max_per_epoch", "class_weights", "self_supervised", "residue",
+              "input_dropout"}
 
 
 def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
@@ -140,7 +142,8 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
     else:
         raise UsageError(f"{where}: give `data` (a table) or `self_supervised` (a FASTA)")
     return TaskEntry(spec, source, selfsup, float(entry.get("weight", 1.0)),
-                     entry.get("max_per_epoch"), bool(entry.get("class_weights", False)))
+                     entry.get("max_per_epoch"), bool(entry.get("class_weights", False)),
+                     entry.get("input_dropout"))
 
 
 def parse_config(doc: dict[str, Any], origin: str, base: Path) -> TrainRunConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
@@ -15,11 +16,12 @@ class TrainProgress:
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
         self.console, self.quiet = console, quiet
-        self.bar = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+        self.bar = Progress(  # a rich bar on a terminal; plain step lines otherwiseTextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("epoch {task.fields[epoch]} loss {task.fields[loss]} lr {task.fields[lr]}"),
                             TimeRemainingColumn(), console=console, disable=quiet)
         self.task = None
-        self.kinds: dict[str, str] = {}
+        self.plain = not console.is_terminal  # logs: a line every `every` seconds instead of a bar
+        self.every, self.last = 30.0, 0.0
 
     def __enter__(self) -> TrainProgress:
         self.bar.start()
@@ -44,6 +46,13 @@ class TrainProgress:
                                           epoch=0, loss="-", lr="-")
             if data["resumed_at"]:
                 self.console.print(f"resuming at step {data['resumed_at']}")
+        elif kind == "step" and self.plain:
+            now = time.monotonic()
+            if now - self.last >= self.every:
+                self.last = now
+                self.console.print(f"p2t train step={data['step']}/{self.bar.tasks[0].total} "
+                                   f"epoch={data['epoch']} loss={data['loss']:.4f} lr={data['lr']:.2e}",
+                                   highlight=False)
         elif kind == "step":
             self.bar.update(self.task, completed=data["step"], epoch=data["epoch"],
                             loss=f"{data['loss']:.3f}", lr=f"{data['lr']:.1e}")

@@ -120,10 +120,14 @@ def test_long_skip_policy(tmp_path, tiny_model_dir):
     assert summary.status_counts["kingdom"]["too_long"] == 1
 
 
-def test_existing_results_are_not_mixed(tmp_path, tiny_model_dir):
-    run(tmp_path, tiny_model_dir, tasks=("kingdom",))
-    with pytest.raises(UsageError, match="already holds results"):
-        run(tmp_path, tiny_model_dir, tasks=("kingdom",))
+def test_runs_are_never_mixed(tmp_path, tiny_model_dir):
+    first, _ = run(tmp_path, tiny_model_dir, tasks=("kingdom",))
+    again, _ = run(tmp_path, tiny_model_dir, tasks=("kingdom",))
+    assert again.already_complete and again.status_counts == first.status_counts
+    with pytest.raises(UsageError, match=r"holds a different run \(tasks changed\)"):
+        run(tmp_path, tiny_model_dir, tasks=("stability",))
+    with pytest.raises(UsageError, match=r"input_sha256 changed"):
+        run(tmp_path, tiny_model_dir, text=LIBRARY + ">x\nMK\n", tasks=("kingdom",))
     summary, out = run(tmp_path, tiny_model_dir, tasks=("stability",), overwrite=True)
     assert set(ds.dataset(out).to_table().column("task").to_pylist()) == {"stability"}
 
