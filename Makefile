@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/p2t screen examples/library.fasta --tasks all -o results/demo --overwrite
-	$(BIN)/python examples/check_positions.py examples/library.fasta results/demo
+	$(BIN)/python examples/show_results.py examples/library.fasta results/demo
 
 test: setup
 	$(BIN)/python -m pytest

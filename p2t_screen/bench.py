@@ -32,6 +32,9 @@ AA_FREQ = {"A": 8.25, "R": 5.53, "N": 4.06, "D": 5.45, "C": 1.37, "Q": 3.93, "E"
            "T": 5.34, "W": 1.08, "Y": 2.92, "V": 6.87}
 
 
+SCALAR_KINDS = ("regression", "class", "multilabel")  # a handful of output tokens per protein
+
+
 @dataclass
 class Timing:
     """One measured path."""
@@ -185,13 +188,14 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
     dev = resolve_device(device)
     path = resolve_model_path(model_ref)
     model = load_model(path, dev, resolve_dtype(dtype, dev))
-    specs = model.config.select_tasks(tasks or [t.name for t in model.config.tasks[:2]])
+    scalar = [t.name for t in model.config.tasks if t.kind in SCALAR_KINDS]
+    specs = model.config.select_tasks(tasks or (scalar or [t.name for t in model.config.tasks])[:2])
     scenarios = []
     with tempfile.TemporaryDirectory() as tmp:
         fasta = Path(tmp) / "bench.fasta"
         seqs = generate_library(fasta, n, lo, min(hi, model.config.encoder.max_residues), seed)
         models = [(f"{model.config.name}: {', '.join(s.name for s in specs)}", str(path), model, specs)]
-        if any(KINDS[s.kind].name not in ("regression", "class") for s in specs):
+        if any(s.kind not in SCALAR_KINDS for s in specs):
             twin_path = scalar_twin(model.float().cpu(), Path(tmp) / "twin")
             twin = load_model(twin_path, dev, resolve_dtype(dtype, dev))
             model = load_model(path, dev, resolve_dtype(dtype, dev))

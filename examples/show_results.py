@@ -1,0 +1,81 @@
+"""Print a screen's results compactly: a per-task overview and the first proteins' predictions.
+
+Position tasks (`positions_X`, "where are the X residues?") are checked against the sequences
+themselves, since their right answer is in the FASTA.
+
+    python examples/show_results.py examples/library.fasta results/demo
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.dataset as ds
+from rich.console import Console
+from rich.table import Table
+
+from p2t_screen.fasta import ReadPolicy, read_fasta
+from p2t_screen.metrics import random_site_baseline, site_metrics
+
+
+def short(row: dict) -> str:
+    """One cell: the prediction of one row, abbreviated."""
+    if row["status"] != "ok":
+        return f"[red]{row['status']}[/]"
+    if row["value"] is not None:
+        return f"{row['value']:.3g}"
+    if row["label"] is not None:
+        return f"{row['label']} ({row['confidence']:.2f})"
+    if row["labels"] is not None:
+        return ";".join(row["labels"]) or "-"
+    if row["sites"] is not None:
+        return f"{len(row['sites'])} sites: " + ",".join(map(str, row["sites"][:6])) + ("..." if len(row["sites"]) > 6 else "")
+    counts = Counter(row["residue_labels"])
+    n = len(row["residue_labels"])
+    return " ".join(f"{k[:5]} {v / n:.0%}" for k, v in counts.most_common(3))
+
+
+def main(fasta: Path, results: Path, show: int = 6) -> None:
+    console = Console()
+    rows = ds.dataset(results).to_table().to_pylist()
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    by_record: dict[int, dict[str, dict]] = {}
+    for r in rows:
+        by_record.setdefault(r["input_index"], {})[r["task"]] = r
+    table = Table(title=f"first {show} proteins of {fasta.name}")
+    table.add_column("seq_id")
+    table.add_column("len", justify="right")
+    for t in tasks:
+        table.add_column(t)
+    for index in sorted(by_record)[:show]:
+        rec = by_record[index]
+        first = next(iter(rec.values()))
+        table.add_row(first["seq_id"][:18], str(first["length"]), *(short(rec[t]) for t in tasks))
+    console.print(table)
+    check_positions(console, fasta, rows, tasks)
+
+
+def check_positions(console: Console, fasta: Path, rows: list[dict], tasks: list[str]) -> None:
+    """Precision/recall of the position tasks against the true residue positions."""
+    position_tasks = [t for t in tasks if t.startswith("positions_")]
+    if not position_tasks:
+        return
+    seqs = {r.input_index: r.used_sequence for r in read_fasta(fasta, ReadPolicy(on_invalid="skip"))}
+    table = Table(title="position tasks checked against the sequences")
+    for col in ("task", "precision", "recall", "F1", "random-guess F1"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for task in position_tasks:
+        mine = [r for r in rows if r["task"] == task and r["status"] == "ok"]
+        residue = task.rsplit("_", 1)[1].upper()
+        used = [seqs[r["input_index"]] for r in mine]
+        truth = [[i + 1 for i, aa in enumerate(s) if aa == residue] for s in used]
+        m = site_metrics(truth, [r["sites"] for r in mine])
+        base = random_site_baseline(used, truth)
+        table.add_row(task, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", f"{base['f1']:.3f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
