@@ -204,10 +204,23 @@ def bench_cmd(
     device: Annotated[str, typer.Option()] = "auto",
     dtype: Annotated[str, typer.Option()] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
+    soak: Annotated[int, typer.Option(min=0, help="instead: screen N short sequences and report resident memory at N/10 and N")] = 0,
 ) -> None:
     """Measure screen throughput beside the encoder alone and a naive reference-style path."""
-    from .bench import run_bench
+    from .bench import run_bench, run_soak
 
+    if soak:
+        try:
+            samples, seconds, rows = run_soak(model, soak, _split_tasks(tasks)[0] if tasks else None,
+                                              device, window_records=ScreenConfig.window_records)
+        except P2TError as exc:
+            raise _fail(exc) from None
+        tenth = samples.get(soak // 10, float("nan"))
+        Console().print(f"soak: {rows} rows in {seconds:.1f}s ({soak / seconds:,.0f} records/s); resident "
+                        f"memory {samples['start']:.0f} MiB at start, {tenth:.0f} MiB at {soak // 10} records, "
+                        f"{samples[soak]:.0f} MiB at {soak} records (growth x{samples[soak] / tenth:.2f})",
+                        highlight=False)
+        return
     try:
         report = run_bench(model, _split_tasks(tasks) if tasks else None, n, min_len, max_len,
                            naive_n, max_tokens, device, dtype, seed, log=lambda m: err.print(m, style="dim"))
