@@ -217,12 +217,20 @@ def _load_state(cfg: TrainRunConfig, model: P2TModel, optimizer) -> FitState | N
     return FitState(**json.loads(data["state"]))
 
 
+def spread(items: list, n: int) -> list:
+    """At most `n` items evenly spaced over the list: data files are often sorted (by label,
+    cluster, length), so the first `n` would be a biased sample."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
+
+
 def validate(model: P2TModel, cfg: TrainRunConfig, valid: dict[str, list[Labelled]]) -> dict[str, dict]:
     """Each task's metrics on (up to `valid_max`) validation examples, via the screening path."""
     model.eval()
     out = {}
     for entry in cfg.tasks:
-        examples = valid[entry.spec.name][: cfg.train.valid_max]
+        examples = spread(valid[entry.spec.name], cfg.train.valid_max)
         if examples:
             out[entry.spec.name] = evaluate(model, entry.spec, examples, cfg.train.max_tokens)
     model.train()

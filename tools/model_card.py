@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from p2t_screen.evaluate import baseline, evaluate
-from p2t_screen.fit import load_labelled
+from p2t_screen.fit import load_labelled, spread
 from p2t_screen.metrics import PRIMARY
 from p2t_screen.modelio import load_model
 from p2t_screen.trainconfig import load_config
@@ -41,7 +41,7 @@ def measure(cfg, model, max_test: int) -> dict:
     out = {}
     for entry in cfg.tasks:
         data = load_labelled(cfg, entry)
-        test = data["test"][:max_test]
+        test = spread(data["test"], max_test)
         spec = model.config.task(entry.spec.name)
         name, base = baseline(spec, data["train"], test)
         out[spec.name] = {"kind": spec.kind, "test_examples": len(test), "model": evaluate(model, spec, test),
@@ -120,7 +120,7 @@ training on 2 CPU cores; the epoch with the best mean validation score is kept.
 Validation score by epoch: {', '.join(f"{h['score']:.3f}" for h in history)}.
 
 ## Test metrics
-Reproduce: `p2t eval {model_dir} {cfg.origin} --split test` (first {results and max(r['test_examples'] for r in results.values())} test examples per task here).
+Reproduce: `python tools/model_card.py {cfg.origin} {model_dir}` (at most {results and max(r['test_examples'] for r in results.values())} test examples per task, evenly spaced over the split; `p2t eval {model_dir} {cfg.origin} --split test` scores whole splits).
 Each task is compared with a trivial baseline fitted on its training split.
 
 | task | kind | test n | model | baseline | beats baseline |
