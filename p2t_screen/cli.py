@@ -66,6 +66,7 @@ def screen(
     overwrite: Annotated[bool, typer.Option(help="discard results already in the output folder and start fresh")] = False,
     shard: Annotated[Optional[str], typer.Option(help="i/N: screen only shard i of N (by sequence hash); default from SLURM_ARRAY_TASK_ID/COUNT")] = None,
     window_records: Annotated[int, typer.Option(min=1, help="records per output part (memory bound)")] = ScreenConfig.window_records,
+    fast_memory: Annotated[bool, typer.Option("--fast-memory", help="run models made for a padded memory (imported Prot2Token checkpoints) on length-bucketed memory: faster, but outputs drift from the published model")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
 ) -> None:
     """Screen a FASTA library: one typed Parquet row per (record, task).
@@ -78,7 +79,8 @@ def screen(
         request = ScreenRequest(
             input=input, output=output, model=model, tasks=tuple(_split_tasks(tasks)), device=device,
             dtype=dtype, on_invalid=on_invalid, on_long=long,
-            screen=ScreenConfig(max_tokens=max_tokens, window_records=window_records),
+            screen=ScreenConfig(max_tokens=max_tokens, window_records=window_records,
+                                memory="masked" if fast_memory else None),
             overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard))
         progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
         with stop:
@@ -268,6 +270,35 @@ def train_cmd(
         err.print(f"best validation score {summary['best']:.4f}; model written to {summary['output']}")
 
 
+@app.command("import-prot2token", epilog=EXIT_CODES_HELP)
+def import_prot2token_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="published Prot2Token checkpoint (.pth)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="new model directory to write")],
+    config: Annotated[Optional[Path], typer.Option(help="the checkpoint's config.yaml [default: beside it, or one folder up]")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="the checkpoint's decoder_tokenizer.yaml [default: beside it, or one folder up]")] = None,
+    name: Annotated[Optional[str], typer.Option(help="model name [default: prot2token-<tasks>]")] = None,
+    skip_unknown_tasks: Annotated[bool, typer.Option("--skip-unknown-tasks", help="import the tasks p2t can run and leave the others out")] = False,
+) -> None:
+    """Convert a published Prot2Token checkpoint into a p2t model directory.
+
+    The checkpoint is read as tensors only (no pickled code runs). The model keeps the published
+    memory layout (encoder input padded to its full length, no memory mask), so it predicts what
+    the reference does; `p2t screen --fast-memory` trades that fidelity for speed.
+    """
+    from .importer import import_prot2token, sidecar
+
+    try:
+        out = import_prot2token(checkpoint, config or sidecar(checkpoint, "config.yaml"),
+                                tokenizer or sidecar(checkpoint, "decoder_tokenizer.yaml"), output, name,
+                                skip_unknown_tasks=skip_unknown_tasks)
+        cfg = read_model_config(out)
+    except P2TError as exc:
+        raise _fail(exc) from None
+    err.print(f"wrote {out}: model '{cfg.name}', tasks {', '.join(t.name for t in cfg.tasks)}; "
+              f"ESM2 {cfg.encoder.num_layers} layers x {cfg.encoder.embed_dim}, memory padded to "
+              f"{cfg.encoder.max_residues + 2} tokens as published", highlight=False)
+
+
 @app.command("eval")
 def eval_cmd(
     model: Annotated[str, typer.Argument(help="model directory or bundled name")],
@@ -319,6 +350,15 @@ def columns_cmd() -> None:
     for name, doc in COLUMN_DOCS.items():
         table.add_row(name, doc)
     Console().print(table)
+
+
+def _register_ray() -> None:
+    from .cli_ray import screen_ray  # Ray itself is imported only when the command runs
+
+    app.command("screen-ray", epilog=EXIT_CODES_HELP)(screen_ray)
+
+
+_register_ray()
 
 
 def main() -> None:

@@ -37,6 +37,17 @@ class EncoderConfig:
     attention_heads: int
     token_dropout: bool = True
     max_residues: int = 1022
+    # Rotary inverse frequencies taken from a checkpoint whose stored values differ from the
+    # fp32 recomputation (imported Prot2Token/HF ESM2 files); None = recompute in fp32.
+    rotary_inv_freq: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.rotary_inv_freq is not None:
+            freqs = tuple(float(f) for f in self.rotary_inv_freq)
+            if len(freqs) * 2 * self.attention_heads != self.embed_dim:
+                raise ValueError(f"rotary_inv_freq has {len(freqs)} values; head size "
+                                 f"{self.embed_dim // self.attention_heads} needs half as many")
+            object.__setattr__(self, "rotary_inv_freq", freqs)
 
     def build(self) -> ESM2:
         """An ESM2 module of this shape (weights still to be loaded)."""
@@ -141,11 +152,12 @@ def tokenize(sequences: list[str], device: torch.device | None = None) -> Tensor
     return torch.from_numpy(out).to(device) if device is not None else torch.from_numpy(out)
 
 
-def esm2_forward(model: ESM2, tokens: Tensor) -> Tensor:
+def esm2_forward(model: ESM2, tokens: Tensor, inv_freq: tuple[float, ...] | None = None) -> Tensor:
     """Last-layer representations (B, T, E), numerically equivalent to fair-esm's forward.
 
     Same weights and operations, but attention runs through `scaled_dot_product_attention`
     (fused kernels, no (B, H, T, T) weight tensor kept) instead of fair-esm's explicit bmm.
+    `inv_freq` overrides the rotary frequencies (EncoderConfig.rotary_inv_freq).
     """
     padding = tokens.eq(model.padding_idx)  # (B, T)
     x = model.embed_tokens(tokens)
@@ -156,7 +168,7 @@ def esm2_forward(model: ESM2, tokens: Tensor) -> Tensor:
         x = x * (1 - 0.15 * 0.8) / (1 - observed)[:, None, None]
     x = x * (~padding).unsqueeze(-1).to(x.dtype)
     keep = (~padding)[:, None, None, :]  # (B, 1, 1, T): True = attend
-    rotary = _rotary_tables(model.embed_dim // model.attention_heads, tokens.shape[1], x)
+    rotary = _rotary_tables(model.embed_dim // model.attention_heads, tokens.shape[1], x, inv_freq)
     for layer in model.layers:
         x = x + _self_attention(layer.self_attn, layer.self_attn_layer_norm(x), keep, rotary)
         h = layer.final_layer_norm(x)
@@ -177,9 +189,18 @@ def _self_attention(attn: torch.nn.Module, x: Tensor, keep: Tensor,
     return attn.out_proj(out.transpose(1, 2).reshape(b, t, e))  # (B, T, E)
 
 
-def _rotary_tables(head_dim: int, length: int, like: Tensor) -> tuple[Tensor, Tensor]:
+def rotary_inv_freq(head_dim: int, device: torch.device | None = None) -> Tensor:
+    """ESM2's rotary inverse frequencies, computed in fp32: (head_dim / 2,)."""
+    return 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim))
+
+
+def _rotary_tables(head_dim: int, length: int, like: Tensor,
+                   inv_freq: tuple[float, ...] | None = None) -> tuple[Tensor, Tensor]:
     # Built in fp32 from scratch: the module's inv_freq buffer loses precision under bf16/fp16.
-    inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device=like.device).float() / head_dim))
+    if inv_freq is None:
+        inv_freq = rotary_inv_freq(head_dim, like.device)
+    else:
+        inv_freq = torch.tensor(inv_freq, dtype=torch.float32, device=like.device)
     t = torch.arange(length, device=like.device, dtype=torch.float32)
     freqs = torch.outer(t, inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)  # (T, hd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from esm.model.esm2 import ESM2
 from torch import Tensor, nn
 
@@ -15,6 +16,11 @@ from .tasks import KINDS, TaskSpec
 from .vocab import Vocab
 
 PROMPT_LEN = 2  # <bos> <task_X>
+# How the decoder memory is built. "masked": the encoder sees each batch padded to its longest
+# sequence and the decoder ignores padding (p2t's own models). "padded": the encoder input is
+# padded to max_residues + 2 tokens and the decoder attends to every position, padding included,
+# with no memory mask: what the published Prot2Token checkpoints were trained and run with.
+MEMORY_MODES = ("masked", "padded")
 
 
 @dataclass(frozen=True)
@@ -26,8 +32,11 @@ class ModelConfig:
     decoder: DecoderConfig
     vocab: Vocab
     tasks: tuple[TaskSpec, ...]
+    memory: str = "masked"  # one of MEMORY_MODES
 
     def __post_init__(self) -> None:
+        if self.memory not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {MEMORY_MODES}, got {self.memory!r}")
         if self.decoder.vocab_size != len(self.vocab):
             raise ValueError(f"decoder vocab_size {self.decoder.vocab_size} != vocabulary size "
                              f"{len(self.vocab)}")
@@ -88,11 +97,24 @@ class P2TModel(nn.Module):
     def vocab(self) -> Vocab:
         return self.config.vocab
 
-    def encode(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """ESM token ids (B, T) -> decoder memory (B, T, D) and its keep-mask (B, T)."""
-        hidden = esm2_forward(self.encoder, tokens)
-        memory = self.decoder.project_memory(hidden)
-        return memory, tokens.ne(self.encoder.padding_idx)
+    def encode(self, tokens: Tensor, memory: str | None = None) -> tuple[Tensor, Tensor | None]:
+        """ESM token ids (B, T) -> decoder memory (B, S, D) and its keep-mask (B, S) or None.
+
+        `memory` overrides the model's own mode (`config.memory`). "padded" pads the tokens to
+        max_residues + 2 (S = that) and returns no mask: the decoder attends to every position.
+        "masked" keeps S = T and masks the padding.
+        """
+        mode = memory or self.config.memory
+        if mode not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {MEMORY_MODES}, got {mode!r}")
+        if mode == "padded":
+            width = self.config.encoder.max_residues + 2
+            if tokens.shape[1] > width:
+                raise ValueError(f"{tokens.shape[1]} encoder tokens exceed the model's {width}")
+            tokens = F.pad(tokens, (0, width - tokens.shape[1]), value=self.encoder.padding_idx)
+        hidden = esm2_forward(self.encoder, tokens, self.config.encoder.rotary_inv_freq)
+        out = self.decoder.project_memory(hidden)
+        return out, (None if mode == "padded" else tokens.ne(self.encoder.padding_idx))
 
     def prompt(self, spec: TaskSpec, batch: int, device: torch.device) -> Tensor:
         """`<bos> <task_X>` for every row: (B, 2)."""

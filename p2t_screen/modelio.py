@@ -59,11 +59,14 @@ def resolve_model_path(ref: str | os.PathLike | None) -> Path:
 
 def config_to_json(config: ModelConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document stored as `config.json`."""
+    encoder = asdict(config.encoder)
+    if encoder["rotary_inv_freq"] is None:  # only imported checkpoints carry it
+        del encoder["rotary_inv_freq"]
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": config.name,
-        "encoder": asdict(config.encoder), "decoder": config.decoder.to_dict(),
+        "encoder": encoder, "decoder": config.decoder.to_dict(),
         "vocab": list(config.vocab.tokens), "tasks": [t.to_dict() for t in config.tasks],
-        **(extra or {}),
+        "memory": config.memory, **(extra or {}),
     }
 
 
@@ -79,6 +82,7 @@ def config_from_json(doc: dict[str, Any], origin: str) -> ModelConfig:
             decoder=DecoderConfig(**doc["decoder"]),
             vocab=Vocab(tuple(doc["vocab"])),
             tasks=tuple(TaskSpec.from_dict(t) for t in doc["tasks"]),
+            memory=str(doc.get("memory", "masked")),  # absent before p2t stored it
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{origin}: invalid model config: {exc}") from exc
@@ -165,5 +169,5 @@ def load_model(ref: str | os.PathLike | None = None, device: str | torch.device 
     model.source = str(path)
     model.checksum = model_checksum(path)
     model.metadata = {k: v for k, v in doc.items() if k not in
-                      ("format", "format_version", "name", "encoder", "decoder", "vocab", "tasks")}
+                      ("format", "format_version", "name", "encoder", "decoder", "vocab", "tasks", "memory")}
     return model.to(device=device, dtype=dtype).eval()

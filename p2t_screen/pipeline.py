@@ -165,6 +165,7 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
         "policy": [policy.on_invalid.value, policy.on_long.value],
         "windows": [req.screen.window_records, req.screen.window_residues],
         "shard": list(req.shard) if req.shard else None, "schema_version": SCHEMA_VERSION,
+        **({"memory": req.screen.memory} if req.screen.memory else {}),
     }
     state = prepare_output(req.output, fingerprint, req.overwrite)
     if state.complete:
@@ -183,6 +184,7 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
         "max_tokens": req.screen.max_tokens, "torch": torch.__version__,
         "python": platform.python_version(), "host": platform.node() or os.uname().nodename,
         "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None, "fingerprint": fingerprint,
+        "memory": req.screen.memory or config.memory,
     }
     schema = schema_with_metadata(run)
     writer = PartWriter(req.output, schema, run, first_part=state.parts_done)

@@ -18,7 +18,7 @@ from .batching import token_budget_batches
 from .encoder import tokenize
 from .fasta import Record, Status
 from .generate import Decoded, greedy_decode
-from .model import P2TModel
+from .model import MEMORY_MODES, P2TModel
 from .schema import SCHEMA, rows_to_batch
 from .tasks import KINDS, TaskResult, TaskSpec
 
@@ -50,11 +50,17 @@ class ScreenConfig:
     max_tokens: int = DEFAULT_MAX_TOKENS  # padded encoder tokens per batch
     window_records: int = 20_000  # records sorted together; bounds memory
     window_residues: int = 2_000_000
+    # Decoder memory mode, overriding the model's own (`ModelConfig.memory`); None keeps it.
+    # "masked" runs a "padded" model (imported Prot2Token checkpoints) on length-bucketed memory:
+    # much faster on short sequences, but not what the model was trained with (outputs drift).
+    memory: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "window_records", "window_residues"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.memory is not None and self.memory not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {MEMORY_MODES} or None, got {self.memory!r}")
 
 
 class Screener:
@@ -68,12 +74,13 @@ class Screener:
         self.config = config
         self.schema = schema
         self.device = next(model.parameters()).device
+        self.memory = config.memory or model.config.memory  # the mode this screener runs
 
     @torch.inference_mode()
     def predict(self, sequences: list[str]) -> dict[str, list[Outcome]]:
         """Outcomes per task for one batch of valid sequences (the encoder runs once)."""
         model, vocab = self.model, self.model.vocab
-        memory, keep = model.encode(tokenize(sequences, self.device))
+        memory, keep = model.encode(tokenize(sequences, self.device), self.memory)
         memory_kv = model.decoder.memory_kv(memory)
         out: dict[str, list[Outcome]] = {}
         for spec in self.tasks:
@@ -137,7 +144,10 @@ class Screener:
                        should_stop: StopFn | None = None) -> pa.RecordBatch:
         copies = Counter(r.used_sequence for r in window if r.status is Status.OK)
         results: dict[str, dict[str, Outcome]] = {}
-        for batch in token_budget_batches(list(copies), len, self.config.max_tokens):
+        # A padded memory costs the full encoder width whatever the length.
+        full = self.model.config.encoder.max_residues
+        length = len if self.memory == "masked" else (lambda seq: full)
+        for batch in token_budget_batches(list(copies), length, self.config.max_tokens):
             if should_stop and should_stop():
                 raise Stopped("stopped on request")
             for seq, outcomes in self._predict_splitting(batch):
