@@ -252,7 +252,7 @@ def run_soak(model_ref: str | None, n: int, task: str | None, device: str, windo
     name = task or next((t.name for t in cfg.tasks if t.kind in SCALAR_KINDS), cfg.tasks[0].name)
     rng = random.Random(seed)
     letters, weights = zip(*AA_FREQ.items())
-    probe = _RssProbe([n // 10, n])
+    probe = _RssProbe([n * k // 10 for k in range(1, 11)])
     with tempfile.TemporaryDirectory() as tmp:
         fasta = Path(tmp) / "soak.fasta"
         with fasta.open("w") as fh:  # streamed: the generator itself must not hold the library

@@ -222,6 +222,8 @@ def bench_cmd(
                         f"memory {samples['start']:.0f} MiB at start, {tenth:.0f} MiB at {soak // 10} records, "
                         f"{samples[soak]:.0f} MiB at {soak} records (growth x{samples[soak] / tenth:.2f})",
                         highlight=False)
+        Console().print("resident MiB by records: " + ", ".join(
+            f"{k}: {v:.0f}" for k, v in samples.items() if isinstance(k, int)), highlight=False)
         return
     try:
         report = run_bench(model, _split_tasks(tasks) if tasks else None, n, min_len, max_len,
