@@ -210,6 +210,6 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
     summary.seconds = time.perf_counter() - start
     summary.status_counts = {t: dict(c) for t, c in counts.items()}
     summary.rows = sum(sum(c.values()) for c in counts.values())
+    summary.parts = writer.parts or 1  # an empty run still leaves one empty part with the schema
     writer.finish(summary.to_dict())
-    summary.parts = writer.parts
     return summary
