@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
@@ -30,3 +31,13 @@ def token_budget_batches(items: Sequence[T], length: Callable[[T], int],
         batch.append(item)
     if batch:
         yield batch
+
+
+def shuffled_batches(items: Sequence[T], length: Callable[[T], int], max_tokens: int,
+                     rng: random.Random) -> list[list[T]]:
+    """Training order: length-grouped batches (ties in random order), the batches shuffled."""
+    order = list(items)
+    rng.shuffle(order)  # token_budget_batches sorts stably, so this randomises equal lengths
+    plan = list(token_budget_batches(order, length, max_tokens))
+    rng.shuffle(plan)
+    return plan

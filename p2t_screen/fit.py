@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from .batching import padded_tokens
+from .batching import shuffled_batches
 from .datasets import Labelled, load_task, summarise
-from .encoder import EncoderConfig, load_esm2
+from .encoder import EncoderConfig, esm2_forward, load_esm2, tokenize
 from .errors import UsageError
 from .evaluate import evaluate
 from .fasta import ReadPolicy, read_fasta
@@ -161,15 +161,7 @@ def epoch_plan(examples: dict[str, list[Example]], cfg: TrainRunConfig, epoch: i
         if entry.max_per_epoch is not None:
             n = min(n, entry.max_per_epoch)
         chosen += [pool[rng.randrange(len(pool))] for _ in range(n)] if n > len(pool) else rng.sample(pool, n)
-    chosen.sort(key=lambda e: (len(e.sequence), rng.random()))
-    plan: list[list[Example]] = []
-    for ex in chosen:
-        if plan and padded_tokens(len(plan[-1]) + 1, len(ex.sequence)) <= cfg.train.max_tokens:
-            plan[-1].append(ex)
-        else:
-            plan.append([ex])
-    rng.shuffle(plan)
-    return plan
+    return shuffled_batches(chosen, lambda e: len(e.sequence), cfg.train.max_tokens, rng)
 
 
 class EncoderCache:
@@ -180,8 +172,6 @@ class EncoderCache:
 
     @torch.no_grad()
     def batch(self, model: P2TModel, batch: list[Example], esm: torch.Tensor) -> torch.Tensor:
-        from .encoder import esm2_forward, tokenize
-
         missing = [e.sequence for e in batch if e.sequence not in self.hidden]
         if missing:
             device = next(model.parameters()).device

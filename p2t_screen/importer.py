@@ -24,7 +24,6 @@ Name mapping (HF-transformers ESM -> fair-esm ESM2; Prot2Token decoder -> p2t de
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -42,7 +41,7 @@ from .decoder import DecoderConfig
 from .encoder import ALPHABET, EncoderConfig, rotary_inv_freq
 from .errors import ModelError
 from .model import PROMPT_LEN, ModelConfig, P2TModel
-from .modelio import BUNDLED, CONFIG_FILE, save_model
+from .modelio import BUNDLED, CONFIG_FILE, file_sha256, save_model
 from .tasks import REGRESSION_DECIMALS, TaskSpec
 from .vocab import Vocab
 
@@ -161,7 +160,7 @@ def import_prot2token(checkpoint: Path, config_yaml: Path, tokenizer_yaml: Path,
     _load(model, state, mapping, checkpoint)
     extra = {"imported_from": {
         "format": "prot2token",
-        "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": _sha256(checkpoint),
+        "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": file_sha256(checkpoint),
         "config_yaml": str(config_yaml.resolve()), "tokenizer_yaml": str(tokenizer_yaml.resolve()),
         "encoder_model_name": cfg["model_name"],
         "dropped_tensors": dropped,
@@ -413,14 +412,6 @@ def _load(model: P2TModel, state: dict[str, Tensor], mapping: dict[str, tuple[st
                  and not k.startswith(("lm_head.", "contact_head.")) and not k.endswith("inv_freq")]
     if unfilled:  # a mapping bug, not a user error
         raise AssertionError(f"importer left model tensors unset: {unfilled[:8]}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _save_atomically(model: P2TModel, out: Path, extra: dict[str, Any]) -> Path:

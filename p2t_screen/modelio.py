@@ -132,6 +132,12 @@ def _load_decoder(model: P2TModel, path: Path) -> None:
     model.decoder.load_state_dict(state)
 
 
+def file_sha256(path: Path) -> str:
+    """Content hash of one file (inputs of a run, imported checkpoints)."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def model_checksum(path: Path) -> str:
     """sha256 over the config and weight files, identifying exactly these weights."""
     digest = hashlib.sha256()

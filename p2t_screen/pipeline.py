@@ -6,7 +6,6 @@ load weights -> stream windows of records through the Screener -> write parts ->
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -25,7 +24,7 @@ import torch
 from . import __version__
 from .errors import InputError, UsageError
 from .fasta import OnInvalid, OnLong, ReadPolicy, Record, check_fasta, read_fasta
-from .modelio import load_model, model_checksum, read_model_config, resolve_model_path
+from .modelio import file_sha256, load_model, model_checksum, read_model_config, resolve_model_path
 from .predict import MemoryGuard, ScreenConfig, Screener, StopFn
 from .runtime import dtype_name, resolve_device, resolve_dtype
 from .schema import SCHEMA_VERSION, schema_with_metadata
@@ -109,15 +108,6 @@ def parse_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[in
 def in_shard(record: Record, shard: tuple[int, int] | None) -> bool:
     """Deterministic by sequence hash, so identical sequences always share a shard."""
     return shard is None or int(record.seq_hash[:16], 16) % shard[1] == shard[0]
-
-
-def file_sha256(path: Path) -> str:
-    """Content hash of the input (a changed library must not resume an old run)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _records(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> Iterator[Record]:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .batching import padded_tokens
+from .batching import shuffled_batches
 from .encoder import ALPHABET, tokenize
 from .model import P2TModel
 from .tasks import KINDS
@@ -75,18 +75,11 @@ def make_example(model: P2TModel, task: str, sequence: str, label: object,
 def batches(examples: Sequence[Example], max_tokens: int, rng: random.Random) -> Iterator[list[Example]]:
     """Endless shuffled batches of similar length, each within the padded-token budget."""
     while True:
-        order = sorted(examples, key=lambda e: (len(e.sequence), rng.random()))
-        chunks: list[list[Example]] = []
-        batch: list[Example] = []
-        for ex in order:
-            if batch and padded_tokens(len(batch) + 1, len(ex.sequence)) > max_tokens:
-                chunks.append(batch)
-                batch = []
-            batch.append(ex)
-        if batch:
-            chunks.append(batch)
-        rng.shuffle(chunks)
-        yield from chunks
+        yield from shuffled_batches(examples, _length, max_tokens, rng)
+
+
+def _length(example: Example) -> int:
+    return len(example.sequence)
 
 
 @dataclass(frozen=True)

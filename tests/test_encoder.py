@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from p2t_screen.encoder import (EncoderConfig, esm2_forward, hub_checkpoint_path, load_esm2,
-                                read_esm_checkpoint, save_esm_checkpoint, tokenize)
+                                read_esm_checkpoint, tokenize)
 from p2t_screen.errors import ModelError
 
 from conftest import TINY_ENCODER
