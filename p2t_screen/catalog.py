@@ -37,5 +37,8 @@ CATALOG: dict[str, TaskSpec] = {spec.name: spec for spec in (
              codes="HEC", description="3-state secondary structure, one label per residue"),
     TaskSpec("phosphorylation_sites", "sites", residues="STY",
              description="phosphorylated S/T/Y positions"),
+    TaskSpec("kinase_phosphorylation_site", "sites", residues="ST", inputs="pair", prompt="candidates",
+             description="S/T positions of the substrate phosphorylated by the partner kinase "
+                         "(pair: substrate, kinase)"),
     *(_position_task(r) for r in SELF_SUPERVISED_RESIDUES),
 )}

@@ -66,6 +66,8 @@ def screen(
     overwrite: Annotated[bool, typer.Option(help="discard results already in the output folder and start fresh")] = False,
     shard: Annotated[Optional[str], typer.Option(help="i/N: screen only shard i of N (by sequence hash); default from SLURM_ARRAY_TASK_ID/COUNT")] = None,
     window_records: Annotated[int, typer.Option(min=1, help="records per output part (memory bound)")] = ScreenConfig.window_records,
+    partner: Annotated[Optional[Path], typer.Option(help="FASTA of partner proteins for pair tasks (e.g. kinases): each record is paired with every partner")] = None,
+    pair_by_id: Annotated[bool, typer.Option("--pair-by-id", help="pair each record only with the partner of the same id")] = False,
     fast_memory: Annotated[bool, typer.Option("--fast-memory", help="run models made for a padded memory (imported Prot2Token checkpoints) on length-bucketed memory: faster, but outputs drift from the published model")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
 ) -> None:
@@ -81,7 +83,8 @@ def screen(
             dtype=dtype, on_invalid=on_invalid, on_long=long,
             screen=ScreenConfig(max_tokens=max_tokens, window_records=window_records,
                                 memory="masked" if fast_memory else None),
-            overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard))
+            overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard),
+            partner=partner, pair_by_id=pair_by_id)
         progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
         with stop:
             summary = screen_file(request, progress, should_stop=stop)
@@ -270,6 +273,67 @@ def train_cmd(
         raise typer.Exit(130) from None
     if not quiet:
         err.print(f"best validation score {summary['best']:.4f}; model written to {summary['output']}")
+
+
+@app.command("pretrain", epilog=EXIT_CODES_HELP)
+def pretrain_cmd(
+    fasta: Annotated[list[Path], typer.Argument(help="unlabelled training sequences (FASTA, .gz ok)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="encoder checkpoint to write (.pt)")],
+    steps: Annotated[int, typer.Option(help="optimiser steps")] = 2000,
+    valid: Annotated[Optional[Path], typer.Option(help="held-out FASTA: masked-LM loss, perplexity, accuracy")] = None,
+    layers: Annotated[int, typer.Option(help="encoder layers")] = 4,
+    dim: Annotated[int, typer.Option(help="encoder width")] = 128,
+    heads: Annotated[int, typer.Option(help="attention heads")] = 8,
+    crop: Annotated[int, typer.Option(help="longest window of a sequence per example")] = 512,
+    max_tokens: Annotated[int, typer.Option(help="padded tokens per batch")] = 16384,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
+    warmup: Annotated[int, typer.Option(help="warmup steps")] = 500,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    fresh: Annotated[bool, typer.Option(help="ignore (and delete) a saved pre-training state")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Masked-language pre-training of an ESM2-architecture encoder (for `encoder.source`)."""
+    import time
+
+    from .fasta import ReadPolicy, read_fasta
+    from .pretrain import PretrainConfig, pretrain
+    from .runtime import resolve_device
+
+    def sequences(paths: list[Path]) -> list[str]:
+        policy = ReadPolicy(on_invalid="skip", max_residues=100_000)
+        return [r.sequence for p in paths for r in read_fasta(p, policy) if r.residues_used]
+
+    last = [0.0]
+
+    def event(kind: str, data: dict) -> None:
+        if quiet:
+            return
+        now = time.monotonic()
+        if kind == "step" and (now - last[0] >= 30 or data["step"] == data["total"]):
+            last[0] = now
+            err.print(f"p2t pretrain step={data['step']}/{data['total']} epoch={data['epoch']} "
+                      f"loss={data['loss']:.4f} lr={data['lr']:.2e} "
+                      f"residues/s={data['residues_per_s']:,.0f}", highlight=False)
+        elif kind == "start" and data["resumed_at"]:
+            err.print(f"resuming at step {data['resumed_at']}")
+
+    try:
+        train_seqs = sequences(fasta)
+        valid_seqs = sequences([valid]) if valid else []
+        cfg = PretrainConfig(steps=steps, num_layers=layers, embed_dim=dim, attention_heads=heads,
+                             crop=crop, max_tokens=max_tokens, lr=lr, warmup=warmup, seed=seed)
+        summary = pretrain(train_seqs, valid_seqs, cfg, output, resolve_device(device), fresh, event)
+    except P2TError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: rerun the same command to resume")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not quiet:
+        v = summary["valid"]
+        extra = (f"; held-out loss {v['loss']:.3f}, perplexity {v['perplexity']:.2f}, "
+                 f"accuracy {v['accuracy']:.3f}") if v else ""
+        err.print(f"wrote {output} after {summary['steps']} steps{extra}")
 
 
 @app.command("import-prot2token", epilog=EXIT_CODES_HELP)

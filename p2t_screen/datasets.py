@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from .errors import InputError
 from .fasta import ENCODER_ALPHABET, ReadPolicy, read_fasta
-from .tasks import KINDS, TaskSpec
+from .tasks import KINDS, TaskSpec, pair_input, protein_of
 
 SPLITS = ("train", "valid", "test")
 MAX_PROBLEMS = 20
@@ -33,6 +33,7 @@ class TaskSource:
     label_column: str = "label"
     id_column: str = "id"
     split_column: str | None = "split"  # None: every row is training data
+    partner_column: str = "partner_sequence"  # pair tasks: the second protein (e.g. the kinase)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Labelled:
     """One validated example: the sequence as the model sees it and its parsed label."""
 
     id: str
-    sequence: str
+    sequence: str  # pair tasks: "A/B" (tasks.PAIR_SEP), both cut to fit the encoder together
     label: Any
     split: str
     truncated: bool = False
@@ -84,14 +85,17 @@ def load_task(spec: TaskSpec, source: TaskSource, max_residues: int) -> dict[str
     else:
         sequences = _column(table, source.sequence_column, source.path)
     labels = _column(table, source.label_column, source.path)
+    partners = (_column(table, source.partner_column, source.path) if spec.inputs == "pair"
+                else [None] * table.num_rows)
     splits = (_column(table, source.split_column, source.path) if source.split_column
               and source.split_column in table.column_names else ["train"] * table.num_rows)
     out: dict[str, list[Labelled]] = {s: [] for s in SPLITS}
     problems: list[str] = []
-    for row, (rid, seq, label, split) in enumerate(zip(ids, sequences, labels, splits), start=1):
+    for row, (rid, seq, label, split, partner) in enumerate(
+            zip(ids, sequences, labels, splits, partners), start=1):
         try:
             name = _split(split)
-            out[name].append(_validate(spec, str(rid), seq, label, name, max_residues))
+            out[name].append(_validate(spec, str(rid), seq, label, name, max_residues, partner))
         except ValueError as exc:
             problems.append(f"{source.path}: row {row} (id {rid!r}): {exc}")
     if problems:
@@ -108,20 +112,36 @@ def _split(value: Any) -> str:
     return split
 
 
-def _validate(spec: TaskSpec, rid: str, seq: Any, label: Any, split: str,
-              max_residues: int) -> Labelled:
+def _protein(seq: Any, what: str) -> str:
     if seq is None:
-        raise ValueError("no sequence (id not found in the FASTA file?)")
+        raise ValueError(f"no {what} (id not found in the FASTA file?)")
     seq = "".join(str(seq).split()).upper()
     if not seq:
-        raise ValueError("empty sequence")
+        raise ValueError(f"empty {what}")
     bad = sorted(set(seq) - ENCODER_ALPHABET)
     if bad:
-        raise ValueError(f"invalid residue characters {bad}")
+        raise ValueError(f"invalid residue characters {bad} in the {what}")
+    return seq
+
+
+def _validate(spec: TaskSpec, rid: str, seq: Any, label: Any, split: str,
+              max_residues: int, partner: Any = None) -> Labelled:
+    seq = _protein(seq, "sequence")
     kind = KINDS[spec.kind]
     parsed = kind.read_label(spec, "" if label is None else label)
     if spec.kind == "per_residue" and len(parsed) != len(seq):
         raise ValueError(f"{len(parsed)} residue labels for {len(seq)} residues")
+    if spec.inputs == "pair":
+        other = _protein(partner, "partner sequence")
+        pair = pair_input(seq, other, max_residues - 1)  # <cls> A <eos> B <eos> fits the encoder
+        used = protein_of(pair)
+        truncated = len(pair) - 1 < len(seq) + len(other)
+        if spec.kind == "sites":
+            parsed = [p for p in parsed if p <= len(used)]
+        elif spec.kind == "per_residue":
+            parsed = parsed[: len(used)]
+        kind.encode(spec, parsed, pair)
+        return Labelled(rid, pair, parsed, split, truncated)
     truncated = len(seq) > max_residues
     if truncated:  # keep what the screen will see: the first max_residues residues
         seq = seq[:max_residues]

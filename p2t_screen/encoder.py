@@ -139,10 +139,14 @@ _LUT = np.full(256, ALPHABET.unk_idx, dtype=np.int64)
 for _tok in ALPHABET.all_toks:
     if len(_tok) == 1:
         _LUT[ord(_tok)] = ALPHABET.get_idx(_tok)
+# A pair input "A/B" (tasks.PAIR_SEP) becomes `<cls> A <eos> B <eos>`.
+_LUT[ord("/")] = ALPHABET.eos_idx
 
 
 def tokenize(sequences: list[str], device: torch.device | None = None) -> Tensor:
-    """`<cls> seq <eos>` token ids, right-padded with `<pad>`: (B, L_max + 2)."""
+    """`<cls> seq <eos>` token ids, right-padded with `<pad>`: (B, L_max + 2).
+
+    A pair "A/B" gives `<cls> A <eos> B <eos>` (same length: the separator becomes `<eos>`)."""
     width = max((len(s) for s in sequences), default=0) + 2
     out = np.full((len(sequences), width), ALPHABET.padding_idx, dtype=np.int64)
     for row, seq in enumerate(sequences):

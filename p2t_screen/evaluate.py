@@ -14,8 +14,8 @@ from .datasets import Labelled
 from .fasta import ReadPolicy, records_from_sequences
 from .metrics import KIND_METRICS, random_site_baseline
 from .model import P2TModel
-from .predict import ScreenConfig, Screener
-from .tasks import KINDS, TaskSpec
+from .predict import Pairing, ScreenConfig, Screener
+from .tasks import KINDS, PAIR_SEP, TaskSpec, protein_of
 
 _FROM_ROW = {"regression": "value", "class": "label", "multilabel": "labels", "sites": "sites",
              "per_residue": "residue_labels"}
@@ -24,15 +24,24 @@ _FROM_ROW = {"regression": "value", "class": "label", "multilabel": "labels", "s
 def _empty_prediction(spec: TaskSpec, example: Labelled) -> Any:
     """What a failed row counts as: nothing predicted (it still counts against the model)."""
     return {"regression": float("nan"), "class": "", "multilabel": [], "sites": [],
-            "per_residue": [""] * len(example.sequence)}[spec.kind]
+            "per_residue": [""] * len(protein_of(example.sequence))}[spec.kind]
 
 
 def predict_labels(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
                    max_tokens: int = 8192) -> list[Any]:
-    """Predictions in natural form, one per example, via `Screener.screen`."""
-    screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens))
+    """Predictions in natural form, one per example, via `Screener.screen`.
+
+    Pair examples ("A/B") screen A with B as its partner, paired by a per-example id."""
     policy = ReadPolicy(on_invalid="skip", max_residues=model.config.encoder.max_residues)
-    records = records_from_sequences([(e.id, e.sequence) for e in examples], policy)
+    pairing = None
+    if spec.inputs == "pair":
+        halves = [e.sequence.split(PAIR_SEP, 1) for e in examples]
+        records = records_from_sequences([(f"e{i}", a) for i, (a, _) in enumerate(halves)], policy)
+        pairing = Pairing(tuple(records_from_sequences(
+            [(f"e{i}", b) for i, (_, b) in enumerate(halves)], policy)), by_id=True)
+    else:
+        records = records_from_sequences([(e.id, e.sequence) for e in examples], policy)
+    screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens), pairs=pairing)
     column = _FROM_ROW[spec.kind]
     preds: list[Any] = [None] * len(examples)
     for batch in screener.screen(records):
@@ -89,4 +98,4 @@ def baseline(spec: TaskSpec, train: Sequence[Labelled], test: Sequence[Labelled]
         return "amino-acid composition: most frequent label of each residue type", score(spec, test, preds)
     truth = [e.label for e in test]
     return ("random positions, as many as true sites",
-            random_site_baseline([e.sequence for e in test], truth))
+            random_site_baseline([protein_of(e.sequence) for e in test], truth))

@@ -29,7 +29,7 @@ from .errors import UsageError
 from .evaluate import evaluate
 from .fasta import ReadPolicy, read_fasta
 from .metrics import PRIMARY
-from .model import P2TModel, create_model, init_position_tokens
+from .model import P2TModel, create_model, init_alignment, init_position_tokens
 from .modelio import BUNDLED, load_model, save_model
 from .train import Example, TrainConfig, collate, loss_on, lr_at, make_example
 from .trainconfig import TaskEntry, TrainRunConfig
@@ -59,6 +59,8 @@ def config_fingerprint(cfg: TrainRunConfig) -> str:
 
 
 def _decoder_len(cfg: TrainRunConfig) -> int:
+    if any(t.spec.prompt for t in cfg.tasks):  # candidates, <sep>, as many outputs, <eos>
+        return 2 * cfg.encoder.max_residues + 4
     long_kinds = {"per_residue", "sites"}
     if any(t.spec.kind in long_kinds for t in cfg.tasks):
         return cfg.encoder.max_residues + 3
@@ -69,6 +71,7 @@ def build_model(cfg: TrainRunConfig) -> P2TModel:
     """A fresh model for the config's tasks, its encoder new, loaded, or taken from `init`."""
     specs = [t.spec for t in cfg.tasks]
     opts = dict(asdict(cfg.decoder), max_len=_decoder_len(cfg))
+    align = opts.pop("align_init")
     enc = cfg.encoder
     if enc.init:
         base = load_model(enc.init)
@@ -86,7 +89,11 @@ def build_model(cfg: TrainRunConfig) -> P2TModel:
         source = enc.source if enc.trainable_layers() == 0 else BUNDLED
         model = create_model(cfg.name, replace(loaded_cfg, source=source, max_residues=enc.max_residues),
                              specs, encoder=encoder, **opts)
-    init_position_tokens(model)
+    if align:
+        init_position_tokens(model, scale=1.0)
+        init_alignment(model)
+    else:
+        init_position_tokens(model)
     return model
 
 

@@ -37,8 +37,15 @@ def _choose(logits: Tensor, allowed: Tensor, done: Tensor, pad_id: int) -> tuple
 @torch.no_grad()
 def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memory_keep: Tensor | None,
                   prompt: Tensor, grammar: Grammar, eos_id: int, pad_id: int = 0,
-                  use_cache: bool = True) -> Decoded:
-    """Decode up to `grammar.max_steps` tokens after `prompt` (B, P) for every row."""
+                  use_cache: bool = True, forced: Tensor | None = None,
+                  forced_len: Tensor | None = None) -> Decoded:
+    """Decode up to `grammar.max_steps` tokens after `prompt` (B, P) for every row.
+
+    `forced` (B, F) with `forced_len` (B,): per-row prompt tokens of different lengths. Row b's
+    first forced_len[b] steps take forced[b] instead of the model's choice (probability 1), so
+    a row-specific prompt costs no padding inside the sequence; they are still returned in
+    `tokens` (callers strip them).
+    """
     batch, plen = prompt.shape
     steps = grammar.max_steps
     device = prompt.device
@@ -51,6 +58,10 @@ def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memo
     loose_bound = not isinstance(grammar, TableGrammar)
     for step in range(steps):
         token, prob, logp = _choose(logits, grammar.allowed(step), done, pad_id)
+        if forced is not None and step < forced.shape[1]:
+            given = forced_len > step
+            token = torch.where(given, forced[:, step], token)
+            prob = prob.masked_fill(given, 1.0)
         if first is None:
             first = logp.exp()
         tokens[:, step], probs[:, step] = token, prob

@@ -104,8 +104,11 @@ class SitesGrammar(Grammar):
     (inside the residues used and of an allowed residue type). Column 0 is never a candidate.
     """
 
-    def __init__(self, vocab: Vocab, candidates: Tensor, max_steps: int) -> None:
+    def __init__(self, vocab: Vocab, candidates: Tensor, max_steps: int,
+                 sep_id: int | None = None) -> None:
         device = candidates.device
+        # Prompted tasks replay the candidates then `sep_id`; the ascending order restarts there.
+        self.sep_id = sep_id
         n_pos = candidates.shape[1] - 1
         pos_ids = torch.tensor(vocab.ids([str(p) for p in range(1, n_pos + 1)]), device=device)
         pos_of = torch.full((len(vocab),), -1, dtype=torch.long, device=device)
@@ -128,3 +131,5 @@ class SitesGrammar(Grammar):
     def advance(self, tokens: Tensor) -> None:
         p = self.pos_of[tokens][:, None]
         self.last = torch.where(p > 0, p, self.last)
+        if self.sep_id is not None:
+            self.last = self.last.masked_fill(tokens[:, None].eq(self.sep_id), 0)

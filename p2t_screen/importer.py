@@ -51,6 +51,7 @@ KNOWN_TASKS: dict[str, TaskSpec] = {
     "<task_stability>": CATALOG["stability"],
     "<task_fluorescence>": CATALOG["fluorescence"],
     "<task_protein_melting_temperature>": CATALOG["melting_temperature"],
+    "<task_kinase_phosphorylation_site>": CATALOG["kinase_phosphorylation_site"],
 }
 # Known, but p2t cannot run them: the reason is given in the error.
 UNSUPPORTED_TASKS: dict[str, str] = {

@@ -25,7 +25,7 @@ from . import __version__
 from .errors import InputError, UsageError
 from .fasta import OnInvalid, OnLong, ReadPolicy, Record, check_fasta, read_fasta
 from .modelio import file_sha256, load_model, model_checksum, read_model_config, resolve_model_path
-from .predict import MemoryGuard, ScreenConfig, Screener, StopFn
+from .predict import MemoryGuard, Pairing, ScreenConfig, Screener, StopFn
 from .runtime import dtype_name, resolve_device, resolve_dtype
 from .schema import SCHEMA_VERSION, schema_with_metadata
 from .writer import SUCCESS_FILE, PartWriter, existing_parts, prepare_output
@@ -80,6 +80,8 @@ class ScreenRequest:
     overwrite: bool = False
     command: str = ""
     shard: tuple[int, int] | None = None  # (i, N): only records whose seq_hash falls in shard i of N
+    partner: Path | None = None  # FASTA of partner proteins for pair tasks
+    pair_by_id: bool = False  # pair each record with the partner of the same id (else with all)
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -122,6 +124,36 @@ def _scan(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> tupl
     return records, residues
 
 
+def _pairing(req: ScreenRequest, tasks: list, policy: ReadPolicy) -> Pairing | None:
+    """Partner proteins for pair tasks, checked before any weights load."""
+    pair_tasks = [t.name for t in tasks if t.inputs == "pair"]
+    if req.partner is None:
+        if pair_tasks:
+            raise UsageError(f"task(s) {', '.join(pair_tasks)} read protein pairs: give the partner "
+                             "proteins with --partner FASTA (or choose other --tasks)")
+        return None
+    if not pair_tasks:
+        raise UsageError("--partner was given, but none of the selected tasks reads protein pairs")
+    if not req.partner.is_file():
+        raise InputError(f"partner file not found: {req.partner}")
+    # Every partner must be usable: a bad one would silently drop rows of every record.
+    strict = ReadPolicy(OnInvalid.ERROR, policy.on_long, policy.max_residues)
+    partners = tuple(read_fasta(req.partner, strict))
+    bad = [p for p in partners if p.status.value != "ok"]
+    if bad:
+        raise InputError(f"{req.partner}: partner {bad[0].seq_id!r} is {bad[0].status.value} "
+                         f"({bad[0].error}); every partner must be a valid protein")
+    if not partners:
+        raise InputError(f"{req.partner}: no partner proteins")
+    if req.pair_by_id:
+        ids = Counter(p.seq_id for p in partners)
+        dupes = sorted(i for i, n in ids.items() if n > 1)
+        if dupes:
+            raise InputError(f"{req.partner}: partner ids must be unique to pair by id; repeated: "
+                             f"{dupes[:5]}")
+    return Pairing(partners, req.pair_by_id)
+
+
 def _previous_counts(out_dir: Path, parts: int) -> dict[str, Counter]:
     counts: dict[str, Counter] = {}
     for part in existing_parts(out_dir)[:parts]:
@@ -148,9 +180,12 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
         raise InputError(f"input file not found: {req.input}")
     if policy.on_invalid is OnInvalid.ERROR or policy.on_long is OnLong.ERROR:
         check_fasta(req.input, policy)
+    pairing = _pairing(req, tasks, policy)
     records, residues = _scan(req.input, policy, req.shard)
     fingerprint = {
         "input_sha256": file_sha256(req.input), "model_sha256": model_checksum(model_path),
+        **({"partner_sha256": file_sha256(req.partner), "pair_by_id": req.pair_by_id}
+           if pairing else {}),
         "tasks": [t.name for t in tasks], "dtype": dtype_name(dtype),
         "policy": [policy.on_invalid.value, policy.on_long.value],
         "windows": [req.screen.window_records, req.screen.window_residues],
@@ -175,10 +210,13 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
         "python": platform.python_version(), "host": platform.node() or os.uname().nodename,
         "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None, "fingerprint": fingerprint,
         "memory": req.screen.memory or config.memory,
+        **({"partner": str(req.partner), "pair_by_id": req.pair_by_id} if pairing else {}),
     }
     schema = schema_with_metadata(run)
     writer = PartWriter(req.output, schema, run, first_part=state.parts_done)
-    screener = Screener(model, tasks, req.screen, schema, memory_guard)
+    screener = Screener(model, tasks, req.screen, schema, memory_guard, pairing)
+    if pairing:  # progress counts the residues of every pair
+        residues = sum(screener.work(r) for r in _records(req.input, policy, req.shard))
     summary = RunSummary(output=str(req.output), records=records, residues=residues,
                          resumed_parts=state.parts_done)
     counts = {t.name: Counter() for t in tasks}

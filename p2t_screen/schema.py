@@ -60,7 +60,7 @@ COLUMN_DOCS = {
     "label_probs": "class: probability of every class; multi-label: p of each chosen label",
     "site_probs": "p of each predicted site",
     "residue_probs": "p of each residue's label",
-    "partner_id": "partner protein of a pair task (reserved)",
+    "partner_id": "id of the partner protein (--partner) of a pair task; null for one-protein tasks",
     "ligand": "ligand SMILES of a protein-ligand task (reserved)",
 }
 

@@ -26,6 +26,35 @@ from .vocab import Vocab
 
 REGRESSION_LOW, REGRESSION_HIGH = 0.0001, 0.9999  # Prot2Token's squashed label range
 REGRESSION_DECIMALS = 4
+# What a task reads. "protein": one sequence. "pair": two proteins, encoded as one ESM input
+# `<cls> A <eos> B <eos>` (how Prot2Token's tokenizer encodes a (substrate, kinase) pair); p2t
+# writes such an input as the string "A/B" (PAIR_SEP is no amino-acid letter) and site or
+# per-residue outputs refer to A.
+INPUTS = ("protein", "pair")
+PAIR_SEP = "/"
+# Decoder prompts beyond `<bos> <task>`. "candidates" (sites tasks): every candidate position of
+# the protein, ascending, then `<sep>`; the model then writes the positive ones (Prot2Token's
+# kinase phosphorylation-site format).
+PROMPTS = ("", "candidates")
+SEP = "<sep>"
+
+
+def protein_of(text: str) -> str:
+    """The first protein of a model input ("A" of a pair "A/B", else the text itself)."""
+    return text.split(PAIR_SEP, 1)[0]
+
+
+def pair_input(a: str, b: str, budget: int) -> str:
+    """"A/B" with A and B cut longest-first until len(A) + len(B) <= budget (HF tokenizers'
+    `longest_first` truncation of a pair, which the published pair checkpoints saw)."""
+    extra = len(a) + len(b) - budget
+    if extra > 0:
+        first = min(abs(len(a) - len(b)), extra)  # the longer one down to the shorter...
+        rest = extra - first  # ...then both, an odd one from b
+        cut_a, cut_b = (first + rest // 2, rest - rest // 2) if len(a) > len(b) else (
+            rest // 2, first + rest - rest // 2)
+        a, b = a[: len(a) - cut_a], b[: len(b) - cut_b]
+    return f"{a}{PAIR_SEP}{b}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +69,8 @@ class TaskSpec:
     codes: str | None = None  # per-residue: one character per label, for label strings like "HHEC"
     description: str = ""
     token: str = ""
+    inputs: str = "protein"  # one of INPUTS
+    prompt: str = ""  # one of PROMPTS
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -48,6 +79,12 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: unknown kind {self.kind!r} (known: {sorted(KINDS)})")
         if not self.token:
             object.__setattr__(self, "token", f"<task_{self.name}>")
+        if self.inputs not in INPUTS:
+            raise ValueError(f"task {self.name!r}: inputs must be one of {INPUTS}, got {self.inputs!r}")
+        if self.prompt not in PROMPTS:
+            raise ValueError(f"task {self.name!r}: prompt must be one of {PROMPTS}, got {self.prompt!r}")
+        if self.prompt and self.kind != "sites":
+            raise ValueError(f"task {self.name!r}: a '{self.prompt}' prompt needs kind 'sites'")
         object.__setattr__(self, "labels", tuple(self.labels))
         if self.value_range is not None:
             object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
@@ -100,6 +137,10 @@ class TaskKind:
     def encode(self, spec: TaskSpec, label: Any, sequence: str) -> list[str]:
         """Turn a label in its natural form into output tokens (without `<eos>`)."""
         raise NotImplementedError
+
+    def prompt_tokens(self, spec: TaskSpec, sequence: str) -> list[str]:
+        """Tokens given to the decoder after `<bos> <task>` (not predicted; default none)."""
+        return []
 
     def read_label(self, spec: TaskSpec, text: str) -> Any:
         """Parse a label as written in a data file (ValueError says what is wrong)."""
@@ -238,12 +279,17 @@ class SitesKind(TaskKind):
     output_columns = ("sites", "confidence", "site_probs")
 
     def label_tokens(self, spec, max_residues):
-        return [str(p) for p in range(1, max_residues + 1)]
+        return [str(p) for p in range(1, max_residues + 1)] + ([SEP] if spec.prompt else [])
 
     def candidates(self, spec: TaskSpec, sequence: str) -> list[int]:
-        """1-based positions that may be sites for this sequence."""
+        """1-based positions of the (first) protein that may be sites."""
         allowed = spec.residues
-        return [i + 1 for i, aa in enumerate(sequence) if allowed is None or aa in allowed]
+        return [i + 1 for i, aa in enumerate(protein_of(sequence)) if allowed is None or aa in allowed]
+
+    def prompt_tokens(self, spec, sequence):
+        if spec.prompt == "candidates":
+            return [str(p) for p in self.candidates(spec, sequence)] + [SEP]
+        return []
 
     def encode(self, spec, label, sequence):
         sites = sorted(set(int(p) for p in label))
@@ -254,12 +300,14 @@ class SitesKind(TaskKind):
         return [str(p) for p in sites]
 
     def grammar(self, spec, vocab, sequences, max_steps, device):
-        width = max((len(s) for s in sequences), default=0) + 1
+        width = max((len(protein_of(s)) for s in sequences), default=0) + 1
         cand = torch.zeros((len(sequences), width), dtype=torch.bool)
         for row, seq in enumerate(sequences):
             cand[row, self.candidates(spec, seq)] = True
-        steps = min(max_steps, int(cand.sum(1).max().item()) + 1 if len(sequences) else 1)
-        return SitesGrammar(vocab, cand.to(device), steps)
+        most = int(cand.sum(1).max().item()) if len(sequences) else 0
+        # A prompted row first replays its candidates and `<sep>`, then writes at most as many.
+        steps = (2 * most + 2) if spec.prompt else min(max_steps, most + 1)
+        return SitesGrammar(vocab, cand.to(device), steps, vocab.id(SEP) if spec.prompt else None)
 
     def read_label(self, spec, text):
         try:
@@ -291,7 +339,7 @@ class PerResidueKind(TaskKind):
         return list(spec.labels)
 
     def encode(self, spec, label, sequence):
-        labels = list(label)
+        labels, sequence = list(label), protein_of(sequence)
         if len(labels) != len(sequence):
             raise ValueError(f"task {spec.name!r}: {len(labels)} labels for {len(sequence)} residues")
         unknown = set(labels) - set(spec.labels)
@@ -300,7 +348,7 @@ class PerResidueKind(TaskKind):
         return labels
 
     def grammar(self, spec, vocab, sequences, max_steps, device):
-        lengths = [len(s) for s in sequences]
+        lengths = [len(protein_of(s)) for s in sequences]
         return PerResidueGrammar(vocab, spec.labels, torch.tensor(lengths, device=device),
                                  max(lengths, default=0) + 1)
 

@@ -59,14 +59,18 @@ def make_example(model: P2TModel, task: str, sequence: str, label: object,
     `token_weights` (e.g. inverse label frequencies) scales the loss of those output tokens.
     """
     spec = model.config.task(task)
-    tokens = KINDS[spec.kind].encode(spec, label, sequence)
+    kind = KINDS[spec.kind]
+    tokens = kind.encode(spec, label, sequence)
+    prompt = kind.prompt_tokens(spec, sequence)  # given to the decoder, never predicted
     vocab = model.vocab
-    target = (vocab.bos_id, vocab.id(spec.token), *vocab.ids(tokens), vocab.eos_id)
+    target = (vocab.bos_id, vocab.id(spec.token), *vocab.ids(prompt), *vocab.ids(tokens), vocab.eos_id)
     if len(target) > model.config.decoder.max_len + 1:
-        raise ValueError(f"task {task}: {len(tokens)} label tokens exceed the decoder length")
+        raise ValueError(f"task {task}: {len(prompt) + len(tokens)} prompt and label tokens exceed "
+                         "the decoder length")
     weights = None
-    if token_weights:
-        weights = (0.0, *(token_weights.get(t, 1.0) for t in tokens), 1.0)
+    if token_weights or prompt:
+        weights = (0.0, *([0.0] * len(prompt)),
+                   *((token_weights or {}).get(t, 1.0) for t in tokens), 1.0)
     if input_dropout is None:
         input_dropout = DEFAULT_INPUT_DROPOUT.get(spec.kind, 0.0)
     return Example(sequence, target, weights, input_dropout)

@@ -52,6 +52,8 @@ class DecoderSection:
     memory_positions: int = 1024
     norm_first: bool = True
     dropout: float = 0.1
+    # Start cross-attention aligned (decoder step j reads residue j): see model.init_alignment.
+    align_init: bool = True
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,8 @@ def _section(cls, data: dict[str, Any], where: str):
 
 
 _TASK_KEYS = {"name", "kind", "labels", "value_range", "residues", "codes", "description", "token",
-              "data", "fasta", "sequence_column", "label_column", "id_column", "split_column",
+              "inputs", "prompt", "data", "fasta", "sequence_column", "label_column", "id_column",
+              "split_column", "partner_column",
               "weight", "max_per_epoch", "class_weights", "self_supervised", "residue",
               "input_dropout"}
 
@@ -116,7 +119,8 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
         raise UsageError(f"{where}: unknown key(s) {unknown}; known: {sorted(_TASK_KEYS)}")
     if "name" not in entry:
         raise UsageError(f"{where}: every task needs a name")
-    spec_keys = {"name", "kind", "labels", "value_range", "residues", "codes", "description", "token"}
+    spec_keys = {"name", "kind", "labels", "value_range", "residues", "codes", "description", "token",
+                 "inputs", "prompt"}
     given = {k: v for k, v in entry.items() if k in spec_keys}
     catalog = CATALOG.get(entry["name"])
     spec_data = {**(catalog.to_dict() if catalog else {}), **given}
@@ -138,7 +142,7 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
     elif "data" in entry:
         source = TaskSource(path=path(entry["data"]), fasta=path(entry.get("fasta")),
                             **{k: entry[k] for k in ("sequence_column", "label_column", "id_column",
-                                                     "split_column") if k in entry})
+                                                     "split_column", "partner_column") if k in entry})
     else:
         raise UsageError(f"{where}: give `data` (a table) or `self_supervised` (a FASTA)")
     return TaskEntry(spec, source, selfsup, float(entry.get("weight", 1.0)),

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 
@@ -16,7 +16,8 @@ class TrainProgress:
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
         self.console, self.quiet = console, quiet
-        self.bar = Progress(  # a rich bar on a terminal; plain step lines otherwiseTextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+        # A rich bar on a terminal; plain step lines otherwise (see `event`).
+        self.bar = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("epoch {task.fields[epoch]} loss {task.fields[loss]} lr {task.fields[lr]}"),
                             TimeRemainingColumn(), console=console, disable=quiet)
         self.task = None
