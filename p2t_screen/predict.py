@@ -94,10 +94,7 @@ class Screener:
         self.tasks = tasks
         self.single_tasks = [t for t in tasks if t.inputs == "protein"]
         self.pair_tasks = [t for t in tasks if t.inputs == "pair"]
-        if self.pair_tasks and pairs is None:
-            names = ", ".join(t.name for t in self.pair_tasks)
-            raise UsageError(f"task(s) {names} read protein pairs: give partner proteins (--partner)")
-        self.pairs = pairs
+        self.pairs = pairs  # screen() needs it for pair tasks; predict() takes "A/B" inputs
         self.config = config
         self.schema = schema
         self.device = next(model.parameters()).device
@@ -173,6 +170,9 @@ class Screener:
         `should_stop` is polled between batches; when it returns True the current window is
         abandoned and `Stopped` is raised.
         """
+        if self.pair_tasks and self.pairs is None:
+            names = ", ".join(t.name for t in self.pair_tasks)
+            raise UsageError(f"task(s) {names} read protein pairs: give partner proteins (--partner)")
         it = iter(records)
         index = 0
         while window := self._next_window(it):

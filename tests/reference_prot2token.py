@@ -121,30 +121,45 @@ class RefProt2Token(nn.Module):
         return model.eval()
 
     # ---- forward
-    def tokenize(self, sequence: str) -> Tensor:
-        """HF-tokenizer equivalent: `<cls> seq <eos>` truncated/padded to encoder_max_len: (1, L)."""
-        ids = [ALPHABET.cls_idx, *ALPHABET.encode(sequence)[: self.encoder_max_len - 2], ALPHABET.eos_idx]
+    def tokenize(self, sequence: str | tuple[str, str]) -> Tensor:
+        """HF-tokenizer equivalent: `<cls> seq <eos>`, or for a pair `<cls> a <eos> b <eos>` with
+        HF's longest-first truncation (one token at a time from the longer, from b on ties),
+        padded to encoder_max_len: (1, L)."""
+        if isinstance(sequence, tuple):
+            a, b = (ALPHABET.encode(s) for s in sequence)
+            while len(a) + len(b) > self.encoder_max_len - 3:
+                if len(a) > len(b):
+                    a = a[:-1]
+                else:
+                    b = b[:-1]
+            ids = [ALPHABET.cls_idx, *a, ALPHABET.eos_idx, *b, ALPHABET.eos_idx]
+        else:
+            ids = [ALPHABET.cls_idx, *ALPHABET.encode(sequence)[: self.encoder_max_len - 2], ALPHABET.eos_idx]
         ids += [ALPHABET.padding_idx] * (self.encoder_max_len - len(ids))
         return torch.tensor([ids])
 
     @torch.no_grad()
-    def encoder_states(self, sequence: str) -> Tensor:
+    def encoder_states(self, sequence: str | tuple[str, str]) -> Tensor:
         """ESM2 last hidden state (1, L, E), fair-esm's own forward."""
         esm = self.esm
         return esm(self.tokenize(sequence), repr_layers=[esm.num_layers])["representations"][esm.num_layers]
 
     @torch.no_grad()
-    def memory(self, sequence: str) -> Tensor:
+    def memory(self, sequence: str | tuple[str, str]) -> Tensor:
         """Bottleneck output (1, L, D), before the memory position table."""
         hidden = self.encoder_states(sequence)
         return self.bottleneck(hidden.permute(0, 2, 1)).permute(0, 2, 1)
 
     @torch.no_grad()
-    def greedy(self, sequence: str, bos: int, task: int, eos: int) -> list[int]:
-        """Tokens after the prompt, `<eos>` included when reached (the reference's inference_greedy)."""
+    def greedy(self, sequence: str | tuple[str, str], bos: int, task: int, eos: int,
+               prompt: list[int] = ()) -> list[int]:
+        """Tokens after `<bos> <task>`, the given prompt included, `<eos>` included when reached
+        (the reference's inference_greedy, whose loop starts from the whole prompt)."""
         memory = self.memory(sequence)
-        generated = torch.tensor([[bos, task]])
+        generated = torch.tensor([[bos, task, *prompt]])
         for _ in range(self.decoder.max_len - 2):
+            if generated.shape[1] >= self.decoder.max_len - 1:  # no position left (the reference
+                break  # would fail here: its position table has max_len - 1 rows)
             logits = self.decoder(memory, generated)
             next_id = logits.argmax(dim=-1)[..., -1:]
             generated = torch.cat([generated, next_id], dim=-1)
