@@ -37,6 +37,9 @@ CATALOG: dict[str, TaskSpec] = {spec.name: spec for spec in (
              codes="HEC", description="3-state secondary structure, one label per residue"),
     TaskSpec("phosphorylation_sites", "sites", residues="STY",
              description="phosphorylated S/T/Y positions"),
+    TaskSpec("ligand_affinity", "regression", value_range=(0.40, 15.22), inputs="ligand",
+             token="<task_protein_ligand_affinity>",
+             description="protein-ligand binding affinity (pKd-like; Prot2Token's range and format)"),
     TaskSpec("kinase_phosphorylation_site", "sites", residues="ST", inputs="pair", prompt="candidates",
              description="S/T positions of the substrate phosphorylated by the partner kinase "
                          "(pair: substrate, kinase)"),

@@ -68,6 +68,8 @@ def screen(
     window_records: Annotated[int, typer.Option(min=1, help="records per output part (memory bound)")] = ScreenConfig.window_records,
     partner: Annotated[Optional[Path], typer.Option(help="FASTA of partner proteins for pair tasks (e.g. kinases): each record is paired with every partner")] = None,
     pair_by_id: Annotated[bool, typer.Option("--pair-by-id", help="pair each record only with the partner of the same id")] = False,
+    ligand: Annotated[Optional[list[str]], typer.Option(help="SMILES for protein-ligand tasks (repeatable)")] = None,
+    ligands: Annotated[Optional[Path], typer.Option(help=".smi file (SMILES [name] per line) for protein-ligand tasks")] = None,
     fast_memory: Annotated[bool, typer.Option("--fast-memory", help="run models made for a padded memory (imported Prot2Token checkpoints) on length-bucketed memory: faster, but outputs drift from the published model")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
 ) -> None:
@@ -84,7 +86,7 @@ def screen(
             screen=ScreenConfig(max_tokens=max_tokens, window_records=window_records,
                                 memory="masked" if fast_memory else None),
             overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard),
-            partner=partner, pair_by_id=pair_by_id)
+            partner=partner, pair_by_id=pair_by_id, ligand=tuple(ligand or ()), ligands=ligands)
         progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
         with stop:
             summary = screen_file(request, progress, should_stop=stop)

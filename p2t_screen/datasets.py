@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 
 from .errors import InputError
 from .fasta import ENCODER_ALPHABET, ReadPolicy, read_fasta
-from .tasks import KINDS, TaskSpec, pair_input, protein_of
+from .smiles import check_smiles
+from .tasks import KINDS, LIGAND_SEP, TaskSpec, pair_input, protein_of
 
 SPLITS = ("train", "valid", "test")
 MAX_PROBLEMS = 20
@@ -34,6 +35,7 @@ class TaskSource:
     id_column: str = "id"
     split_column: str | None = "split"  # None: every row is training data
     partner_column: str = "partner_sequence"  # pair tasks: the second protein (e.g. the kinase)
+    ligand_column: str = "smiles"  # protein-ligand tasks: the ligand's SMILES
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class Labelled:
     """One validated example: the sequence as the model sees it and its parsed label."""
 
     id: str
-    sequence: str  # pair tasks: "A/B" (tasks.PAIR_SEP), both cut to fit the encoder together
+    sequence: str  # pair tasks: "A/B" (tasks.PAIR_SEP), both cut to fit the encoder together;
+    # protein-ligand tasks: "A SMILES" (tasks.LIGAND_SEP)
     label: Any
     split: str
     truncated: bool = False
@@ -86,6 +89,7 @@ def load_task(spec: TaskSpec, source: TaskSource, max_residues: int) -> dict[str
         sequences = _column(table, source.sequence_column, source.path)
     labels = _column(table, source.label_column, source.path)
     partners = (_column(table, source.partner_column, source.path) if spec.inputs == "pair"
+                else _column(table, source.ligand_column, source.path) if spec.inputs == "ligand"
                 else [None] * table.num_rows)
     splits = (_column(table, source.split_column, source.path) if source.split_column
               and source.split_column in table.column_names else ["train"] * table.num_rows)
@@ -142,6 +146,13 @@ def _validate(spec: TaskSpec, rid: str, seq: Any, label: Any, split: str,
             parsed = parsed[: len(used)]
         kind.encode(spec, parsed, pair)
         return Labelled(rid, pair, parsed, split, truncated)
+    smiles = None
+    if spec.inputs == "ligand":
+        smiles = str(partner or "").strip()
+        try:
+            check_smiles(smiles)
+        except ValueError as exc:
+            raise ValueError(f"ligand {smiles!r}: {exc}") from None
     truncated = len(seq) > max_residues
     if truncated:  # keep what the screen will see: the first max_residues residues
         seq = seq[:max_residues]
@@ -150,6 +161,8 @@ def _validate(spec: TaskSpec, rid: str, seq: Any, label: Any, split: str,
         elif spec.kind == "sites":
             parsed = [p for p in parsed if p <= max_residues]
     kind.encode(spec, parsed, seq)  # sites inside the sequence, known labels, ...
+    if smiles is not None:
+        seq = f"{seq}{LIGAND_SEP}{smiles}"
     return Labelled(rid, seq, parsed, split, truncated)
 
 

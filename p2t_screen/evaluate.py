@@ -10,12 +10,13 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from .batching import token_budget_batches
 from .datasets import Labelled
 from .fasta import ReadPolicy, records_from_sequences
 from .metrics import KIND_METRICS, random_site_baseline
 from .model import P2TModel
 from .predict import Pairing, ScreenConfig, Screener
-from .tasks import KINDS, PAIR_SEP, TaskSpec, protein_of
+from .tasks import KINDS, PAIR_SEP, TaskResult, TaskSpec, encoder_input, protein_of
 
 _FROM_ROW = {"regression": "value", "class": "label", "multilabel": "labels", "sites": "sites",
              "per_residue": "residue_labels"}
@@ -39,6 +40,15 @@ def predict_labels(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled]
         records = records_from_sequences([(f"e{i}", a) for i, (a, _) in enumerate(halves)], policy)
         pairing = Pairing(tuple(records_from_sequences(
             [(f"e{i}", b) for i, (_, b) in enumerate(halves)], policy)), by_id=True)
+    elif spec.inputs == "ligand":  # each example has its own ligand: decode the inputs directly
+        screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens))
+        keys = list(dict.fromkeys(e.sequence for e in examples))
+        found: dict[str, Any] = {}
+        for batch in token_budget_batches(keys, lambda k: len(encoder_input(k)), max_tokens):
+            for key, outcomes in screener._predict_splitting(batch, [spec]):
+                found[key] = outcomes[spec.name]
+        return [getattr(found[e.sequence], _FROM_ROW[spec.kind]) if isinstance(found[e.sequence], TaskResult)
+                else _empty_prediction(spec, e) for e in examples]
     else:
         records = records_from_sequences([(e.id, e.sequence) for e in examples], policy)
     screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens), pairs=pairing)

@@ -31,6 +31,8 @@ from .fasta import ReadPolicy, read_fasta
 from .metrics import PRIMARY
 from .model import P2TModel, create_model, init_alignment, init_position_tokens
 from .modelio import BUNDLED, load_model, save_model
+from .smiles import MoleculeConfig, molecule_vocab
+from .tasks import encoder_input, ligand_of
 from .train import Example, TrainConfig, collate, loss_on, lr_at, make_example
 from .trainconfig import TaskEntry, TrainRunConfig
 
@@ -67,10 +69,14 @@ def _decoder_len(cfg: TrainRunConfig) -> int:
     return max(len(t.spec.labels) + 2 for t in cfg.tasks) + 8  # regression: 7 tokens
 
 
-def build_model(cfg: TrainRunConfig) -> P2TModel:
-    """A fresh model for the config's tasks, its encoder new, loaded, or taken from `init`."""
+def build_model(cfg: TrainRunConfig, smiles: list[str] = ()) -> P2TModel:
+    """A fresh model for the config's tasks, its encoder new, loaded, or taken from `init`;
+    protein-ligand tasks add a molecule encoder whose vocabulary is the training `smiles`."""
     specs = [t.spec for t in cfg.tasks]
     opts = dict(asdict(cfg.decoder), max_len=_decoder_len(cfg))
+    if any(t.inputs == "ligand" for t in specs):
+        opts["molecule"] = MoleculeConfig(molecule_vocab(smiles), dim=cfg.decoder.dim,
+                                          **asdict(cfg.molecule))
     align = opts.pop("align_init")
     enc = cfg.encoder
     if enc.init:
@@ -168,7 +174,7 @@ def epoch_plan(examples: dict[str, list[Example]], cfg: TrainRunConfig, epoch: i
         if entry.max_per_epoch is not None:
             n = min(n, entry.max_per_epoch)
         chosen += [pool[rng.randrange(len(pool))] for _ in range(n)] if n > len(pool) else rng.sample(pool, n)
-    return shuffled_batches(chosen, lambda e: len(e.sequence), cfg.train.max_tokens, rng)
+    return shuffled_batches(chosen, lambda e: len(encoder_input(e.sequence)), cfg.train.max_tokens, rng)
 
 
 class EncoderCache:
@@ -179,15 +185,16 @@ class EncoderCache:
 
     @torch.no_grad()
     def batch(self, model: P2TModel, batch: list[Example], esm: torch.Tensor) -> torch.Tensor:
-        missing = [e.sequence for e in batch if e.sequence not in self.hidden]
+        inputs = [encoder_input(e.sequence) for e in batch]
+        missing = list(dict.fromkeys(s for s in inputs if s not in self.hidden))
         if missing:
             device = next(model.parameters()).device
             out = esm2_forward(model.encoder, tokenize(missing, device))
             for i, seq in enumerate(missing):
                 self.hidden[seq] = out[i, : len(seq) + 2].to("cpu", torch.float16)
         hidden = torch.zeros(len(batch), esm.shape[1], model.encoder.embed_dim)
-        for i, e in enumerate(batch):
-            h = self.hidden[e.sequence]
+        for i, seq in enumerate(inputs):
+            h = self.hidden[seq]
             hidden[i, : h.shape[0]] = h.float()
         return hidden
 
@@ -246,9 +253,11 @@ def fit(cfg: TrainRunConfig, device: torch.device, fresh: bool = False,
     emit = on_event or (lambda kind, data: None)
     if fresh and state_dir(cfg).exists():
         shutil.rmtree(state_dir(cfg))
-    torch.manual_seed(cfg.seed)  # initial weights are part of a repeatable run
-    model = build_model(cfg)
     labelled = {t.spec.name: load_labelled(cfg, t) for t in cfg.tasks}
+    smiles = [ligand_of(e.sequence) for t in cfg.tasks if t.spec.inputs == "ligand"
+              for e in labelled[t.spec.name]["train"]]
+    torch.manual_seed(cfg.seed)  # initial weights are part of a repeatable run
+    model = build_model(cfg, smiles)
     for entry in cfg.tasks:
         if not labelled[entry.spec.name]["train"]:
             raise UsageError(f"task {entry.spec.name}: no training examples")
@@ -280,7 +289,8 @@ def fit(cfg: TrainRunConfig, device: torch.device, fresh: bool = False,
             batch = plan[state.batch]
             torch.manual_seed(cfg.seed * 1_000_003 + state.step)  # dropout: same per step on resume
             gen = torch.Generator().manual_seed(cfg.seed * 7_919 + state.step)
-            tensors = collate(batch, cfg.train.mask_prob, gen, cfg.encoder.max_residues + 2)
+            tensors = collate(batch, cfg.train.mask_prob, gen, cfg.encoder.max_residues + 2,
+                              model.config.molecule)
             hidden = cache.batch(model, batch, tensors.esm).to(device) if cache else None
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, sched)

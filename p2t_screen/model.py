@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from .decoder import Decoder, DecoderConfig
 from .encoder import EncoderConfig, esm2_forward
 from .errors import UsageError
+from .smiles import MoleculeConfig, MoleculeEncoder
 from .tasks import KINDS, TaskSpec
 from .vocab import Vocab
 
@@ -33,10 +34,16 @@ class ModelConfig:
     vocab: Vocab
     tasks: tuple[TaskSpec, ...]
     memory: str = "masked"  # one of MEMORY_MODES
+    molecule: MoleculeConfig | None = None  # SMILES encoder of protein-ligand tasks
 
     def __post_init__(self) -> None:
         if self.memory not in MEMORY_MODES:
             raise ValueError(f"memory must be one of {MEMORY_MODES}, got {self.memory!r}")
+        ligand_tasks = [t.name for t in self.tasks if t.inputs == "ligand"]
+        if ligand_tasks and self.molecule is None:
+            raise ValueError(f"task(s) {ligand_tasks} read ligands but the model has no molecule encoder")
+        if self.molecule is not None and self.molecule.dim != self.decoder.dim:
+            raise ValueError(f"molecule encoder width {self.molecule.dim} != decoder width {self.decoder.dim}")
         if self.decoder.vocab_size != len(self.vocab):
             raise ValueError(f"decoder vocab_size {self.decoder.vocab_size} != vocabulary size "
                              f"{len(self.vocab)}")
@@ -89,6 +96,7 @@ class P2TModel(nn.Module):
         self.config = config
         self.encoder = encoder if encoder is not None else config.encoder.build()
         self.decoder = Decoder(config.decoder)
+        self.molecule = MoleculeEncoder(config.molecule) if config.molecule is not None else None
         self.source = ""  # where it was loaded from, set by the loader
         self.checksum = ""
         self.metadata: dict = {}
@@ -97,13 +105,26 @@ class P2TModel(nn.Module):
     def vocab(self) -> Vocab:
         return self.config.vocab
 
-    def encode(self, tokens: Tensor, memory: str | None = None) -> tuple[Tensor, Tensor | None]:
+    def encode(self, tokens: Tensor, memory: str | None = None,
+               molecules: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """ESM token ids (B, T) -> decoder memory (B, S, D) and its keep-mask (B, S) or None.
 
         `memory` overrides the model's own mode (`config.memory`). "padded" pads the tokens to
         max_residues + 2 (S = that) and returns no mask: the decoder attends to every position.
-        "masked" keeps S = T and masks the padding.
+        "masked" keeps S = T and masks the padding. `molecules` (B, M) SMILES ids (protein-ligand
+        tasks) append the molecule encoder's memory: S grows by M, and a mask is returned.
         """
+        out, keep = self._encode_protein(tokens, memory)
+        if molecules is None:
+            return out, keep
+        if self.molecule is None:
+            raise ValueError(f"model '{self.config.name}' has no molecule encoder")
+        mol, mol_keep = self.molecule(molecules)
+        if keep is None:
+            keep = torch.ones(out.shape[:2], dtype=torch.bool, device=out.device)
+        return torch.cat([out, mol.to(out.dtype)], dim=1), torch.cat([keep, mol_keep], dim=1)
+
+    def _encode_protein(self, tokens: Tensor, memory: str | None) -> tuple[Tensor, Tensor | None]:
         mode = memory or self.config.memory
         if mode not in MEMORY_MODES:
             raise ValueError(f"memory must be one of {MEMORY_MODES}, got {mode!r}")
@@ -123,14 +144,16 @@ class P2TModel(nn.Module):
 
 
 def create_model(name: str, encoder_config: EncoderConfig, tasks: list[TaskSpec],
-                 encoder: ESM2 | None = None, **decoder_options) -> P2TModel:
+                 encoder: ESM2 | None = None, molecule: MoleculeConfig | None = None,
+                 **decoder_options) -> P2TModel:
     """A new (untrained) model for `tasks`, with a vocabulary built from their token grammars."""
     max_res = encoder_config.max_residues
     vocab = Vocab.build([t.token for t in tasks],
                         [tok for t in tasks for tok in KINDS[t.kind].label_tokens(t, max_res)])
     decoder_options.setdefault("max_len", max_res + 1 + PROMPT_LEN)
     decoder = DecoderConfig(vocab_size=len(vocab), memory_dim=encoder_config.embed_dim, **decoder_options)
-    return P2TModel(ModelConfig(name, encoder_config, decoder, vocab, tuple(tasks)), encoder)
+    return P2TModel(ModelConfig(name, encoder_config, decoder, vocab, tuple(tasks), molecule=molecule),
+                    encoder)
 
 
 def sinusoid(positions: int, dim: int) -> torch.Tensor:

@@ -20,12 +20,14 @@ from .decoder import DecoderConfig
 from .encoder import EncoderConfig, load_encoder_state, load_esm2
 from .errors import ModelError
 from .model import ModelConfig, P2TModel
+from .smiles import MoleculeConfig
 from .tasks import TaskSpec
 from .vocab import Vocab
 
 FORMAT = "p2t-model"
 FORMAT_VERSION = 1
 CONFIG_FILE, ENCODER_FILE, DECODER_FILE = "config.json", "encoder.safetensors", "decoder.safetensors"
+MOLECULE_FILE = "molecule.safetensors"
 BUNDLED = "bundled"  # encoder source meaning "weights stored in the model directory"
 DEFAULT_MODEL = "p2t-selfsup-tiny"
 # The LM head's weight is tied to the token embedding; it is stored once, as the embedding.
@@ -66,7 +68,8 @@ def config_to_json(config: ModelConfig, extra: dict[str, Any] | None = None) -> 
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": config.name,
         "encoder": encoder, "decoder": config.decoder.to_dict(),
         "vocab": list(config.vocab.tokens), "tasks": [t.to_dict() for t in config.tasks],
-        "memory": config.memory, **(extra or {}),
+        "memory": config.memory,
+        **({"molecule": config.molecule.to_dict()} if config.molecule else {}), **(extra or {}),
     }
 
 
@@ -83,6 +86,7 @@ def config_from_json(doc: dict[str, Any], origin: str) -> ModelConfig:
             vocab=Vocab(tuple(doc["vocab"])),
             tasks=tuple(TaskSpec.from_dict(t) for t in doc["tasks"]),
             memory=str(doc.get("memory", "masked")),  # absent before p2t stored it
+            molecule=MoleculeConfig(**doc["molecule"]) if doc.get("molecule") else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{origin}: invalid model config: {exc}") from exc
@@ -109,6 +113,9 @@ def save_model(model: P2TModel, path: Path, extra: dict[str, Any] | None = None)
         save_file(state, str(path / ENCODER_FILE))
     save_file({k: v.contiguous() for k, v in model.decoder.state_dict().items()},
               str(path / DECODER_FILE))
+    if model.molecule is not None:
+        save_file({k: v.contiguous() for k, v in model.molecule.state_dict().items()},
+                  str(path / MOLECULE_FILE))
     return path
 
 
@@ -121,15 +128,15 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"cannot read {path}: {exc}") from exc
 
 
-def _load_decoder(model: P2TModel, path: Path) -> None:
+def _load_strict(module: torch.nn.Module, path: Path, what: str) -> None:
     state = _read_safetensors(path)
-    own = model.decoder.state_dict()
+    own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     bad_shape = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
     if missing or unexpected or bad_shape:
-        raise ModelError(f"decoder weights in {path} do not match config: missing {missing[:8]}, "
+        raise ModelError(f"{what} weights in {path} do not match config: missing {missing[:8]}, "
                          f"unexpected {unexpected[:8]}, wrong shape {sorted(bad_shape)[:8]}")
-    model.decoder.load_state_dict(state)
+    module.load_state_dict(state)
 
 
 def file_sha256(path: Path) -> str:
@@ -141,7 +148,7 @@ def file_sha256(path: Path) -> str:
 def model_checksum(path: Path) -> str:
     """sha256 over the config and weight files, identifying exactly these weights."""
     digest = hashlib.sha256()
-    for name in (CONFIG_FILE, ENCODER_FILE, DECODER_FILE):
+    for name in (CONFIG_FILE, ENCODER_FILE, DECODER_FILE, MOLECULE_FILE):
         file = path / name
         if file.is_file():
             digest.update(name.encode())
@@ -171,9 +178,12 @@ def load_model(ref: str | os.PathLike | None = None, device: str | torch.device 
             raise ModelError(f"encoder {config.encoder.source} has (layers, width, heads) {shape}, "
                              f"model {path} expects {want}")
     model = P2TModel(config, encoder)
-    _load_decoder(model, path / DECODER_FILE)
+    _load_strict(model.decoder, path / DECODER_FILE, "decoder")
+    if model.molecule is not None:
+        _load_strict(model.molecule, path / MOLECULE_FILE, "molecule encoder")
     model.source = str(path)
     model.checksum = model_checksum(path)
     model.metadata = {k: v for k, v in doc.items() if k not in
-                      ("format", "format_version", "name", "encoder", "decoder", "vocab", "tasks", "memory")}
+                      ("format", "format_version", "name", "encoder", "decoder", "vocab", "tasks", "memory",
+                       "molecule")}
     return model.to(device=device, dtype=dtype).eval()

@@ -28,6 +28,7 @@ from .modelio import file_sha256, load_model, model_checksum, read_model_config,
 from .predict import MemoryGuard, Pairing, ScreenConfig, Screener, StopFn
 from .runtime import dtype_name, resolve_device, resolve_dtype
 from .schema import SCHEMA_VERSION, schema_with_metadata
+from .smiles import Ligand, check_smiles, read_ligands
 from .writer import SUCCESS_FILE, PartWriter, existing_parts, prepare_output
 
 
@@ -82,6 +83,8 @@ class ScreenRequest:
     shard: tuple[int, int] | None = None  # (i, N): only records whose seq_hash falls in shard i of N
     partner: Path | None = None  # FASTA of partner proteins for pair tasks
     pair_by_id: bool = False  # pair each record with the partner of the same id (else with all)
+    ligand: tuple[str, ...] = ()  # SMILES for protein-ligand tasks (--ligand, repeatable)
+    ligands: Path | None = None  # a .smi file of ligands (--ligands)
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -154,6 +157,32 @@ def _pairing(req: ScreenRequest, tasks: list, policy: ReadPolicy) -> Pairing | N
     return Pairing(partners, req.pair_by_id)
 
 
+def _ligands(req: ScreenRequest, tasks: list) -> list[Ligand] | None:
+    """Ligands of protein-ligand tasks, checked before any weights load. A --ligand given on
+    the command line must be valid; a file's invalid SMILES become rows with status invalid."""
+    ligand_tasks = [t.name for t in tasks if t.inputs == "ligand"]
+    if not req.ligand and req.ligands is None:
+        if ligand_tasks:
+            raise UsageError(f"task(s) {', '.join(ligand_tasks)} read a ligand besides each protein: "
+                             "give --ligand SMILES or --ligands FILE.smi (or choose other --tasks)")
+        return None
+    if not ligand_tasks:
+        raise UsageError("--ligand/--ligands was given, but none of the selected tasks reads ligands")
+    out = []
+    for i, smiles in enumerate(req.ligand, start=1):
+        try:
+            check_smiles(smiles)
+        except ValueError as exc:
+            raise UsageError(f"--ligand {smiles!r}: invalid SMILES: {exc}") from None
+        out.append(Ligand(f"ligand{i}", smiles))
+    if req.ligands is not None:
+        out += read_ligands(req.ligands)
+    names = [lig.id for lig in out]
+    if len(set(names)) != len(names):
+        raise UsageError(f"ligand names repeat across --ligand and --ligands: {names}")
+    return out
+
+
 def _previous_counts(out_dir: Path, parts: int) -> dict[str, Counter]:
     counts: dict[str, Counter] = {}
     for part in existing_parts(out_dir)[:parts]:
@@ -181,11 +210,13 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
     if policy.on_invalid is OnInvalid.ERROR or policy.on_long is OnLong.ERROR:
         check_fasta(req.input, policy)
     pairing = _pairing(req, tasks, policy)
+    ligands = _ligands(req, tasks)
     records, residues = _scan(req.input, policy, req.shard)
     fingerprint = {
         "input_sha256": file_sha256(req.input), "model_sha256": model_checksum(model_path),
         **({"partner_sha256": file_sha256(req.partner), "pair_by_id": req.pair_by_id}
            if pairing else {}),
+        **({"ligands": [[lig.id, lig.smiles] for lig in ligands]} if ligands else {}),
         "tasks": [t.name for t in tasks], "dtype": dtype_name(dtype),
         "policy": [policy.on_invalid.value, policy.on_long.value],
         "windows": [req.screen.window_records, req.screen.window_residues],
@@ -211,11 +242,12 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
         "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None, "fingerprint": fingerprint,
         "memory": req.screen.memory or config.memory,
         **({"partner": str(req.partner), "pair_by_id": req.pair_by_id} if pairing else {}),
+        **({"ligands": len(ligands)} if ligands else {}),
     }
     schema = schema_with_metadata(run)
     writer = PartWriter(req.output, schema, run, first_part=state.parts_done)
-    screener = Screener(model, tasks, req.screen, schema, memory_guard, pairing)
-    if pairing:  # progress counts the residues of every pair
+    screener = Screener(model, tasks, req.screen, schema, memory_guard, pairing, ligands)
+    if pairing or ligands:  # progress counts the residues of every pair and ligand
         residues = sum(screener.work(r) for r in _records(req.input, policy, req.shard))
     summary = RunSummary(output=str(req.output), records=records, residues=residues,
                          resumed_parts=state.parts_done)

@@ -7,7 +7,7 @@ per window of input; rows come out in input order, one per (record, task).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
@@ -16,12 +16,24 @@ import torch
 
 from .batching import token_budget_batches
 from .encoder import tokenize
+from .errors import UsageError
 from .fasta import Record, Status
 from .generate import Decoded, greedy_decode
 from .model import MEMORY_MODES, P2TModel
 from .schema import SCHEMA, rows_to_batch
-from .errors import UsageError
-from .tasks import KINDS, PAIR_SEP, TaskResult, TaskSpec, pair_input, protein_of
+from .smiles import Ligand
+from .tasks import (
+    INPUTS,
+    KINDS,
+    LIGAND_SEP,
+    PAIR_SEP,
+    TaskResult,
+    TaskSpec,
+    encoder_input,
+    ligand_of,
+    pair_input,
+    protein_of,
+)
 
 DEFAULT_MAX_TOKENS = 16384
 
@@ -65,6 +77,22 @@ class ScreenConfig:
 
 
 @dataclass(frozen=True)
+class Other:
+    """The second input of one pair or ligand row: its model input ("A/B" or "A SMILES"; None
+    when unusable), why it is unusable, the columns naming it, and the partner's residues."""
+
+    key: str | None
+    failure: Failure | None
+    columns: dict[str, str]
+    residues: int = 0
+
+
+def input_kind(key: str) -> str:
+    """Which of `tasks.INPUTS` a model input is."""
+    return "ligand" if LIGAND_SEP in key else "pair" if PAIR_SEP in key else "protein"
+
+
+@dataclass(frozen=True)
 class Pairing:
     """Partner proteins of pair tasks: every partner for every record, or the one with the
     record's id (`by_id`)."""
@@ -88,13 +116,15 @@ class Screener:
 
     def __init__(self, model: P2TModel, tasks: list[TaskSpec], config: ScreenConfig = ScreenConfig(),
                  schema: pa.Schema = SCHEMA, memory_guard: MemoryGuard | None = None,
-                 pairs: Pairing | None = None) -> None:
+                 pairs: Pairing | None = None, ligands: Sequence[Ligand] | None = None) -> None:
         self.model = model
         self.memory_guard = memory_guard  # tests inject a host-memory limit through it
         self.tasks = tasks
-        self.single_tasks = [t for t in tasks if t.inputs == "protein"]
-        self.pair_tasks = [t for t in tasks if t.inputs == "pair"]
-        self.pairs = pairs  # screen() needs it for pair tasks; predict() takes "A/B" inputs
+        self.by_input = {kind: [t for t in tasks if t.inputs == kind] for kind in INPUTS}
+        self.single_tasks = self.by_input["protein"]
+        # screen() needs these for pair / ligand tasks; predict() takes "A/B" / "A SMILES" inputs.
+        self.pairs = pairs
+        self.ligands = list(ligands) if ligands is not None else None
         self.config = config
         self.schema = schema
         self.device = next(model.parameters()).device
@@ -104,11 +134,17 @@ class Screener:
     def predict(self, sequences: list[str], tasks: list[TaskSpec] | None = None) -> dict[str, list[Outcome]]:
         """Outcomes per task for one batch of valid model inputs (the encoder runs once).
 
-        An input is a protein sequence, or "A/B" for a pair (`tasks.PAIR_SEP`); `tasks` (default:
-        all of this screener's) must all read that kind of input.
+        An input is a protein sequence, "A/B" for a pair (`tasks.PAIR_SEP`) or "A SMILES" for a
+        protein and a ligand (`tasks.LIGAND_SEP`); `tasks` (default: all of this screener's)
+        must all read that kind of input.
         """
         model, vocab = self.model, self.model.vocab
-        memory, keep = model.encode(tokenize(sequences, self.device), self.memory)
+        smiles = [ligand_of(s) for s in sequences]
+        molecules = None
+        if smiles[0] is not None:
+            molecules = model.config.molecule.encode(smiles, self.device)
+        memory, keep = model.encode(tokenize([encoder_input(s) for s in sequences], self.device),
+                                    self.memory, molecules)
         memory_kv = model.decoder.memory_kv(memory)
         out: dict[str, list[Outcome]] = {}
         for spec in self.tasks if tasks is None else tasks:
@@ -153,26 +189,31 @@ class Screener:
         return outcomes
 
     def work(self, record: Record) -> int:
-        """Residues the screen of one record costs (pairs: both proteins, once per partner);
-        the unit of `progress`."""
+        """Residues the screen of one record costs (pairs: both proteins, once per partner; a
+        ligand: the protein once per ligand); the unit of `progress`."""
         if record.status is not Status.OK:
             return 0
-        single = record.residues_used if self.single_tasks else 0
-        paired = sum(len(k) - 1 for k in self._pair_inputs(record).values()) if self.pair_tasks else 0
-        return single + paired
+        total = record.residues_used if self.single_tasks else 0
+        for kind in ("pair", "ligand"):
+            if self.by_input[kind]:
+                total += sum(len(encoder_input(o.key)) - (kind == "pair")
+                             for o in self._others(record, kind) if o.key)
+        return total
 
     def screen(self, records: Iterable[Record], progress: ProgressFn | None = None,
                skip_windows: int = 0, should_stop: StopFn | None = None) -> Iterator[pa.RecordBatch]:
         """Typed rows for every (record, task), one record batch per input window.
 
-        Pair tasks give one row per (record, partner). Windows depend only on the input and the
-        window sizes, so a resumed run can skip the first `skip_windows` (already written).
-        `should_stop` is polled between batches; when it returns True the current window is
-        abandoned and `Stopped` is raised.
+        Pair tasks give one row per (record, partner), ligand tasks one per (record, ligand).
+        Windows depend only on the input and the window sizes, so a resumed run can skip the
+        first `skip_windows` (already written). `should_stop` is polled between batches; when
+        it returns True the current window is abandoned and `Stopped` is raised.
         """
-        if self.pair_tasks and self.pairs is None:
-            names = ", ".join(t.name for t in self.pair_tasks)
-            raise UsageError(f"task(s) {names} read protein pairs: give partner proteins (--partner)")
+        for kind, given, option in (("pair", self.pairs, "--partner"), ("ligand", self.ligands, "--ligand(s)")):
+            if self.by_input[kind] and given is None:
+                names = ", ".join(t.name for t in self.by_input[kind])
+                raise UsageError(f"task(s) {names} read a {'partner protein' if kind == 'pair' else 'ligand'}"
+                                 f" besides each protein: give {option}")
         it = iter(records)
         index = 0
         while window := self._next_window(it):
@@ -193,13 +234,17 @@ class Screener:
                 break
         return window
 
-    def _pair_inputs(self, record: Record) -> dict[str, str]:
-        """partner id -> model input "A/B" for this record (A and B cut longest-first to fit)."""
-        if self.pairs is None:
-            return {}
-        budget = self.model.config.encoder.max_residues - 1  # <cls> A <eos> B <eos>
-        return {p.seq_id: pair_input(record.used_sequence, p.used_sequence, budget)
-                for p in self.pairs.partners_of(record)}
+    def _others(self, record: Record, kind: str) -> list[Other]:
+        """The partners ("pair") or ligands ("ligand") a record is screened against."""
+        if kind == "pair":
+            budget = self.model.config.encoder.max_residues - 1  # <cls> A <eos> B <eos>
+            return [Other(pair_input(record.used_sequence, p.used_sequence, budget), None,
+                          {"partner_id": p.seq_id}, p.residues_used)
+                    for p in (self.pairs.partners_of(record) if self.pairs else [])]
+        return [Other(None if lig.error else f"{record.used_sequence}{LIGAND_SEP}{lig.smiles}",
+                      Failure(Status.INVALID, lig.error) if lig.error else None,
+                      {"ligand": lig.smiles, "ligand_id": lig.id})
+                for lig in self.ligands or []]
 
     def _screen_window(self, window: list[Record], progress: ProgressFn | None,
                        should_stop: StopFn | None = None) -> pa.RecordBatch:
@@ -207,26 +252,28 @@ class Screener:
         copies: Counter = Counter()
         if self.single_tasks:
             copies.update(r.used_sequence for r in ok)
-        pair_inputs = {r.input_index: self._pair_inputs(r) for r in ok} if self.pair_tasks else {}
-        for inputs in pair_inputs.values():
-            copies.update(inputs.values())
+        others = {kind: {r.input_index: self._others(r, kind) for r in ok}
+                  for kind in ("pair", "ligand") if self.by_input[kind]}
+        for per_record in others.values():
+            for items in per_record.values():
+                copies.update(o.key for o in items if o.key)
         results: dict[str, dict[str, Outcome]] = {}
         # A padded memory costs the full encoder width whatever the length.
         full = self.model.config.encoder.max_residues
-        length = len if self.memory == "masked" else (lambda seq: full)
+        length = (lambda key: len(encoder_input(key))) if self.memory == "masked" else (lambda key: full)
         reported = 0
-        for paired in (False, True):
-            keys = [k for k in copies if (PAIR_SEP in k) == paired]
-            tasks = self.pair_tasks if paired else self.single_tasks
+        for kind in INPUTS:
+            keys = [k for k in copies if input_kind(k) == kind]
             for batch in token_budget_batches(keys, length, self.config.max_tokens):
                 if should_stop and should_stop():
                     raise Stopped("stopped on request")
-                for key, outcomes in self._predict_splitting(batch, tasks):
+                for key, outcomes in self._predict_splitting(batch, self.by_input[kind]):
                     results[key] = outcomes
                 if progress:
-                    done = 0 if paired or not self.single_tasks else sum(copies[k] for k in batch)
+                    done = sum(copies[k] for k in batch) if kind == "protein" else 0
                     reported += done
-                    progress(done, sum((len(k) - paired) * copies[k] for k in batch))
+                    progress(done, sum((len(encoder_input(k)) - (kind == "pair")) * copies[k]
+                                       for k in batch))
         if progress:
             progress(len(window) - reported, 0)
         rows = []
@@ -235,14 +282,14 @@ class Screener:
                 if spec.inputs == "protein":
                     rows.append(self._row(record, spec, results.get(record.used_sequence)))
                     continue
-                inputs = pair_inputs.get(record.input_index, {})
-                partners = self.pairs.partners_of(record) if self.pairs else []
-                if record.status is Status.OK and not partners:
-                    rows.append(self._row(record, spec, None, None, Failure(
+                items = others[spec.inputs].get(record.input_index, []) if record.status is Status.OK \
+                    else self._others(record, spec.inputs)
+                if not items:  # pairing by id found no partner: the record still gets a row
+                    rows.append(self._row(record, spec, None, failure=Failure(
                         Status.ERROR, f"no partner for {record.seq_id!r} (pairing by id)")))
-                for partner in partners:
-                    key = inputs.get(partner.seq_id)
-                    rows.append(self._row(record, spec, results.get(key), partner, None, key))
+                for other in items:
+                    rows.append(self._row(record, spec, results.get(other.key) if other.key else None,
+                                          other, other.failure))
         return rows_to_batch(rows, self.schema)
 
     def _predict_splitting(self, batch: list[str], tasks: list[TaskSpec]
@@ -268,18 +315,18 @@ class Screener:
             yield seq, {name: outcomes[i] for name, outcomes in per_task.items()}
 
     def _row(self, record: Record, spec: TaskSpec, outcomes: dict[str, Outcome] | None,
-             partner: Record | None = None, failure: Failure | None = None, key: str = "") -> dict:
+             other: Other | None = None, failure: Failure | None = None) -> dict:
         row = {
             "seq_id": record.seq_id, "header": record.header, "input_index": record.input_index,
             "seq_hash": record.seq_hash, "length": len(record.sequence),
             "residues_used": record.residues_used, "truncated": record.truncated, "task": spec.name,
         }
-        if partner is not None:
-            row["partner_id"] = partner.seq_id
-            if key:  # the pair may have been cut to fit the encoder
-                used = len(protein_of(key))
+        if other is not None:
+            row.update(other.columns)
+            if other.key and PAIR_SEP in encoder_input(other.key):  # a pair may be cut to fit
+                used = len(protein_of(other.key))
                 row.update(residues_used=used, truncated=record.truncated or used < record.residues_used
-                           or len(key) - used - 1 < partner.residues_used)
+                           or len(other.key) - used - 1 < other.residues)
         outcome: Outcome = (Failure(record.status, record.error or record.status.value)
                             if record.status is not Status.OK else failure or outcomes[spec.name])
         if isinstance(outcome, Failure):

@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: ligand_id added; partner_id and ligand filled
 METADATA_KEY = b"p2t"
 
 LABEL_PROB = pa.struct([("label", pa.string()), ("prob", pa.float32())])
@@ -38,6 +38,7 @@ SCHEMA = pa.schema([
     pa.field("residue_probs", pa.list_(pa.float32())),
     pa.field("partner_id", pa.string()),
     pa.field("ligand", pa.string()),
+    pa.field("ligand_id", pa.string()),
 ])
 
 COLUMN_DOCS = {
@@ -61,7 +62,8 @@ COLUMN_DOCS = {
     "site_probs": "p of each predicted site",
     "residue_probs": "p of each residue's label",
     "partner_id": "id of the partner protein (--partner) of a pair task; null for one-protein tasks",
-    "ligand": "ligand SMILES of a protein-ligand task (reserved)",
+    "ligand": "SMILES of the ligand (--ligand/--ligands) of a protein-ligand task; null otherwise",
+    "ligand_id": "name of that ligand (the .smi file's second column, else 'ligand1'...)",
 }
 
 

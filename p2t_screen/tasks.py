@@ -30,8 +30,11 @@ REGRESSION_DECIMALS = 4
 # `<cls> A <eos> B <eos>` (how Prot2Token's tokenizer encodes a (substrate, kinase) pair); p2t
 # writes such an input as the string "A/B" (PAIR_SEP is no amino-acid letter) and site or
 # per-residue outputs refer to A.
-INPUTS = ("protein", "pair")
+# "ligand": a protein and a molecule (SMILES), written "A SMILES" (smiles.LIGAND_SEP); the
+# molecule encoder's memory follows the protein's.
+INPUTS = ("protein", "pair", "ligand")
 PAIR_SEP = "/"
+LIGAND_SEP = " "
 # Decoder prompts beyond `<bos> <task>`. "candidates" (sites tasks): every candidate position of
 # the protein, ascending, then `<sep>`; the model then writes the positive ones (Prot2Token's
 # kinase phosphorylation-site format).
@@ -40,8 +43,19 @@ SEP = "<sep>"
 
 
 def protein_of(text: str) -> str:
-    """The first protein of a model input ("A" of a pair "A/B", else the text itself)."""
-    return text.split(PAIR_SEP, 1)[0]
+    """The first protein of a model input ("A" of "A/B" or of "A SMILES", else the text)."""
+    return encoder_input(text).split(PAIR_SEP, 1)[0]
+
+
+def encoder_input(text: str) -> str:
+    """What the protein encoder reads: the input without its ligand ("A/B" stays a pair)."""
+    return text.split(LIGAND_SEP, 1)[0]
+
+
+def ligand_of(text: str) -> str | None:
+    """The SMILES of a protein-ligand input, else None."""
+    parts = text.split(LIGAND_SEP, 1)
+    return parts[1] if len(parts) == 2 else None
 
 
 def pair_input(a: str, b: str, budget: int) -> str:

@@ -18,8 +18,8 @@ from torch import Tensor
 from .batching import shuffled_batches
 from .encoder import ALPHABET, tokenize
 from .model import P2TModel
-from .tasks import KINDS
-
+from .smiles import MoleculeConfig
+from .tasks import KINDS, encoder_input, ligand_of
 
 # Teacher forcing lets a per-residue decoder lower its loss by copying the previous label
 # (labels come in runs) instead of reading the encoder; hiding half of the previous labels
@@ -83,7 +83,7 @@ def batches(examples: Sequence[Example], max_tokens: int, rng: random.Random) ->
 
 
 def _length(example: Example) -> int:
-    return len(example.sequence)
+    return len(encoder_input(example.sequence))
 
 
 @dataclass(frozen=True)
@@ -94,14 +94,25 @@ class Batch:
     inputs: Tensor  # (B, L-1) decoder inputs, some previous labels hidden
     targets: Tensor  # (B, L-1) next tokens
     weights: Tensor  # (B, L-1) loss weight of each target
+    molecules: Tensor | None = None  # (B, M) SMILES ids when any row has a ligand
+    has_ligand: Tensor | None = None  # (B,) rows whose molecule memory the decoder may read
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(*(t.to(device) for t in (self.esm, self.inputs, self.targets, self.weights)))
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(*(move(t) for t in (self.esm, self.inputs, self.targets, self.weights,
+                                         self.molecules, self.has_ligand)))
 
 
-def collate(batch: list[Example], mask_prob: float, gen: torch.Generator, max_width: int = 0) -> Batch:
+def collate(batch: list[Example], mask_prob: float, gen: torch.Generator, max_width: int = 0,
+            molecule: MoleculeConfig | None = None) -> Batch:
     """Tensors for a list of examples (padding, augmentation and loss weights included)."""
-    esm = tokenize([e.sequence for e in batch])
+    esm = tokenize([encoder_input(e.sequence) for e in batch])
+    smiles = [ligand_of(e.sequence) for e in batch]
+    molecules = has_ligand = None
+    if molecule is not None and any(s is not None for s in smiles):
+        # Rows without a ligand get a stub "C" (never attended to: see has_ligand).
+        molecules = molecule.encode([s if s is not None else "C" for s in smiles])
+        has_ligand = torch.tensor([s is not None for s in smiles])
     # Pad widths to a multiple of 32 (at most `max_width`): fewer distinct shapes keep the CPU
     # allocator from fragmenting over a long run (padding is masked, so results do not change).
     extra = min(-esm.shape[1] % 32, max(max_width - esm.shape[1], 0))
@@ -124,7 +135,7 @@ def collate(batch: list[Example], mask_prob: float, gen: torch.Generator, max_wi
         hide = torch.rand(inputs.shape, generator=gen) < rates
         hide[:, :2] = False  # <bos> and the task token always stay
         inputs = inputs.masked_fill(hide, 0)
-    return Batch(esm, inputs, dec[:, 1:], weights)
+    return Batch(esm, inputs, dec[:, 1:], weights, molecules, has_ligand)
 
 
 def loss_on(model: P2TModel, batch: Batch, hidden: Tensor | None = None) -> Tensor:
@@ -136,6 +147,12 @@ def loss_on(model: P2TModel, batch: Batch, hidden: Tensor | None = None) -> Tens
         memory, keep = model.encode(batch.esm)
     else:
         memory, keep = model.decoder.project_memory(hidden), batch.esm.ne(model.encoder.padding_idx)
+    if batch.molecules is not None:
+        mol, mol_keep = model.molecule(batch.molecules)
+        keep = keep if keep is not None else torch.ones(memory.shape[:2], dtype=torch.bool,
+                                                       device=memory.device)
+        memory = torch.cat([memory, mol.to(memory.dtype)], dim=1)
+        keep = torch.cat([keep, mol_keep & batch.has_ligand[:, None]], dim=1)
     logits = model.decoder(batch.inputs, model.decoder.memory_kv(memory), keep)  # (B, L-1, V)
     target = batch.targets
     valid = target.ne(model.vocab.pad_id)
@@ -167,7 +184,8 @@ def train(model: P2TModel, examples: Sequence[Example], cfg: TrainConfig,
     losses: list[float] = []
     stream = batches(examples, cfg.max_tokens, rng)
     for step in range(cfg.steps):
-        batch = collate(next(stream), cfg.mask_prob, gen, model.config.encoder.max_residues + 2)
+        batch = collate(next(stream), cfg.mask_prob, gen, model.config.encoder.max_residues + 2,
+                        model.config.molecule)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss = loss_on(model, batch.to(device))

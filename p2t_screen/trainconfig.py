@@ -57,6 +57,17 @@ class DecoderSection:
 
 
 @dataclass(frozen=True)
+class MoleculeSection:
+    """The SMILES encoder of protein-ligand tasks (its width is the decoder's)."""
+
+    num_layers: int = 2
+    num_heads: int = 4
+    ffn_dim: int = 256
+    max_len: int = 128
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
 class TrainSection:
     epochs: int = 3
     lr: float = 5e-4
@@ -93,6 +104,7 @@ class TrainRunConfig:
     tasks: tuple[TaskEntry, ...]
     seed: int = 0
     origin: str = ""
+    molecule: MoleculeSection = MoleculeSection()
 
 
 def _section(cls, data: dict[str, Any], where: str):
@@ -108,7 +120,7 @@ def _section(cls, data: dict[str, Any], where: str):
 
 _TASK_KEYS = {"name", "kind", "labels", "value_range", "residues", "codes", "description", "token",
               "inputs", "prompt", "data", "fasta", "sequence_column", "label_column", "id_column",
-              "split_column", "partner_column",
+              "split_column", "partner_column", "ligand_column",
               "weight", "max_per_epoch", "class_weights", "self_supervised", "residue",
               "input_dropout"}
 
@@ -142,7 +154,7 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
     elif "data" in entry:
         source = TaskSource(path=path(entry["data"]), fasta=path(entry.get("fasta")),
                             **{k: entry[k] for k in ("sequence_column", "label_column", "id_column",
-                                                     "split_column", "partner_column") if k in entry})
+                                                     "split_column", "partner_column", "ligand_column") if k in entry})
     else:
         raise UsageError(f"{where}: give `data` (a table) or `self_supervised` (a FASTA)")
     return TaskEntry(spec, source, selfsup, float(entry.get("weight", 1.0)),
@@ -152,7 +164,7 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
 
 def parse_config(doc: dict[str, Any], origin: str, base: Path) -> TrainRunConfig:
     """Validate a loaded config document; relative paths are relative to `base`."""
-    top = {"name", "output", "seed", "encoder", "decoder", "train", "tasks"}
+    top = {"name", "output", "seed", "encoder", "decoder", "train", "tasks", "molecule"}
     unknown = sorted(set(doc) - top)
     if unknown:
         raise UsageError(f"{origin}: unknown top-level key(s) {unknown}; known: {sorted(top)}")
@@ -174,7 +186,8 @@ def parse_config(doc: dict[str, Any], origin: str, base: Path) -> TrainRunConfig
         name=str(doc["name"]), output=output if output.is_absolute() else base / output,
         encoder=encoder, decoder=_section(DecoderSection, doc.get("decoder", {}), f"{origin}: [decoder]"),
         train=_section(TrainSection, doc.get("train", {}), f"{origin}: [train]"),
-        tasks=tasks, seed=int(doc.get("seed", 0)), origin=origin)
+        tasks=tasks, seed=int(doc.get("seed", 0)), origin=origin,
+        molecule=_section(MoleculeSection, doc.get("molecule", {}), f"{origin}: [molecule]"))
 
 
 def load_config(path: Path, base: Path | None = None) -> TrainRunConfig:

@@ -10,7 +10,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 
-
 class TrainProgress:
     """Renders `fit` events; quiet mode prints nothing."""
 

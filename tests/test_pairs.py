@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from reference_prot2token import RefProt2Token
 from typer.testing import CliRunner
 
 from p2t_screen.cli import app
@@ -20,8 +21,6 @@ from p2t_screen.importer import import_prot2token
 from p2t_screen.modelio import load_model
 from p2t_screen.predict import Pairing, Screener
 from p2t_screen.tasks import TaskResult, pair_input
-
-from reference_prot2token import RefProt2Token
 
 pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
 
@@ -206,7 +205,6 @@ def test_screen_cli_with_partners(kinase, tmp_path):
 def test_pair_task_trains_through_p2t_train(tmp_path):
     """Sites depend on the partner: an S/T is positive when the residue after it equals the
     partner's first residue. The loss must fall and screening must honour the grammar."""
-    rng = random.Random(7)
     subs = proteins(160, 8, 24, seed=8, st=0.35)
     partners = proteins(160, 8, 16, seed=9)
     rows = ["id,sequence,partner_sequence,label,split"]
