@@ -110,13 +110,13 @@ def time_naive(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> tuple
 
 
 def time_screen(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str, dtype: str,
-                max_tokens: int, label: str) -> Timing:
+                max_tokens: int, label: str, memory: str | None = None) -> Timing:
     """Through `screen_file`: FASTA parsing, batching, decoding, Parquet writing (model loading
     excluded, as it is paid once per run)."""
     with tempfile.TemporaryDirectory() as tmp:
         req = ScreenRequest(input=fasta, output=Path(tmp) / "out", model=model_ref,
                             tasks=tuple(t.name for t in tasks), device=device, dtype=dtype,
-                            screen=ScreenConfig(max_tokens=max_tokens), command="p2t bench")
+                            screen=ScreenConfig(max_tokens=max_tokens, memory=memory), command="p2t bench")
         summary = screen_file(req)
     if not summary.all_ok:
         raise RuntimeError(f"bench screen had rows not ok: {summary.status_counts}")
@@ -157,6 +157,19 @@ def same_outputs(model: P2TModel, seqs: list[str], tasks: list[TaskSpec], naive:
     return True
 
 
+def memory_agreement(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> float:
+    """Fraction of (sequence, task) outputs that the masked, length-bucketed memory
+    (`--fast-memory`) leaves identical to the faithful padded memory."""
+    faithful = Screener(model, tasks).predict(seqs)
+    fast = Screener(model, tasks, ScreenConfig(memory="masked")).predict(seqs)
+    same = [_fields(a) == _fields(b) for t in tasks for a, b in zip(faithful[t.name], fast[t.name])]
+    return sum(same) / max(len(same), 1)
+
+
+def _fields(result) -> tuple:
+    return (result.value, result.label, result.labels, result.sites, result.residue_labels)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -172,7 +185,8 @@ def read_sequences(path: Path, max_residues: int) -> list[str]:
 class BenchReport:
     """Everything one bench run measured."""
 
-    scenarios: list[tuple[str, list[Timing], bool | None]]  # (title, timings, naive outputs equal)
+    # (title, [screen, encoder only, naive, extra rows...], naive outputs equal, notes)
+    scenarios: list[tuple[str, list[Timing], bool | None, list[str]]]
     peak_rss_mib: float
     device: str
     threads: int
@@ -212,7 +226,15 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
             log(f"[{title}] naive path on {len(sample)} sequences")
             naive, outputs = time_naive(m, sample, task_specs)
             equal = same_outputs(m, sample, task_specs, outputs)
-            scenarios.append((title, [screen, floor, naive], equal))
+            timings, notes = [screen, floor, naive], []
+            if m.config.memory == "padded":  # imported checkpoints: what --fast-memory buys and costs
+                log(f"[{title}] screen --fast-memory")
+                timings.append(time_screen(ref, fasta, task_specs, device, dtype, max_tokens,
+                                           "screen --fast-memory", memory="masked"))
+                agree = memory_agreement(m, sample, task_specs)
+                notes.append(f"--fast-memory outputs identical to the faithful padded memory on "
+                             f"{agree:.0%} of the naive sample")
+            scenarios.append((title, timings, equal, notes))
     return BenchReport(scenarios, rss, str(dev), torch.get_num_threads())
 
 

@@ -154,7 +154,9 @@ def tasks_cmd(
         specs = list(read_model_config(model).tasks) if model else list(CATALOG.values())
     except P2TError as exc:
         raise _fail(exc) from None
-    rows = [{"name": s.name, "kind": s.kind, "input": "protein", "token": s.token,
+    inputs = {"protein": "protein", "pair": "protein + partner (--partner)",
+              "ligand": "protein + ligand (--ligand/--ligands)"}
+    rows = [{"name": s.name, "kind": s.kind, "input": inputs[s.inputs], "token": s.token,
              "columns": list(KINDS[s.kind].output_columns), "description": s.description} for s in specs]
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -236,17 +238,20 @@ def bench_cmd(
     except P2TError as exc:
         raise _fail(exc) from None
     out = Console()
-    for title, (screen, floor, naive), equal in report.scenarios:
+    for title, timings, equal, notes in report.scenarios:
+        screen, floor, naive = timings[:3]
         table = Table(title=title)
         for col in ("path", "sequences", "residues", "seconds", "seq/s", "residues/s", "vs screen"):
             table.add_column(col, justify="left" if col == "path" else "right")
-        for t in (screen, floor, naive):
+        for t in timings:
             table.add_row(t.name, str(t.sequences), str(t.residues), f"{t.seconds:.2f}",
                           f"{t.seq_per_s:.1f}", f"{t.res_per_s:,.0f}", f"{screen.res_per_s / t.res_per_s:.2f}x")
         out.print(table)
         out.print(f"screen / encoder-alone time per residue: {floor.res_per_s / screen.res_per_s:.2f}x; "
                   f"screen is {screen.res_per_s / naive.res_per_s:.1f}x faster than naive; "
                   f"naive and screen outputs identical on the naive sample: {equal}")
+        for note in notes:
+            out.print(note)
     out.print(f"peak RSS {report.peak_rss_mib:.0f} MiB; device {report.device}; torch threads {report.threads}")
 
 

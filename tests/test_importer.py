@@ -324,3 +324,17 @@ def test_unsupported_decoder_settings_are_refused(tmp_path, small_ref):
     with pytest.raises(ModelError, match="activation_function 'relu'"):
         import_prot2token(ckpt, config, tok, tmp_path / "model", None)
 
+
+
+def test_bench_times_an_imported_model_with_and_without_fast_memory(imported):
+    """`p2t bench` on an imported (padded-memory) model adds the --fast-memory row and its drift."""
+    from typer.testing import CliRunner
+
+    from p2t_screen.cli import app
+
+    _, path = imported[64]
+    result = CliRunner().invoke(app, ["bench", "--model", str(path), "--n", "12", "--min-len", "5",
+                                      "--max-len", "60", "--naive-n", "4", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "--fast-me" in result.output and "identical to the faithful padded memory" in result.output
+    assert "naive and screen outputs identical on the naive sample: True" in result.output

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Write a Prot2Token checkpoint in the published layout, with random weights, for benchmarks.
+
+The published checkpoints cannot be downloaded here; this writes a file with their structure
+(HF-ESM encoder names, Conv1d bottleneck, memory position table, post-norm decoder, a
+`config.yaml` and `decoder_tokenizer.yaml`) at the sizes you choose, so `p2t import-prot2token`
+and `p2t bench` can be measured on a realistically shaped model. Its predictions mean nothing.
+
+  python tools/synthetic_prot2token.py out/stability-like           # stability decoder sizes
+  p2t import-prot2token out/stability-like/checkpoint.pth --config out/stability-like/config.yaml \\
+      --tokenizer out/stability-like/decoder_tokenizer.yaml -o models/synthetic-stability
+  p2t bench --model models/synthetic-stability --n 60 --naive-n 10
+
+The weights come from tests/reference_prot2token.py (the test suite's plain reimplementation of
+the reference model), which knows the published tensor names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference_prot2token import RefProt2Token  # noqa: E402
+
+STABILITY_VOCAB = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<task_stability>": 3,
+                   **{str(d): 4 + d for d in range(10)}, ".": 14}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--esm-layers", type=int, default=6, help="ESM2 t6 8M: 6 layers, width 320")
+    parser.add_argument("--esm-width", type=int, default=320)
+    parser.add_argument("--esm-heads", type=int, default=20)
+    parser.add_argument("--dim", type=int, default=640, help="decoder width (stability: 640)")
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--ffn", type=int, default=1280)
+    parser.add_argument("--max-len", type=int, default=32, help="decoder max_len (stability: 32)")
+    parser.add_argument("--encoder-max-len", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    ref = RefProt2Token(args.esm_layers, args.esm_width, args.esm_heads, len(STABILITY_VOCAB), args.dim,
+                        args.heads, args.layers, args.ffn, args.max_len, args.encoder_max_len)
+    args.output.mkdir(parents=True, exist_ok=True)
+    torch.save({"model_state_dict": ref.published_state_dict(), "epoch": 0},
+               args.output / "checkpoint.pth")
+    config = {"prot2token_model": {
+        "positional_encoding_type": "learned",
+        "protein_encoder": {"model_name": f"synthetic_esm2_t{args.esm_layers}_{args.esm_width}",
+                            "max_len": args.encoder_max_len, "drop_positional_encoding": True},
+        "decoder": {"dimension": args.dim, "dim_feedforward": args.ffn, "num_heads": args.heads,
+                    "num_layers": args.layers, "max_len": args.max_len, "activation_function": "gelu"}}}
+    (args.output / "config.yaml").write_text(yaml.safe_dump(config))
+    (args.output / "decoder_tokenizer.yaml").write_text(yaml.safe_dump(STABILITY_VOCAB))
+    print(f"wrote {args.output}/checkpoint.pth, config.yaml, decoder_tokenizer.yaml")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
