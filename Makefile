@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test bench data default-model clean
+.PHONY: setup demo test bench data encoder default-model clean
 
 setup: $(VENV)/.installed
 
@@ -35,8 +35,15 @@ data: setup
 	$(BIN)/python tools/data/aaanalysis_tasks.py
 	$(BIN)/python tools/data/metastudent_binding.py
 
-# Rebuild the bundled default model from scratch: data, training, test metrics, model card.
-default-model: data
+# The default model's encoder: masked-LM pre-training of an ESM2-architecture encoder on the
+# training splits (homologs of every held-out protein removed first); about 30 min on 2 CPU cores.
+encoder: data
+	$(BIN)/python tools/data/pretrain_corpus.py
+	$(BIN)/p2t pretrain data/pretrain/train.fasta --valid data/pretrain/valid.fasta \
+		-o data/encoder/esm2_t4_128_p2t.pt --steps 1800 --warmup 150 --lr 1e-3 --device cpu
+
+# Rebuild the bundled default model from scratch: data, encoder, training, test metrics, card.
+default-model: encoder
 	$(BIN)/p2t train examples/train.toml --fresh
 	$(BIN)/python tools/model_card.py examples/train.toml models/p2t-default
 
