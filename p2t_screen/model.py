@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -214,3 +215,6 @@ def init_alignment(model: P2TModel, gain: float = 2.0, token_scale: float = 0.02
     dec.embedding.weight.mul_(token_scale)
     dec.embedding.weight[positions] = codes  # position tokens keep their shared code
     dec.embedding.weight[0] = 0.0  # <pad>
+    # Output rows keep the code's direction but not its size: a normalised state (norm ~sqrt(D))
+    # against unit-scale codes would start with logits near +-D, and a loss in the tens.
+    dec.output.weight[positions] /= math.sqrt(dim)
