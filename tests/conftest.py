@@ -12,6 +12,16 @@ from p2t_screen.model import P2TModel, create_model
 from p2t_screen.modelio import BUNDLED, save_model
 from p2t_screen.tasks import TaskSpec
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is much faster than several contending with other work.
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY_ENCODER = dict(num_layers=2, embed_dim=32, attention_heads=4, token_dropout=True)
 
 TASKS = [

@@ -23,7 +23,8 @@ from p2t_screen.tasks import KINDS, TaskResult
 from reference_prot2token import RefProt2Token
 
 # nn.TransformerDecoder warns about a float causal mask next to a bool padding mask: the reference does that.
-pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
+pytestmark = [pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask"),
+              pytest.mark.usefixtures("one_thread")]
 
 VOCAB = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<task_stability>": 3,
          **{str(d): 4 + d for d in range(10)}, ".": 14}
@@ -31,14 +32,6 @@ BOS, EOS, TASK, ZERO, DOT = 1, 2, 3, 4, 14
 DIGITS = list(range(4, 14))
 SIZES = dict(esm_layers=2, width=32, esm_heads=4, dim=16, heads=2, layers=2, ffn=32, max_len=12)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is much faster than several contending with other work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class NeedsCode:

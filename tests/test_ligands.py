@@ -20,13 +20,8 @@ from p2t_screen.predict import Screener
 from p2t_screen.smiles import check_smiles, read_ligands, smiles_tokens
 from p2t_screen.trainconfig import load_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_smiles_tokens_are_atom_level():

@@ -24,7 +24,8 @@ from p2t_screen.predict import Pairing, Screener
 from p2t_screen.tasks import TaskResult, pair_input
 from p2t_screen.trainconfig import load_config
 
-pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
+pytestmark = [pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask"),
+              pytest.mark.usefixtures("one_thread")]
 
 ENC_LEN = 64  # encoder tokens of the synthetic checkpoint: pairs up to 61 residues together
 POSITIONS = [str(p) for p in range(ENC_LEN - 1)]  # '0'..'62', as the published '0'..'1024'
@@ -33,13 +34,6 @@ VOCAB = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<task_kinase_phosphorylation_site>
 BOS, EOS, TASK, SEP = 1, 2, 3, VOCAB["<sep>"]
 MAX_LEN = 40
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def proteins(n: int, low: int, high: int, seed: int, st: float = 0.0) -> list[str]:
