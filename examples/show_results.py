@@ -32,28 +32,31 @@ def short(row: dict) -> str:
         return ";".join(row["labels"]) or "-"
     if row["sites"] is not None:
         return f"{len(row['sites'])} sites: " + ",".join(map(str, row["sites"][:6])) + ("..." if len(row["sites"]) > 6 else "")
-    counts = Counter(row["residue_labels"])
-    n = len(row["residue_labels"])
-    return " ".join(f"{k[:5]} {v / n:.0%}" for k, v in counts.most_common(3))
+    labels = row["residue_labels"]
+    counts = Counter(labels)
+    trace = "".join(lab[0].upper() for lab in labels[:48]) + ("..." if len(labels) > 48 else "")
+    return trace + "  (" + ", ".join(f"{k} {v / len(labels):.0%}" for k, v in counts.most_common(3)) + ")"
 
 
-def main(fasta: Path, results: Path, show: int = 6) -> None:
+def main(fasta: Path, results: Path, show: int = 3) -> None:
     console = Console()
     rows = ds.dataset(results).to_table().to_pylist()
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     by_record: dict[int, dict[str, dict]] = {}
     for r in rows:
         by_record.setdefault(r["input_index"], {})[r["task"]] = r
-    table = Table(title=f"first {show} proteins of {fasta.name}")
-    table.add_column("seq_id")
-    table.add_column("len", justify="right")
-    for t in tasks:
-        table.add_column(t)
+    statuses = Counter(r["status"] for r in rows)
+    console.print(f"{len(rows)} rows: {len(by_record)} proteins x {len(tasks)} tasks; status "
+                  + ", ".join(f"{k} {v}" for k, v in statuses.items()))
     for index in sorted(by_record)[:show]:
         rec = by_record[index]
         first = next(iter(rec.values()))
-        table.add_row(first["seq_id"][:18], str(first["length"]), *(short(rec[t]) for t in tasks))
-    console.print(table)
+        table = Table(title=f"{first['seq_id']} ({first['length']} residues)", title_justify="left")
+        table.add_column("task")
+        table.add_column("prediction")
+        for t in tasks:
+            table.add_row(t, short(rec[t]))
+        console.print(table)
     check_positions(console, fasta, rows, tasks)
 
 

@@ -81,15 +81,19 @@ class PerResidueGrammar(Grammar):
 class MultiLabelGrammar(Grammar):
     """Any subset of labels, each at most once, in canonical order, then `<eos>`."""
 
-    def __init__(self, vocab: Vocab, labels: Sequence[str], batch: int, device: torch.device) -> None:
+    def __init__(self, vocab: Vocab, labels: Sequence[str], batch: int, device: torch.device,
+                 max_steps: int | None = None) -> None:
         rank = torch.full((len(vocab),), -1, dtype=torch.long, device=device)
         rank[torch.tensor(vocab.ids(labels), device=device)] = torch.arange(len(labels), device=device)
         self.rank = rank  # (V,) canonical rank of each label token, -1 elsewhere
         self.eos = _one_hot(len(vocab), [vocab.eos_id], device)[None, :]
         self.last = torch.full((batch, 1), -1, dtype=torch.long, device=device)  # (B, 1)
-        self.max_steps = len(labels) + 1
+        # At most every label then <eos>, or fewer when the decoder is shorter (imported models).
+        self.max_steps = min(len(labels) + 1, max_steps or len(labels) + 1)
 
     def allowed(self, step: int) -> Tensor:
+        if step >= self.max_steps - 1:
+            return self.eos.expand(self.last.shape[0], -1)
         return (self.rank[None, :] > self.last) | self.eos
 
     def advance(self, tokens: Tensor) -> None:

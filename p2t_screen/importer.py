@@ -152,7 +152,7 @@ def import_prot2token(checkpoint: Path, config_yaml: Path, tokenizer_yaml: Path,
     except ValueError as exc:
         raise ModelError(f"{checkpoint}: the checkpoint's sizes do not make a usable model: {exc}") from exc
     steps = REGRESSION_DECIMALS + 3  # 0 . d d d d <eos>; the last token is never fed back
-    if decoder_cfg.max_len < PROMPT_LEN + steps - 1:
+    if any(t.kind == "regression" for t in tasks) and decoder_cfg.max_len < PROMPT_LEN + steps - 1:
         raise ModelError(f"{config_yaml}: decoder.max_len {cfg['max_len']} is too short for the "
                          f"regression format ({steps} tokens after the prompt need max_len >= "
                          f"{PROMPT_LEN + steps})")
@@ -244,10 +244,26 @@ def _read_vocab(path: Path) -> Vocab:
         raise ModelError(f"{path}: unusable decoder vocabulary: {exc}") from exc
 
 
+def _label_specs(vocab: Vocab, task_tokens: list[str]) -> dict[str, TaskSpec]:
+    """Label-set tasks whose labels are the checkpoint's own tokens (everything that is no
+    special, task, digit, position or separator token), in sorted order as the reference
+    writes multi-label outputs."""
+    if "<task_kinase_group>" not in task_tokens:
+        return {}
+    labels = sorted(t for t in vocab.tokens if not (t.startswith("<") and t.endswith(">"))
+                    and not t.isdigit() and t != ".")
+    if not labels:
+        return {}
+    return {"<task_kinase_group>": TaskSpec(
+        "kinase_group", "multilabel", labels=tuple(labels), token="<task_kinase_group>",
+        description="kinase group(s) of a kinase sequence (labels from the checkpoint's vocabulary)")}
+
+
 def _task_specs(vocab: Vocab, origin: Path, skip_unknown: bool) -> tuple[list[TaskSpec], list[str]]:
     task_tokens = [t for t in vocab.tokens if t.startswith("<task_")]
-    known = [KNOWN_TASKS[t] for t in task_tokens if t in KNOWN_TASKS]
-    unknown = [t for t in task_tokens if t not in KNOWN_TASKS]
+    found = {**KNOWN_TASKS, **_label_specs(vocab, task_tokens)}
+    known = [found[t] for t in task_tokens if t in found]
+    unknown = [t for t in task_tokens if t not in found]
     if unknown and not skip_unknown:
         reasons = "; ".join(f"{t} ({UNSUPPORTED_TASKS.get(t, 'not known to the importer')})"
                             for t in unknown)

@@ -271,7 +271,7 @@ class MultiLabelKind(TaskKind):
         return [lab for lab in spec.labels if lab in chosen]
 
     def grammar(self, spec, vocab, sequences, max_steps, device):
-        return MultiLabelGrammar(vocab, spec.labels, len(sequences), device)
+        return MultiLabelGrammar(vocab, spec.labels, len(sequences), device, max_steps)
 
     def read_label(self, spec, text):
         labels = [t.strip() for t in str(text or "").split(";") if t.strip()]
