@@ -320,7 +320,7 @@ class SitesKind(TaskKind):
             cand[row, self.candidates(spec, seq)] = True
         most = int(cand.sum(1).max().item()) if len(sequences) else 0
         # A prompted row first replays its candidates and `<sep>`, then writes at most as many.
-        steps = (2 * most + 2) if spec.prompt else min(max_steps, most + 1)
+        steps = min(max_steps, (2 * most + 2) if spec.prompt else most + 1)
         return SitesGrammar(vocab, cand.to(device), steps, vocab.id(SEP) if spec.prompt else None)
 
     def read_label(self, spec, text):
