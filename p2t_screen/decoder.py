@@ -30,6 +30,9 @@ class DecoderConfig:
     norm_first: bool = True
     dropout: float = 0.1
     memory_dropout: float = 0.05
+    # Per-residue tasks: add memory row j to the decoder input at position j (the input that
+    # predicts residue j's label), so label j reads residue j without learning alignment.
+    residue_skip: bool = False
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads:
@@ -162,12 +165,18 @@ class Decoder(nn.Module):
 
     def forward(self, tokens: Tensor, memory_kv: list[tuple[Tensor, Tensor]],
                 memory_keep: Tensor | None, caches: list[KVCache] | None = None,
-                pos: int = 0) -> Tensor:
-        """Logits (B, T, V) for tokens (B, T) placed at positions pos..pos+T."""
+                pos: int = 0, skip: Tensor | None = None) -> Tensor:
+        """Logits (B, T, V) for tokens (B, T) placed at positions pos..pos+T.
+
+        `skip` (B, S, D), with `residue_skip`: memory rows added to the inputs at the same
+        positions (rows of a batch that must not get them are zero)."""
         t = tokens.shape[1]
         if pos + t > self.cfg.max_len:
             raise ValueError(f"decoder input of {pos + t} tokens exceeds max_len {self.cfg.max_len}")
         x = self.embedding(tokens) + self.pos_embed[pos:pos + t]
+        if skip is not None and pos < skip.shape[1]:
+            rows = skip[:, pos:pos + t]
+            x = x + F.pad(rows, (0, 0, 0, t - rows.shape[1]))
         x = self.layers[0].dropout(x)
         keep = None if memory_keep is None else memory_keep[:, None, None, :]  # (B, 1, 1, S)
         for i, layer in enumerate(self.layers):

@@ -153,7 +153,12 @@ def loss_on(model: P2TModel, batch: Batch, hidden: Tensor | None = None) -> Tens
                                                        device=memory.device)
         memory = torch.cat([memory, mol.to(memory.dtype)], dim=1)
         keep = torch.cat([keep, mol_keep & batch.has_ligand[:, None]], dim=1)
-    logits = model.decoder(batch.inputs, model.decoder.memory_kv(memory), keep)  # (B, L-1, V)
+    skip = None
+    if model.decoder.cfg.residue_skip:  # only rows of per-residue tasks read it
+        ids = [model.vocab.id(t.token) for t in model.config.tasks if t.kind == "per_residue"]
+        rows = torch.isin(batch.inputs[:, 1], torch.tensor(ids, device=memory.device))
+        skip = memory * rows[:, None, None].to(memory.dtype)
+    logits = model.decoder(batch.inputs, model.decoder.memory_kv(memory), keep, skip=skip)  # (B, L-1, V)
     target = batch.targets
     valid = target.ne(model.vocab.pad_id)
     valid[:, 0] = False  # the task token is given, not predicted

@@ -54,6 +54,7 @@ class DecoderSection:
     dropout: float = 0.1
     # Start cross-attention aligned (decoder step j reads residue j): see model.init_alignment.
     align_init: bool = True
+    residue_skip: bool = False  # per-residue tasks: decoder input j adds memory row j
 
 
 @dataclass(frozen=True)

@@ -139,3 +139,36 @@ def test_decoding_does_not_sync_per_token(model, monkeypatch):
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
     greedy_decode(model.decoder, kv, keep, model.prompt(spec, 4, "cpu"), grammar, model.vocab.eos_id)
     assert calls["n"] == 0
+
+
+def test_residue_skip_adds_memory_row_j_at_input_j_and_caches_consistently():
+    """With `residue_skip`, per-residue decoding reads memory row j at step j: the KV-cached
+    batched path equals a full re-forward per step, and the outputs differ from the same
+    weights without the skip (the rows really enter)."""
+    from p2t_screen.encoder import tokenize
+    from p2t_screen.generate import greedy_decode
+    from p2t_screen.tasks import KINDS
+
+    from conftest import tiny_model
+
+    model = tiny_model(seed=4, residue_skip=True)
+    spec = model.config.task("ss3")
+    seqs = ["MKTAYIAKQRQISFVKSHFSRQ", "GSHMLEDPV", "ACDEFGHIKLMNPQRSTVWYACDEF"]
+    memory, keep = model.encode(tokenize(seqs))
+    kv = model.decoder.memory_kv(memory)
+    out = {}
+    for cache in (True, False):
+        grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, memory.device)
+        out[cache] = greedy_decode(model.decoder, kv, keep, model.prompt(spec, 3, memory.device), grammar,
+                                   model.vocab.eos_id, use_cache=cache, skip=memory).tokens
+    assert torch.equal(out[True], out[False])
+    grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, memory.device)
+    plain = greedy_decode(model.decoder, kv, keep, model.prompt(spec, 3, memory.device), grammar,
+                          model.vocab.eos_id).tokens
+    assert not torch.equal(plain, out[True])
+    # The screener applies it to per-residue tasks of such a model.
+    from p2t_screen.predict import Screener
+
+    got = Screener(model, [spec]).predict(seqs)[spec.name]
+    labels = [[model.vocab.tokens[t] for t in row if t != model.vocab.eos_id and t != 0] for row in out[True].tolist()]
+    assert [r.residue_labels for r in got] == labels
