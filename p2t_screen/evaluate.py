@@ -45,8 +45,7 @@ def predict_labels(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled]
         keys = list(dict.fromkeys(e.sequence for e in examples))
         found: dict[str, Any] = {}
         for batch in token_budget_batches(keys, lambda k: len(encoder_input(k)), max_tokens):
-            for key, outcomes in screener._predict_splitting(batch, [spec]):
-                found[key] = outcomes[spec.name]
+            found.update(zip(batch, screener.predict(batch, [spec])[spec.name]))
         return [getattr(found[e.sequence], _FROM_ROW[spec.kind]) if isinstance(found[e.sequence], TaskResult)
                 else _empty_prediction(spec, e) for e in examples]
     else:

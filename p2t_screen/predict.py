@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import islice
 
 import pyarrow as pa
@@ -100,14 +101,14 @@ class Pairing:
     partners: tuple[Record, ...]
     by_id: bool = False
 
-    def __post_init__(self) -> None:
-        if self.by_id:
-            object.__setattr__(self, "_index", {p.seq_id: p for p in self.partners})
+    @cached_property
+    def _by_id(self) -> dict[str, Record]:
+        return {p.seq_id: p for p in self.partners}
 
     def partners_of(self, record: Record) -> list[Record]:
         if not self.by_id:
             return list(self.partners)
-        partner = self._index.get(record.seq_id)  # type: ignore[attr-defined]
+        partner = self._by_id.get(record.seq_id)
         return [partner] if partner is not None else []
 
 

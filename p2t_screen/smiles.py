@@ -24,7 +24,6 @@ SPECIALS = ("<pad>", "<cls>", "<eos>", "<unk>")
 PAD, CLS, EOS, UNK = range(4)
 
 
-
 def smiles_tokens(smiles: str) -> list[str]:
     """Atom-level tokens; ValueError names the first character no token covers."""
     tokens, pos = [], 0
@@ -91,10 +90,8 @@ def read_ligands(path: Path) -> list[Ligand]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        smiles, _, name = line.partition(" ")
-        if "\t" in smiles:
-            smiles, _, name = line.partition("\t")
-        name = name.strip() or f"line{n}"
+        smiles, *rest = line.split(None, 1)
+        name = rest[0].strip() if rest else f"line{n}"
         try:
             check_smiles(smiles)
             out.append(Ligand(name, smiles))

@@ -119,11 +119,11 @@ def _section(cls, data: dict[str, Any], where: str):
         raise UsageError(f"{where}: {exc}") from exc
 
 
-_TASK_KEYS = {"name", "kind", "labels", "value_range", "residues", "codes", "description", "token",
-              "inputs", "prompt", "data", "fasta", "sequence_column", "label_column", "id_column",
-              "split_column", "partner_column", "ligand_column",
-              "weight", "max_per_epoch", "class_weights", "self_supervised", "residue",
-              "input_dropout"}
+# A task entry: TaskSpec fields, TaskSource columns, and how the task is mixed into training.
+_SPEC_KEYS = {f.name for f in fields(TaskSpec)}
+_COLUMN_KEYS = {f.name for f in fields(TaskSource) if f.name.endswith("_column")}
+_TASK_KEYS = _SPEC_KEYS | _COLUMN_KEYS | {"data", "fasta", "weight", "max_per_epoch", "class_weights",
+                                          "self_supervised", "residue", "input_dropout"}
 
 
 def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
@@ -132,9 +132,7 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
         raise UsageError(f"{where}: unknown key(s) {unknown}; known: {sorted(_TASK_KEYS)}")
     if "name" not in entry:
         raise UsageError(f"{where}: every task needs a name")
-    spec_keys = {"name", "kind", "labels", "value_range", "residues", "codes", "description", "token",
-                 "inputs", "prompt"}
-    given = {k: v for k, v in entry.items() if k in spec_keys}
+    given = {k: v for k, v in entry.items() if k in _SPEC_KEYS}
     catalog = CATALOG.get(entry["name"])
     spec_data = {**(catalog.to_dict() if catalog else {}), **given}
     if "labels" in spec_data:
@@ -154,8 +152,7 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
         selfsup, source = (path(entry["self_supervised"]), residue), None
     elif "data" in entry:
         source = TaskSource(path=path(entry["data"]), fasta=path(entry.get("fasta")),
-                            **{k: entry[k] for k in ("sequence_column", "label_column", "id_column",
-                                                     "split_column", "partner_column", "ligand_column") if k in entry})
+                            **{k: entry[k] for k in _COLUMN_KEYS if k in entry})
     else:
         raise UsageError(f"{where}: give `data` (a table) or `self_supervised` (a FASTA)")
     return TaskEntry(spec, source, selfsup, float(entry.get("weight", 1.0)),
