@@ -8,6 +8,7 @@ Cross-attention keys/values depend only on the memory, so they are computed once
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -33,6 +34,10 @@ class DecoderConfig:
     # Per-residue tasks: add memory row j to the decoder input at position j (the input that
     # predicts residue j's label), so label j reads residue j without learning alignment.
     residue_skip: bool = False
+    # Site tasks: position token p's logit also gets a pointer score, a bilinear form between the
+    # decoder state and memory row p (residue p), so choosing a site can read the residue itself
+    # instead of first learning to copy its position code out of cross-attention.
+    site_pointer: bool = False
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads:
@@ -142,6 +147,12 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.dim) if cfg.norm_first else None
         self.output = nn.Linear(cfg.dim, cfg.vocab_size)
+        # site_pointer: starts at zero (the model starts as if it had none); `pointer_ids[p - 1]`
+        # is the vocabulary id of position token p, set by the model that knows the vocabulary.
+        self.pointer = nn.Linear(cfg.dim, cfg.dim, bias=False) if cfg.site_pointer else None
+        if self.pointer is not None:
+            nn.init.zeros_(self.pointer.weight)
+        self.register_buffer("pointer_ids", torch.zeros(0, dtype=torch.long), persistent=False)
         nn.init.normal_(self.pos_embed, std=0.02)
         if self.memory_pos is not None:
             nn.init.normal_(self.memory_pos, std=0.02)
@@ -165,11 +176,12 @@ class Decoder(nn.Module):
 
     def forward(self, tokens: Tensor, memory_kv: list[tuple[Tensor, Tensor]],
                 memory_keep: Tensor | None, caches: list[KVCache] | None = None,
-                pos: int = 0, skip: Tensor | None = None) -> Tensor:
+                pos: int = 0, skip: Tensor | None = None, pointer: Tensor | None = None) -> Tensor:
         """Logits (B, T, V) for tokens (B, T) placed at positions pos..pos+T.
 
         `skip` (B, S, D), with `residue_skip`: memory rows added to the inputs at the same
-        positions (rows of a batch that must not get them are zero)."""
+        positions (rows of a batch that must not get them are zero). `pointer` (B, S, D), with
+        `site_pointer`: the memory whose row p scores position token p (zero rows score 0)."""
         t = tokens.shape[1]
         if pos + t > self.cfg.max_len:
             raise ValueError(f"decoder input of {pos + t} tokens exceeds max_len {self.cfg.max_len}")
@@ -183,4 +195,9 @@ class Decoder(nn.Module):
             x = layer(x, memory_kv[i], keep, None if caches is None else caches[i], pos)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return self.output(x)
+        logits = self.output(x)
+        if pointer is not None and self.pointer is not None:
+            n = min(pointer.shape[1] - 1, len(self.pointer_ids))  # memory row p is residue p
+            scores = self.pointer(x) @ pointer[:, 1:n + 1].transpose(1, 2)  # (B, T, n)
+            logits = logits.index_add(2, self.pointer_ids[:n], scores.to(logits.dtype) / math.sqrt(x.shape[-1]))
+        return logits

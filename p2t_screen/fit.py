@@ -295,7 +295,7 @@ def fit(cfg: TrainRunConfig, device: torch.device, fresh: bool = False,
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, sched)
             with autocast:
-                loss = loss_on(model, tensors.to(device), hidden)
+                loss = loss_on(model, tensors.to(device), hidden, cfg.train.loss == "example")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)

@@ -97,6 +97,12 @@ class P2TModel(nn.Module):
         self.config = config
         self.encoder = encoder if encoder is not None else config.encoder.build()
         self.decoder = Decoder(config.decoder)
+        if config.decoder.site_pointer:
+            positions = [str(p) for p in range(1, config.encoder.max_residues + 1)]
+            self.decoder.pointer_ids = torch.tensor(
+                [config.vocab.id(t) for t in positions if t in config.vocab], dtype=torch.long)
+            if len(self.decoder.pointer_ids) != len(positions):
+                raise ValueError("site_pointer needs position tokens 1..max_residues in the vocabulary")
         self.molecule = MoleculeEncoder(config.molecule) if config.molecule is not None else None
         self.source = ""  # where it was loaded from, set by the loader
         self.checksum = ""
@@ -137,6 +143,19 @@ class P2TModel(nn.Module):
         hidden = esm2_forward(self.encoder, tokens, self.config.encoder.rotary_inv_freq)
         out = self.decoder.project_memory(hidden)
         return out, (None if mode == "padded" else tokens.ne(self.encoder.padding_idx))
+
+    def side_inputs(self, memory: Tensor, task_ids: Tensor) -> dict[str, Tensor | None]:
+        """The decoder's `skip` and `pointer` inputs for rows started with task tokens
+        `task_ids` (B,): the memory for rows whose task kind uses that option (`residue_skip`:
+        per-residue; `site_pointer`: sites), zeros for other rows, None when no row uses it."""
+        cfg = self.decoder.cfg
+        out: dict[str, Tensor | None] = {}
+        for name, enabled, kind in (("skip", cfg.residue_skip, "per_residue"),
+                                    ("pointer", cfg.site_pointer, "sites")):
+            ids = [self.vocab.id(t.token) for t in self.config.tasks if t.kind == kind] if enabled else []
+            rows = torch.isin(task_ids, torch.tensor(ids, dtype=torch.long, device=task_ids.device))
+            out[name] = memory * rows[:, None, None].to(memory.dtype) if bool(rows.any()) else None
+        return out
 
     def prompt(self, spec: TaskSpec, batch: int, device: torch.device) -> Tensor:
         """`<bos> <task_X>` for every row: (B, 2)."""

@@ -159,10 +159,10 @@ class Screener:
                 for row, ids in enumerate(prompts):
                     table[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
                 forced, forced_len = table.to(self.device), torch.tensor(lengths, device=self.device)
-            skip = memory if model.decoder.cfg.residue_skip and spec.kind == "per_residue" else None
-            decoded = greedy_decode(model.decoder, memory_kv, keep,
-                                    model.prompt(spec, len(sequences), self.device), grammar, vocab.eos_id,
-                                    forced=forced, forced_len=forced_len, skip=skip)
+            prompt = model.prompt(spec, len(sequences), self.device)
+            decoded = greedy_decode(model.decoder, memory_kv, keep, prompt, grammar, vocab.eos_id,
+                                    forced=forced, forced_len=forced_len,
+                                    **model.side_inputs(memory, prompt[:, 1]))
             out[spec.name] = self._parse(spec, decoded, [len(p) for p in prompts])
         return out
 

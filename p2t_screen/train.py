@@ -138,10 +138,14 @@ def collate(batch: list[Example], mask_prob: float, gen: torch.Generator, max_wi
     return Batch(esm, inputs, dec[:, 1:], weights, molecules, has_ligand)
 
 
-def loss_on(model: P2TModel, batch: Batch, hidden: Tensor | None = None) -> Tensor:
+def loss_on(model: P2TModel, batch: Batch, hidden: Tensor | None = None,
+            per_example: bool = False) -> Tensor:
     """Weighted mean cross-entropy over label and `<eos>` tokens.
 
     `hidden` (B, T, E) replaces the encoder pass when its outputs are cached (frozen encoder).
+    `per_example`: average each example's tokens first, then the examples, so a class label
+    (one token) weighs as much as a 500-residue secondary structure; by default every token
+    weighs the same (Prot2Token's loss), and long per-residue outputs dominate a mixed batch.
     """
     if hidden is None:
         memory, keep = model.encode(batch.esm)
@@ -153,17 +157,17 @@ def loss_on(model: P2TModel, batch: Batch, hidden: Tensor | None = None) -> Tens
                                                        device=memory.device)
         memory = torch.cat([memory, mol.to(memory.dtype)], dim=1)
         keep = torch.cat([keep, mol_keep & batch.has_ligand[:, None]], dim=1)
-    skip = None
-    if model.decoder.cfg.residue_skip:  # only rows of per-residue tasks read it
-        ids = [model.vocab.id(t.token) for t in model.config.tasks if t.kind == "per_residue"]
-        rows = torch.isin(batch.inputs[:, 1], torch.tensor(ids, device=memory.device))
-        skip = memory * rows[:, None, None].to(memory.dtype)
-    logits = model.decoder(batch.inputs, model.decoder.memory_kv(memory), keep, skip=skip)  # (B, L-1, V)
+    logits = model.decoder(batch.inputs, model.decoder.memory_kv(memory), keep,
+                           **model.side_inputs(memory, batch.inputs[:, 1]))  # (B, L-1, V)
     target = batch.targets
     valid = target.ne(model.vocab.pad_id)
     valid[:, 0] = False  # the task token is given, not predicted
     w = valid.float() * batch.weights
     ce = F.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")  # (B, L-1)
+    if per_example:
+        total = w.sum(1)
+        counted = total > 0
+        return ((ce * w).sum(1)[counted] / total[counted]).mean()
     return (ce * w).sum() / w.sum().clamp_min(1e-8)
 
 

@@ -55,6 +55,7 @@ class DecoderSection:
     # Start cross-attention aligned (decoder step j reads residue j): see model.init_alignment.
     align_init: bool = True
     residue_skip: bool = False  # per-residue tasks: decoder input j adds memory row j
+    site_pointer: bool = False  # site tasks: position p's logit also reads memory row p
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,11 @@ class TrainSection:
     valid_max: int = 300  # validation examples per task and epoch
     checkpoint_every: int = 200  # steps between resumable checkpoints
     max_steps: int | None = None  # stop early (smoke tests, time-boxed runs)
+    loss: str = "token"  # "token": every output token weighs the same; "example": every example
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("token", "example"):
+            raise ValueError(f"train.loss must be 'token' or 'example', got {self.loss!r}")
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ def _section(cls, data: dict[str, Any], where: str):
         raise UsageError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
     try:
         return cls(**data)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise UsageError(f"{where}: {exc}") from exc
 
 

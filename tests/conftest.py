@@ -35,13 +35,13 @@ TASKS = [
 
 
 def tiny_model(seed: int = 0, max_residues: int = 64, tasks=TASKS, source: str = BUNDLED,
-               norm_first: bool = True, memory_positions: int = 0, residue_skip: bool = False) -> P2TModel:
-    """A random-weight model; random weights exercise grammars and batching, not accuracy."""
+               norm_first: bool = True, memory_positions: int = 0, **decoder_options) -> P2TModel:
+    """A random-weight model; random weights exercise grammars and batching, not accuracy.
+    `decoder_options`: DecoderConfig fields such as residue_skip or site_pointer."""
     torch.manual_seed(seed)
     enc = EncoderConfig(source=source, max_residues=max_residues, **TINY_ENCODER)
     model = create_model("tiny", enc, list(tasks), dim=32, num_layers=2, num_heads=4, ffn_dim=64,
-                         norm_first=norm_first, memory_positions=memory_positions,
-                         residue_skip=residue_skip)
+                         norm_first=norm_first, memory_positions=memory_positions, **decoder_options)
     # Sharpen the output layer so greedy choices are far from ties (stable across batchings).
     with torch.no_grad():
         model.decoder.output.weight.mul_(8.0)

@@ -172,3 +172,52 @@ def test_residue_skip_adds_memory_row_j_at_input_j_and_caches_consistently():
     got = Screener(model, [spec]).predict(seqs)[spec.name]
     labels = [[model.vocab.tokens[t] for t in row if t != model.vocab.eos_id and t != 0] for row in out[True].tolist()]
     assert [r.residue_labels for r in got] == labels
+
+
+def test_site_pointer_scores_position_p_from_memory_row_p(tmp_path):
+    """With `site_pointer`, the logit of position token p gains (W h)·m_p/√D from memory row p:
+    zero-initialised it changes nothing; trained, it changes exactly the position logits, the
+    cached path equals a full re-forward, the screener uses it for site tasks only, and it
+    survives save and load."""
+    from p2t_screen.modelio import load_model, save_model
+
+    model = tiny_model(seed=5, site_pointer=True, memory_positions=66)
+    spec = model.config.task("positions_k")
+    seqs = ["MKTAYIAKQRQISFVKSHFSRQ", "GSHMLEDPVK", "ACDEFGHIKLMNPQRSTVWYACDEFK"]
+    memory, keep = model.encode(tokenize(seqs))
+    kv = model.decoder.memory_kv(memory)
+    prompt = model.prompt(spec, 3, "cpu")
+    plain = model.decoder(prompt, kv, keep)
+    assert torch.equal(plain, model.decoder(prompt, kv, keep, pointer=memory))  # zero init
+    with torch.no_grad():
+        model.decoder.pointer.weight.normal_(std=1.0)
+    pointed = model.decoder(prompt, kv, keep, pointer=memory)
+    changed = (pointed != plain).any(dim=(0, 1)).nonzero().flatten().tolist()
+    assert set(changed) <= {model.vocab.id(str(p)) for p in range(1, 65)}
+    p = 7  # by hand for one row, step and position
+    h = model.decoder.final_norm  # the state the output layer reads: recompute it through a hook
+    seen = {}
+    hook = h.register_forward_hook(lambda m, i, o: seen.update(x=o))
+    model.decoder(prompt, kv, keep, pointer=memory)
+    hook.remove()
+    x = seen["x"][1, -1]
+    want = plain[1, -1, model.vocab.id(str(p))] + (model.decoder.pointer(x) @ memory[1, p]) / 32 ** 0.5
+    assert torch.allclose(pointed[1, -1, model.vocab.id(str(p))], want, atol=1e-5)
+
+    out = {}
+    for cache in (True, False):
+        grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, "cpu")
+        out[cache] = greedy_decode(model.decoder, kv, keep, prompt, grammar, model.vocab.eos_id,
+                                   use_cache=cache, pointer=memory).tokens
+    assert torch.equal(out[True], out[False])
+    grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, "cpu")
+    assert not torch.equal(out[True], greedy_decode(model.decoder, kv, keep, prompt, grammar,
+                                                    model.vocab.eos_id).tokens)
+    sites = [[int(model.vocab.tokens[t]) for t in row if t not in (0, model.vocab.eos_id)]
+             for row in out[True].tolist()]
+    got = Screener(model, [spec, model.config.task("ss3")]).predict(seqs)
+    assert [r.sites for r in got[spec.name]] == sites
+    assert model.side_inputs(memory, model.prompt(model.config.task("ss3"), 3, "cpu")[:, 1])["pointer"] is None
+    save_model(model, tmp_path / "m")
+    again = Screener(load_model(tmp_path / "m"), [spec]).predict(seqs)
+    assert [r.sites for r in again[spec.name]] == sites

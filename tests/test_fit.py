@@ -170,6 +170,27 @@ def test_config_errors_name_the_key(tmp_path):
     path.write_text('name = "x"\noutput = "o"\n[encoder]\ntrain = "some"\n[[tasks]]\nname = "stability"\ndata = "d.csv"\n')
     with pytest.raises(UsageError, match="encoder.train must be"):
         load_config(path)
+    path.write_text('name = "x"\noutput = "o"\n[train]\nloss = "tokens"\n[[tasks]]\nname = "stability"\ndata = "d.csv"\n')
+    with pytest.raises(UsageError, match=r"\[train\]: train.loss must be 'token' or 'example'"):
+        load_config(path)
+
+
+def test_per_example_loss_weighs_every_example_equally():
+    """A class example (label + <eos>: 2 tokens) and an 11-token per-residue example: the token
+    loss is their token-weighted mean, the per-example loss the plain mean of their means."""
+    from conftest import tiny_model
+    from p2t_screen.train import collate, loss_on, make_example
+
+    model = tiny_model(seed=2)
+    examples = [make_example(model, "kingdom", "MKTAYIAKQR", "bacteria"),
+                make_example(model, "ss3", "GSHMLEDPVA", "HHHEECCCHH", input_dropout=0.0)]
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        alone = [loss_on(model, collate([e], 0.0, gen)).item() for e in examples]
+        token = loss_on(model, collate(examples, 0.0, gen)).item()
+        per_example = loss_on(model, collate(examples, 0.0, gen), per_example=True).item()
+    assert token == pytest.approx((2 * alone[0] + 11 * alone[1]) / 13, rel=1e-5)
+    assert per_example == pytest.approx((alone[0] + alone[1]) / 2, rel=1e-5)
 
 
 def test_train_and_eval_commands(tmp_path, monkeypatch):

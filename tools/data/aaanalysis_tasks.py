@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the solubility, RNA-binding-site and disorder-site tasks from PyPI `aaanalysis==1.1.0` (BSD-3).
+"""Build the solubility, RNA-binding-site and disorder tasks from PyPI `aaanalysis==1.1.0` (BSD-3).
 
 The wheel is downloaded with `pip download --no-deps` (never installed); the benchmark tables are
 read straight out of the zip, `aaanalysis/_data/benchmarks/<NAME>.tsv`, tab-separated with the
@@ -10,7 +10,10 @@ header `entry gene sequence label`:
 - residue level (`AA_RNABIND`, `AA_LDR`): one whole protein per row, `label` is a comma-separated
   0/1 list with exactly one value per residue. aaanalysis' `load_dataset` cuts these into windows
   only at load time (`aa_window_size`, default 9; `None` returns the raw rows), so the files hold
-  whole proteins and a residue's 1-based position is its list index + 1.
+  whole proteins and a residue's 1-based position is its list index + 1. A residue-level table
+  becomes a `sites` task (the 1-based positions of the 1s) or a `per_residue` task (one code
+  letter per residue: `disorder` writes O for ordered, D for disordered); both forms of one
+  table get the same clusters and splits.
 
 Entries are synthetic (`SOLUBLE_1`, `RNABIND_1`, `LDR_1`; gene `name_<row>`), not UniProt
 accessions. There are no official splits: proteins are clustered with MMseqs2 (30% identity,
@@ -18,10 +21,10 @@ accessions. There are no official splits: proteins are clustered with MMseqs2 (3
 
 Outputs (relative to the repository root by default):
   data/raw/wheels/aaanalysis-1.1.0-*.whl
-  data/tasks/{solubility,rna_binding_sites,disorder_sites}/{data.parquet,PROVENANCE.json}
+  data/tasks/{solubility,rna_binding_sites,disorder_sites,disorder}/{data.parquet,PROVENANCE.json}
 
 Run from the repository root:
-  python tools/data/aaanalysis_tasks.py [--tasks solubility rna_binding_sites disorder_sites]
+  python tools/data/aaanalysis_tasks.py [--tasks solubility rna_binding_sites disorder_sites disorder]
 """
 
 from __future__ import annotations
@@ -69,12 +72,13 @@ class TaskDef:
 
     name: str
     dataset: str
-    kind: str  # "class" or "sites"
+    kind: str  # "class", "sites" or "per_residue"
     description: str
     class_names: dict[str, str] = field(default_factory=dict)  # source label -> class name
     site: str = ""
     caps: dict[str, int] = field(default_factory=dict)
     overview_label: str = ""  # the wheel's Overview.tsv "Label" text, checked against class_names
+    codes: str = ""  # per_residue: the letters written for source labels 0 and 1
 
 
 TASKS = {
@@ -93,6 +97,11 @@ TASKS = {
         description="Residues in long intrinsically disordered regions (IDP-Seq2Seq benchmark, "
                     "Tang et al., 2020)",
         site="disordered residue", overview_label="1 (disordered), 0 (ordered)"),
+    "disorder": TaskDef(
+        name="disorder", dataset="AA_LDR", kind="per_residue",
+        description="Ordered (O) or in a long intrinsically disordered region (D), per residue "
+                    "(IDP-Seq2Seq benchmark, Tang et al., 2020)",
+        site="disordered residue", overview_label="1 (disordered), 0 (ordered)", codes="OD"),
 }
 
 
@@ -191,11 +200,14 @@ def residue_sites(entry: str, sequence: str, label: str) -> list[int]:
 
 
 def natural_label(task: TaskDef, row: dict[str, str]) -> str:
-    """The row's label in the task's output form (class name, or `;`-joined sites)."""
+    """The row's label in the task's output form (class name, `;`-joined sites, or codes)."""
     if task.kind == "class":
         assert row["label"] in task.class_names, f"{row['entry']}: unexpected label {row['label']!r}"
         return task.class_names[row["label"]]
-    return ";".join(str(p) for p in residue_sites(row["entry"], row["sequence"], row["label"]))
+    sites = set(residue_sites(row["entry"], row["sequence"], row["label"]))
+    if task.kind == "per_residue":
+        return "".join(task.codes[i + 1 in sites] for i in range(len(row["sequence"])))
+    return ";".join(str(p) for p in sorted(sites))
 
 
 # --------------------------------------------------------------------------- clean
@@ -373,6 +385,9 @@ def label_counts(task: TaskDef, rows: list[dict[str, str]], split: str) -> dict[
     if task.kind == "class":
         counts = Counter(r["label"] for r in in_split)
         return {name: counts.get(name, 0) for name in task.class_names.values()}
+    if task.kind == "per_residue":
+        return {"proteins": len(in_split),
+                **{code: sum(r["label"].count(code) for r in in_split) for code in task.codes}}
     n_sites = sum(len(r["label"].split(";")) for r in in_split if r["label"])
     n_res = sum(len(r["sequence"]) for r in in_split)
     return {"proteins": len(in_split), "proteins_with_sites": sum(1 for r in in_split if r["label"]),
@@ -432,7 +447,9 @@ def provenance(task: TaskDef, rows: list[dict[str, str]], filters: Filters, whee
         prov["site"] = task.site
         prov["residues"] = None
         prov["label_evidence"] = (f"{OVERVIEW_PATH} row {task.dataset}, column Label: {overview['Label']!r}; "
-                                  "positions are 1-based indices of the 1s in the per-residue list")
+                                  + ("positions are 1-based indices of the 1s in the per-residue list"
+                                     if task.kind == "sites" else
+                                     f"code {task.codes[0]} for 0 and {task.codes[1]} for 1, one per residue"))
     return prov
 
 
@@ -462,6 +479,8 @@ def check_output(task: TaskDef, rows: list[dict[str, str]]) -> None:
         assert r["split"] in SPLITS, r["id"]
         if task.kind == "class":
             assert r["label"] in task.class_names.values(), r["id"]
+        elif task.kind == "per_residue":
+            assert len(r["label"]) == len(r["sequence"]) and set(r["label"]) <= set(task.codes), r["id"]
         elif r["label"]:
             sites = [int(p) for p in r["label"].split(";")]
             assert sites == sorted(set(sites)) and 1 <= sites[0] and sites[-1] <= len(r["sequence"]), r["id"]
