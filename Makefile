@@ -34,6 +34,7 @@ data: setup
 	$(BIN)/python tools/data/scl2205.py
 	$(BIN)/python tools/data/aaanalysis_tasks.py
 	$(BIN)/python tools/data/metastudent_binding.py
+	$(BIN)/python tools/data/example_library.py
 
 # The default model's encoder: masked-LM pre-training of an ESM2-architecture encoder on the
 # training splits (homologs of every held-out protein removed first); about 30 min on 2 CPU cores.

@@ -114,15 +114,24 @@ def site_metrics(truth: Iterable[Iterable[int]], pred: Iterable[Iterable[int]],
 
 
 def per_residue_metrics(truth: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Per-residue accuracy (Q3 for 3-state secondary structure) and mean per-protein accuracy."""
+    """Per-residue accuracy (Q3 for 3-state secondary structure), mean per-protein accuracy, and
+    macro-F1 over the residue labels (a residue the prediction lacks counts as missed)."""
     right = total = 0
     per_protein = []
+    hits_of, true_of, pred_of = Counter(), Counter(), Counter()
     for t, p in zip(truth, pred, strict=True):
-        hits = sum(a == b for a, b in zip(t, p))
+        pairs = list(zip(t, p))
+        hits = sum(a == b for a, b in pairs)
         right, total = right + hits, total + len(t)
         per_protein.append(hits / len(t) if len(t) else 0.0)
+        true_of.update(t)
+        pred_of.update(b for _, b in pairs)
+        hits_of.update(a for a, b in pairs if a == b)
+    labels = sorted(set(true_of) | set(pred_of))
+    f1s = [2 * hits_of[lab] / (true_of[lab] + pred_of[lab]) for lab in labels]
     return {"accuracy": right / total if total else 0.0,
             "protein_accuracy": float(np.mean(per_protein)) if per_protein else 0.0,
+            "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
             "residues": total, "n": len(truth)}
 
 

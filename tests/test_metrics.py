@@ -53,4 +53,8 @@ def test_per_residue_and_random_site_baseline():
     m = per_residue_metrics([list("HHEC"), list("CC")], [list("HECC"), list("CC")])
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["protein_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
+    # H: 1 hit, 2 true, 1 predicted; E: 0, 1, 1; C: 3, 3, 4
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0 + 6 / 7) / 3)
+    short = per_residue_metrics([list("HHC")], [list("H")])  # missing residues count as missed
+    assert short["accuracy"] == pytest.approx(1 / 3) and short["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
     assert random_site_baseline(["ABCD"], [[1, 2]])["f1"] == pytest.approx(0.5)

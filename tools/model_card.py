@@ -21,7 +21,7 @@ from p2t_screen.trainconfig import load_config
 
 SHOWN = {"regression": ("spearman", "pearson", "rmse"), "class": ("accuracy", "macro_f1", "mcc"),
          "multilabel": ("micro_f1", "macro_f1", "exact"), "sites": ("precision", "recall", "f1", "mcc"),
-         "per_residue": ("accuracy",)}
+         "per_residue": ("accuracy", "macro_f1")}
 
 
 def create_parser() -> argparse.ArgumentParser:
