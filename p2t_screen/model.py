@@ -144,17 +144,28 @@ class P2TModel(nn.Module):
         out = self.decoder.project_memory(hidden)
         return out, (None if mode == "padded" else tokens.ne(self.encoder.padding_idx))
 
-    def side_inputs(self, memory: Tensor, task_ids: Tensor) -> dict[str, Tensor | None]:
-        """The decoder's `skip` and `pointer` inputs for rows started with task tokens
-        `task_ids` (B,): the memory for rows whose task kind uses that option (`residue_skip`:
-        per-residue; `site_pointer`: sites), zeros for other rows, None when no row uses it."""
+    def side_inputs(self, memory: Tensor, task_ids: Tensor, keep: Tensor | None = None
+                    ) -> dict[str, Tensor | None]:
+        """The decoder's `skip`, `pointer` and `pooled` inputs for rows started with task tokens
+        `task_ids` (B,), each for the rows whose task kind uses that option (`residue_skip`:
+        per-residue; `site_pointer`: sites; `pooled_memory`: class, multi-label, regression),
+        zeros for other rows, None when no row uses it. `keep` (B, S): memory rows to average."""
         cfg = self.decoder.cfg
         out: dict[str, Tensor | None] = {}
-        for name, enabled, kind in (("skip", cfg.residue_skip, "per_residue"),
-                                    ("pointer", cfg.site_pointer, "sites")):
-            ids = [self.vocab.id(t.token) for t in self.config.tasks if t.kind == kind] if enabled else []
+        for name, enabled, kinds in (("skip", cfg.residue_skip, ("per_residue",)),
+                                     ("pointer", cfg.site_pointer, ("sites",)),
+                                     ("pooled", cfg.pooled_memory, ("class", "multilabel", "regression"))):
+            ids = [self.vocab.id(t.token) for t in self.config.tasks if t.kind in kinds] if enabled else []
             rows = torch.isin(task_ids, torch.tensor(ids, dtype=torch.long, device=task_ids.device))
-            out[name] = memory * rows[:, None, None].to(memory.dtype) if bool(rows.any()) else None
+            if not bool(rows.any()):
+                out[name] = None
+                continue
+            value = memory
+            if name == "pooled":
+                weight = (torch.ones(memory.shape[:2], device=memory.device) if keep is None
+                          else keep.to(memory.dtype))
+                value = (memory * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp_min(1)
+            out[name] = value * rows.view(-1, *[1] * (value.dim() - 1)).to(value.dtype)
         return out
 
     def prompt(self, spec: TaskSpec, batch: int, device: torch.device) -> Tensor:

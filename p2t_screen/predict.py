@@ -162,7 +162,7 @@ class Screener:
             prompt = model.prompt(spec, len(sequences), self.device)
             decoded = greedy_decode(model.decoder, memory_kv, keep, prompt, grammar, vocab.eos_id,
                                     forced=forced, forced_len=forced_len,
-                                    **model.side_inputs(memory, prompt[:, 1]))
+                                    **model.side_inputs(memory, prompt[:, 1], keep))
             out[spec.name] = self._parse(spec, decoded, [len(p) for p in prompts])
         return out
 

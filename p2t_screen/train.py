@@ -158,7 +158,7 @@ def loss_on(model: P2TModel, batch: Batch, hidden: Tensor | None = None,
         memory = torch.cat([memory, mol.to(memory.dtype)], dim=1)
         keep = torch.cat([keep, mol_keep & batch.has_ligand[:, None]], dim=1)
     logits = model.decoder(batch.inputs, model.decoder.memory_kv(memory), keep,
-                           **model.side_inputs(memory, batch.inputs[:, 1]))  # (B, L-1, V)
+                           **model.side_inputs(memory, batch.inputs[:, 1], keep))  # (B, L-1, V)
     target = batch.targets
     valid = target.ne(model.vocab.pad_id)
     valid[:, 0] = False  # the task token is given, not predicted

@@ -56,6 +56,7 @@ class DecoderSection:
     align_init: bool = True
     residue_skip: bool = False  # per-residue tasks: decoder input j adds memory row j
     site_pointer: bool = False  # site tasks: position p's logit also reads memory row p
+    pooled_memory: bool = False  # class/multi-label/regression: inputs add the memory's mean
 
 
 @dataclass(frozen=True)

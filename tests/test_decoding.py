@@ -221,3 +221,28 @@ def test_site_pointer_scores_position_p_from_memory_row_p(tmp_path):
     save_model(model, tmp_path / "m")
     again = Screener(load_model(tmp_path / "m"), [spec]).predict(seqs)
     assert [r.sites for r in again[spec.name]] == sites
+
+
+def test_pooled_memory_adds_the_masked_mean_and_keeps_batching_exact():
+    """With `pooled_memory`, class/multi-label/regression rows get the mean of their own
+    (unpadded) memory rows: outputs change against the same weights without it, and a padded
+    batch gives what each sequence gives alone."""
+    seqs = ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", "GSHM", "ACDEFGHIKLMNPQRSTVWY"]
+    pooled = tiny_model(seed=6, pooled_memory=True)
+    plain = tiny_model(seed=6)  # the option adds no weights: same seed, same weights
+    memory, keep = pooled.encode(tokenize(seqs))
+    task = pooled.prompt(pooled.config.task("kingdom"), 3, "cpu")[:, 1]
+    side = pooled.side_inputs(memory, task, keep)
+    assert side["skip"] is None and side["pointer"] is None
+    assert torch.allclose(side["pooled"][1], memory[1, :6].mean(0), atol=1e-6)  # <cls> GSHM <eos>
+    ss3 = pooled.prompt(pooled.config.task("ss3"), 3, "cpu")[:, 1]
+    assert pooled.side_inputs(memory, ss3, keep)["pooled"] is None
+    specs = [pooled.config.task(n) for n in ("kingdom", "stability", "location")]
+    together = Screener(pooled, specs).predict(seqs)
+    without = Screener(plain, specs).predict(seqs)
+    assert [o.label_probs for o in together["kingdom"]] != [o.label_probs for o in without["kingdom"]]
+    for i, seq in enumerate(seqs):
+        alone = Screener(pooled, specs).predict([seq])
+        for spec in specs:
+            a, b = alone[spec.name][0], together[spec.name][i]
+            assert (a.label, a.labels, a.value) == (b.label, b.labels, b.value)
