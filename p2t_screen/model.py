@@ -146,25 +146,24 @@ class P2TModel(nn.Module):
 
     def side_inputs(self, memory: Tensor, task_ids: Tensor, keep: Tensor | None = None
                     ) -> dict[str, Tensor | None]:
-        """The decoder's `skip`, `pointer` and `pooled` inputs for rows started with task tokens
-        `task_ids` (B,), each for the rows whose task kind uses that option (`residue_skip`:
-        per-residue; `site_pointer`: sites; `pooled_memory`: class, multi-label, regression),
-        zeros for other rows, None when no row uses it. `keep` (B, S): memory rows to average."""
+        """The decoder's side inputs (`skip`, `pointer`, `pooled`: see `Decoder.forward`) for
+        rows started with task tokens `task_ids` (B,): each enabled one is given to the rows whose
+        task kind reads it (`TaskKind.side_input`), zeros to other rows, None when no row does.
+        `keep` (B, S): the memory rows that `pooled` averages (None: all)."""
         cfg = self.decoder.cfg
+        enabled = {"skip": cfg.residue_skip, "pointer": cfg.site_pointer, "pooled": cfg.pooled_memory}
         out: dict[str, Tensor | None] = {}
-        for name, enabled, kinds in (("skip", cfg.residue_skip, ("per_residue",)),
-                                     ("pointer", cfg.site_pointer, ("sites",)),
-                                     ("pooled", cfg.pooled_memory, ("class", "multilabel", "regression"))):
-            ids = [self.vocab.id(t.token) for t in self.config.tasks if t.kind in kinds] if enabled else []
-            rows = torch.isin(task_ids, torch.tensor(ids, dtype=torch.long, device=task_ids.device))
+        for name, on in enabled.items():
+            ids = [self.vocab.id(t.token) for t in self.config.tasks if KINDS[t.kind].side_input == name]
+            rows = torch.isin(task_ids, torch.tensor(ids if on else [], dtype=torch.long, device=task_ids.device))
             if not bool(rows.any()):
                 out[name] = None
                 continue
-            value = memory
+            value = memory  # (B, S, D)
             if name == "pooled":
                 weight = (torch.ones(memory.shape[:2], device=memory.device) if keep is None
-                          else keep.to(memory.dtype))
-                value = (memory * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp_min(1)
+                          else keep.to(memory.dtype))  # (B, S)
+                value = (memory * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp_min(1)  # (B, D)
             out[name] = value * rows.view(-1, *[1] * (value.dim() - 1)).to(value.dtype)
         return out
 

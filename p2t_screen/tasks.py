@@ -140,6 +140,9 @@ class TaskKind:
     name: str = ""
     output_columns: tuple[str, ...] = ()
     needs_first_probs = False  # parse() wants the distribution over labels at the first step
+    # Which decoder side input serves this kind, when the model enables it (Decoder.forward):
+    # "pooled" (pooled_memory), "pointer" (site_pointer) or "skip" (residue_skip).
+    side_input = "pooled"
 
     def validate(self, spec: TaskSpec) -> None:
         """Raise ValueError when the spec lacks what this kind needs."""
@@ -291,6 +294,7 @@ class MultiLabelKind(TaskKind):
 class SitesKind(TaskKind):
     name = "sites"
     output_columns = ("sites", "confidence", "site_probs")
+    side_input = "pointer"
 
     def label_tokens(self, spec, max_residues):
         return [str(p) for p in range(1, max_residues + 1)] + ([SEP] if spec.prompt else [])
@@ -340,6 +344,7 @@ class SitesKind(TaskKind):
 class PerResidueKind(TaskKind):
     name = "per_residue"
     output_columns = ("residue_labels", "confidence", "residue_probs")
+    side_input = "skip"
 
     def validate(self, spec: TaskSpec) -> None:
         if len(spec.labels) < 2:

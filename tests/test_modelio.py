@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +90,43 @@ def test_unknown_task_is_a_usage_error_listing_the_tasks(tiny_model_dir):
         config.select_tasks(["stabilty"])
     assert [t.name for t in config.select_tasks(["all"])] == [t.name for t in config.tasks]
     assert [t.name for t in config.select_tasks(["ss3", "ss3", "kingdom"])] == ["ss3", "kingdom"]
+
+
+def test_the_default_model_is_bundled():
+    from p2t_screen.modelio import DEFAULT_MODEL, bundled_models
+
+    assert DEFAULT_MODEL in [p.name for p in bundled_models()]
+
+
+def _bundled():
+    from p2t_screen.modelio import bundled_models
+
+    return bundled_models()
+
+
+@pytest.mark.parametrize("path", _bundled(), ids=lambda p: p.name)
+def test_bundled_model_screens_the_example_library(path):
+    """Every bundled model loads (weights match its config), has a model card, and gives a
+    well-formed answer for every task on real library proteins."""
+    from p2t_screen.fasta import ReadPolicy, read_fasta
+
+    model = load_model(path)
+    assert (path / "MODEL_CARD.md").is_file()
+    records = list(read_fasta(Path(__file__).parent.parent / "examples" / "library.fasta",
+                              ReadPolicy()))[:4]
+    seqs = [r.sequence for r in records]
+    out = Screener(model, list(model.config.tasks)).predict(seqs)
+    for spec in model.config.tasks:
+        for seq, result in zip(seqs, out[spec.name], strict=True):
+            if spec.kind == "per_residue":
+                assert len(result.residue_labels) == len(seq)
+                assert set(result.residue_labels) <= set(spec.labels)
+            elif spec.kind == "sites":
+                assert result.sites == sorted(set(result.sites))
+                assert all(1 <= p <= len(seq) for p in result.sites)
+            elif spec.kind == "class":
+                assert result.label in spec.labels
+            elif spec.kind == "multilabel":
+                assert set(result.labels) <= set(spec.labels)
+            else:
+                assert spec.value_range[0] <= result.value <= spec.value_range[1]

@@ -91,6 +91,16 @@ def pretrain_line(cfg) -> str:
             f"20 equally likely amino acids would be 0.05 and 20), then fine-tuned with the decoder.")
 
 
+OPTIONS = {"residue_skip": "per-residue inputs add their residue's memory row",
+           "site_pointer": "site logits read each candidate residue's memory row",
+           "pooled_memory": "class and multi-label inputs add the mean memory row"}
+
+
+def options(dec: dict) -> str:
+    on = [f"`{k}` ({text})" for k, text in OPTIONS.items() if dec.get(k)]
+    return "; ".join(on) if on else "none"
+
+
 def write_card(cfg, model_dir: Path, results: dict) -> None:
     doc = json.loads((model_dir / "config.json").read_text())
     training = doc.get("training", {})
@@ -126,6 +136,8 @@ reaches. Read the table before trusting a column.
   downloaded on the machines that built it: {pretrain_line(cfg)}
 - Decoder: width {dec['dim']}, {dec['num_layers']} {'pre' if dec['norm_first'] else 'post'}-norm layers,
   {dec['num_heads']} heads, learned memory positions; {params:.2f}M parameters in all.
+  Decoder options (`p2t train` config `[decoder]`): {options(dec)}.
+  Loss: {'the mean over examples of each example' + "'s mean token loss" if cfg.train.loss == 'example' else 'the mean over output tokens'}.
 
 ## Data (all public; built by `make data`)
 | task | source | licence | how near-identical sequences were kept apart |
