@@ -41,6 +41,10 @@ class DecoderConfig:
     # Class, multi-label and regression tasks: every decoder input also gets the mean of the
     # memory rows, a whole-protein summary that no learned attention pattern has to gather.
     pooled_memory: bool = False
+    # Every decoder input also gets the task token's embedding, so tasks of the same kind (say
+    # secondary structure and solvent accessibility, both reading residue j at step j) are told
+    # apart at every step instead of only through attention back to the prompt.
+    task_every_step: bool = False
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads:
@@ -180,13 +184,14 @@ class Decoder(nn.Module):
     def forward(self, tokens: Tensor, memory_kv: list[tuple[Tensor, Tensor]],
                 memory_keep: Tensor | None, caches: list[KVCache] | None = None,
                 pos: int = 0, skip: Tensor | None = None, pointer: Tensor | None = None,
-                pooled: Tensor | None = None) -> Tensor:
+                pooled: Tensor | None = None, task: Tensor | None = None) -> Tensor:
         """Logits (B, T, V) for tokens (B, T) placed at positions pos..pos+T.
 
         `skip` (B, S, D), with `residue_skip`: memory rows added to the inputs at the same
         positions (rows of a batch that must not get them are zero). `pointer` (B, S, D), with
         `site_pointer`: the memory whose row p scores position token p (zero rows score 0).
-        `pooled` (B, D), with `pooled_memory`: added to every input (zero rows add nothing)."""
+        `pooled` (B, D), with `pooled_memory`: added to every input (zero rows add nothing).
+        `task` (B,), with `task_every_step`: task token ids whose embeddings join every input."""
         t = tokens.shape[1]
         if pos + t > self.cfg.max_len:
             raise ValueError(f"decoder input of {pos + t} tokens exceeds max_len {self.cfg.max_len}")
@@ -196,6 +201,8 @@ class Decoder(nn.Module):
             x = x + F.pad(rows, (0, 0, 0, t - rows.shape[1]))
         if pooled is not None:
             x = x + pooled[:, None, :].to(x.dtype)
+        if task is not None and self.cfg.task_every_step:
+            x = x + self.embedding(task)[:, None, :]
         x = self.layers[0].dropout(x)
         keep = None if memory_keep is None else memory_keep[:, None, None, :]  # (B, 1, 1, S)
         for i, layer in enumerate(self.layers):

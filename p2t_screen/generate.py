@@ -39,13 +39,14 @@ def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memo
                   prompt: Tensor, grammar: Grammar, eos_id: int, pad_id: int = 0,
                   use_cache: bool = True, forced: Tensor | None = None,
                   forced_len: Tensor | None = None, skip: Tensor | None = None,
-                  pointer: Tensor | None = None, pooled: Tensor | None = None) -> Decoded:
+                  pointer: Tensor | None = None, pooled: Tensor | None = None,
+                  task: Tensor | None = None) -> Decoded:
     """Decode up to `grammar.max_steps` tokens after `prompt` (B, P) for every row.
 
     `forced` (B, F) with `forced_len` (B,): per-row prompt tokens of different lengths. Row b's
     first forced_len[b] steps take forced[b] instead of the model's choice (probability 1), so
     a row-specific prompt costs no padding inside the sequence; they are still returned in
-    `tokens` (callers strip them). `skip`, `pointer`, `pooled`: see `Decoder.forward`.
+    `tokens` (callers strip them). `skip`, `pointer`, `pooled`, `task`: see `Decoder.forward`.
     """
     batch, plen = prompt.shape
     steps = grammar.max_steps
@@ -54,7 +55,7 @@ def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memo
     tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)
     probs = torch.zeros((batch, steps), dtype=torch.float32, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
-    logits = decoder(prompt, memory_kv, memory_keep, caches, 0, skip, pointer, pooled)[:, -1]  # (B, V)
+    logits = decoder(prompt, memory_kv, memory_keep, caches, 0, skip, pointer, pooled, task)[:, -1]  # (B, V)
     first = None
     loose_bound = not isinstance(grammar, TableGrammar)
     for step in range(steps):
@@ -74,8 +75,8 @@ def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memo
             tokens, probs = tokens[:, : step + 1], probs[:, : step + 1]
             break
         if use_cache:
-            logits = decoder(token[:, None], memory_kv, memory_keep, caches, plen + step, skip, pointer, pooled)[:, -1]
+            logits = decoder(token[:, None], memory_kv, memory_keep, caches, plen + step, skip, pointer, pooled, task)[:, -1]
         else:
             prefix = torch.cat([prompt, tokens[:, : step + 1]], dim=1)  # (B, P + step + 1)
-            logits = decoder(prefix, memory_kv, memory_keep, None, 0, skip, pointer, pooled)[:, -1]
+            logits = decoder(prefix, memory_kv, memory_keep, None, 0, skip, pointer, pooled, task)[:, -1]
     return Decoded(tokens=tokens, probs=probs, first_probs=first)

@@ -149,7 +149,8 @@ class P2TModel(nn.Module):
         """The decoder's side inputs (`skip`, `pointer`, `pooled`: see `Decoder.forward`) for
         rows started with task tokens `task_ids` (B,): each enabled one is given to the rows whose
         task kind reads it (`TaskKind.side_input`), zeros to other rows, None when no row does.
-        `keep` (B, S): the memory rows that `pooled` averages (None: all)."""
+        `keep` (B, S): the memory rows that `pooled` averages (None: all). With
+        `task_every_step`, `task` is `task_ids` itself."""
         cfg = self.decoder.cfg
         enabled = {"skip": cfg.residue_skip, "pointer": cfg.site_pointer, "pooled": cfg.pooled_memory}
         out: dict[str, Tensor | None] = {}
@@ -165,6 +166,7 @@ class P2TModel(nn.Module):
                           else keep.to(memory.dtype))  # (B, S)
                 value = (memory * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp_min(1)  # (B, D)
             out[name] = value * rows.view(-1, *[1] * (value.dim() - 1)).to(value.dtype)
+        out["task"] = task_ids if cfg.task_every_step else None
         return out
 
     def prompt(self, spec: TaskSpec, batch: int, device: torch.device) -> Tensor:
@@ -243,6 +245,9 @@ def init_alignment(model: P2TModel, gain: float = 2.0, token_scale: float = 0.02
     codes = dec.embedding.weight[positions].clone()
     dec.embedding.weight.mul_(token_scale)
     dec.embedding.weight[positions] = codes  # position tokens keep their shared code
+    if dec.cfg.task_every_step:  # then the task embedding tells tasks apart: unit RMS, not small
+        tasks = [model.vocab.id(t.token) for t in model.config.tasks]
+        dec.embedding.weight[tasks] = torch.randn(len(tasks), dim)
     dec.embedding.weight[0] = 0.0  # <pad>
     # Output rows keep the code's direction but not its size: a normalised state (norm ~sqrt(D))
     # against unit-scale codes would start with logits near +-D, and a loss in the tens.

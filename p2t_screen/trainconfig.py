@@ -57,6 +57,7 @@ class DecoderSection:
     residue_skip: bool = False  # per-residue tasks: decoder input j adds memory row j
     site_pointer: bool = False  # site tasks: position p's logit also reads memory row p
     pooled_memory: bool = False  # class/multi-label/regression: inputs add the memory's mean
+    task_every_step: bool = False  # every decoder input adds the task token's embedding
 
 
 @dataclass(frozen=True)

@@ -246,3 +246,33 @@ def test_pooled_memory_adds_the_masked_mean_and_keeps_batching_exact():
         for spec in specs:
             a, b = alone[spec.name][0], together[spec.name][i]
             assert (a.label, a.labels, a.value) == (b.label, b.labels, b.value)
+
+
+def test_task_every_step_adds_the_task_embedding_to_every_input():
+    """With `task_every_step`, every decoder input gets the task token's embedding: logits equal
+    a plain decoder whose position table has that embedding added, cached decoding equals a full
+    re-forward, and the screener passes it."""
+    model = tiny_model(seed=7, task_every_step=True)
+    spec = model.config.task("ss3")
+    seqs = ["MKTAYIAKQRQISFVKSHFSRQ", "GSHMLEDPV"]
+    memory, keep = model.encode(tokenize(seqs))
+    kv = model.decoder.memory_kv(memory)
+    prompt = model.prompt(spec, 2, "cpu")
+    task = prompt[:, 1]
+    tokens = torch.cat([prompt, torch.full((2, 3), model.vocab.id("H"))], dim=1)
+    got = model.decoder(tokens, kv, keep, task=task)
+    with torch.no_grad():
+        saved = model.decoder.pos_embed.clone()
+        model.decoder.pos_embed += model.decoder.embedding.weight[task[0]]
+        want = model.decoder(tokens, kv, keep)
+        model.decoder.pos_embed.copy_(saved)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, model.decoder(tokens, kv, keep), atol=1e-3)
+    out = {}
+    for cache in (True, False):
+        grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, "cpu")
+        out[cache] = greedy_decode(model.decoder, kv, keep, prompt, grammar, model.vocab.eos_id,
+                                   use_cache=cache, task=task).tokens
+    assert torch.equal(out[True], out[False])
+    labels = [[model.vocab.tokens[t] for t in row if t not in (0, model.vocab.eos_id)] for row in out[True].tolist()]
+    assert [r.residue_labels for r in Screener(model, [spec]).predict(seqs)[spec.name]] == labels
