@@ -45,6 +45,10 @@ class DecoderConfig:
     # secondary structure and solvent accessibility, both reading residue j at step j) are told
     # apart at every step instead of only through attention back to the prompt.
     task_every_step: bool = False
+    # Per-residue tasks read their own previous labels (Prot2Token). False: they do not (their
+    # inputs are <pad>), so each label comes from the encoder alone, one wrong label cannot
+    # drag the following ones along, and decoding needs one decoder pass instead of one per residue.
+    residue_feedback: bool = True
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads:

@@ -40,22 +40,33 @@ def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memo
                   use_cache: bool = True, forced: Tensor | None = None,
                   forced_len: Tensor | None = None, skip: Tensor | None = None,
                   pointer: Tensor | None = None, pooled: Tensor | None = None,
-                  task: Tensor | None = None) -> Decoded:
+                  task: Tensor | None = None, feedback: bool = True) -> Decoded:
     """Decode up to `grammar.max_steps` tokens after `prompt` (B, P) for every row.
 
     `forced` (B, F) with `forced_len` (B,): per-row prompt tokens of different lengths. Row b's
     first forced_len[b] steps take forced[b] instead of the model's choice (probability 1), so
     a row-specific prompt costs no padding inside the sequence; they are still returned in
     `tokens` (callers strip them). `skip`, `pointer`, `pooled`, `task`: see `Decoder.forward`.
+    `feedback=False`: the decoder reads `<pad>` instead of each chosen token (the model was trained
+    so), so every step's logits come from one pass over the prompt and `<pad>`s.
     """
     batch, plen = prompt.shape
     steps = grammar.max_steps
     device = prompt.device
-    caches = decoder.new_caches(batch, plen + steps, memory_kv[0][0]) if use_cache else None
+    side = (skip, pointer, pooled, task)
+    caches = decoder.new_caches(batch, plen + steps, memory_kv[0][0]) if use_cache and feedback else None
     tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)
     probs = torch.zeros((batch, steps), dtype=torch.float32, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
-    logits = decoder(prompt, memory_kv, memory_keep, caches, 0, skip, pointer, pooled, task)[:, -1]  # (B, V)
+    ahead = None  # feedback=False: every step's logits, (B, steps, V)
+    if not feedback:
+        if forced is not None:
+            raise ValueError("forced prompt tokens need feedback")
+        inputs = torch.cat([prompt, prompt.new_full((batch, steps - 1), pad_id)], dim=1)
+        ahead = decoder(inputs, memory_kv, memory_keep, None, 0, *side)[:, plen - 1:]
+        logits = ahead[:, 0]
+    else:
+        logits = decoder(prompt, memory_kv, memory_keep, caches, 0, *side)[:, -1]  # (B, V)
     first = None
     loose_bound = not isinstance(grammar, TableGrammar)
     for step in range(steps):
@@ -74,9 +85,11 @@ def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memo
         if loose_bound and step % EARLY_EXIT_EVERY == EARLY_EXIT_EVERY - 1 and bool(done.all()):
             tokens, probs = tokens[:, : step + 1], probs[:, : step + 1]
             break
-        if use_cache:
-            logits = decoder(token[:, None], memory_kv, memory_keep, caches, plen + step, skip, pointer, pooled, task)[:, -1]
+        if ahead is not None:
+            logits = ahead[:, step + 1]
+        elif use_cache:
+            logits = decoder(token[:, None], memory_kv, memory_keep, caches, plen + step, *side)[:, -1]
         else:
             prefix = torch.cat([prompt, tokens[:, : step + 1]], dim=1)  # (B, P + step + 1)
-            logits = decoder(prefix, memory_kv, memory_keep, None, 0, skip, pointer, pooled, task)[:, -1]
+            logits = decoder(prefix, memory_kv, memory_keep, None, 0, *side)[:, -1]
     return Decoded(tokens=tokens, probs=probs, first_probs=first)

@@ -144,6 +144,10 @@ class P2TModel(nn.Module):
         out = self.decoder.project_memory(hidden)
         return out, (None if mode == "padded" else tokens.ne(self.encoder.padding_idx))
 
+    def feeds_back(self, spec: TaskSpec) -> bool:
+        """Whether the decoder reads the task's previous output tokens (see residue_feedback)."""
+        return self.decoder.cfg.residue_feedback or KINDS[spec.kind].side_input != "skip"
+
     def side_inputs(self, memory: Tensor, task_ids: Tensor, keep: Tensor | None = None
                     ) -> dict[str, Tensor | None]:
         """The decoder's side inputs (`skip`, `pointer`, `pooled`: see `Decoder.forward`) for

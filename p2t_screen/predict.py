@@ -161,7 +161,7 @@ class Screener:
                 forced, forced_len = table.to(self.device), torch.tensor(lengths, device=self.device)
             prompt = model.prompt(spec, len(sequences), self.device)
             decoded = greedy_decode(model.decoder, memory_kv, keep, prompt, grammar, vocab.eos_id,
-                                    forced=forced, forced_len=forced_len,
+                                    forced=forced, forced_len=forced_len, feedback=model.feeds_back(spec),
                                     **model.side_inputs(memory, prompt[:, 1], keep))
             out[spec.name] = self._parse(spec, decoded, [len(p) for p in prompts])
         return out

@@ -157,8 +157,14 @@ def loss_on(model: P2TModel, batch: Batch, hidden: Tensor | None = None,
                                                        device=memory.device)
         memory = torch.cat([memory, mol.to(memory.dtype)], dim=1)
         keep = torch.cat([keep, mol_keep & batch.has_ligand[:, None]], dim=1)
-    logits = model.decoder(batch.inputs, model.decoder.memory_kv(memory), keep,
-                           **model.side_inputs(memory, batch.inputs[:, 1], keep))  # (B, L-1, V)
+    inputs = batch.inputs
+    silent = [model.vocab.id(t.token) for t in model.config.tasks if not model.feeds_back(t)]
+    if silent:  # these tasks never see their previous outputs: <pad> after the prompt
+        rows = torch.isin(inputs[:, 1], torch.tensor(silent, device=inputs.device))
+        after = torch.arange(inputs.shape[1], device=inputs.device) >= 2
+        inputs = inputs.masked_fill(rows[:, None] & after, model.vocab.pad_id)
+    logits = model.decoder(inputs, model.decoder.memory_kv(memory), keep,
+                           **model.side_inputs(memory, inputs[:, 1], keep))  # (B, L-1, V)
     target = batch.targets
     valid = target.ne(model.vocab.pad_id)
     valid[:, 0] = False  # the task token is given, not predicted

@@ -58,6 +58,7 @@ class DecoderSection:
     site_pointer: bool = False  # site tasks: position p's logit also reads memory row p
     pooled_memory: bool = False  # class/multi-label/regression: inputs add the memory's mean
     task_every_step: bool = False  # every decoder input adds the task token's embedding
+    residue_feedback: bool = True  # per-residue tasks read their previous labels (Prot2Token)
 
 
 @dataclass(frozen=True)

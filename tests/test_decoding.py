@@ -276,3 +276,33 @@ def test_task_every_step_adds_the_task_embedding_to_every_input():
     assert torch.equal(out[True], out[False])
     labels = [[model.vocab.tokens[t] for t in row if t not in (0, model.vocab.eos_id)] for row in out[True].tolist()]
     assert [r.residue_labels for r in Screener(model, [spec]).predict(seqs)[spec.name]] == labels
+
+
+def test_without_residue_feedback_labels_never_feed_back():
+    """With `residue_feedback=False` a per-residue task never reads its previous labels, in
+    decoding and in training: changing the label tokens' input embeddings changes nothing, while
+    other tasks still read theirs; batched equals one at a time."""
+    from p2t_screen.train import collate, loss_on, make_example
+
+    model = tiny_model(seed=8, residue_skip=True, residue_feedback=False)
+    ss3, sites = model.config.task("ss3"), model.config.task("positions_k")
+    assert not model.feeds_back(ss3) and model.feeds_back(sites)
+    seqs = ["MKTAYIAKQRQISFVKSHFSRQ", "GSHMLEDPVK", "ACDEFGHIKLMNPQRSTVWYACDEFK"]
+    gen = torch.Generator().manual_seed(0)
+    batch = collate([make_example(model, "ss3", s, "H" * len(s)) for s in seqs], 0.0, gen)
+    before = Screener(model, [ss3, sites]).predict(seqs)
+    with torch.no_grad():
+        loss_before = loss_on(model, batch).item()
+        for tok in ("H", "E", "C", *[str(p) for p in range(1, 65)]):
+            model.decoder.embedding.weight[model.vocab.id(tok)] += 3.0 * torch.randn(32, generator=gen)
+        loss_after = loss_on(model, batch).item()
+    after = Screener(model, [ss3, sites]).predict(seqs)
+    assert [r.residue_labels for r in after["ss3"]] == [r.residue_labels for r in before["ss3"]]
+    for a, b in zip(after["ss3"], before["ss3"]):
+        assert a.residue_probs == pytest.approx(b.residue_probs, abs=1e-6)
+    assert loss_after == pytest.approx(loss_before, rel=1e-6)
+    assert [r.sites for r in after["positions_k"]] != [r.sites for r in before["positions_k"]]
+    for i, seq in enumerate(seqs):
+        alone = Screener(model, [ss3]).predict([seq])["ss3"][0]
+        assert alone.residue_labels == after["ss3"][i].residue_labels
+        assert len(alone.residue_labels) == len(seq)
