@@ -8,6 +8,7 @@ themselves, since their right answer is in the FASTA.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -18,10 +19,11 @@ from rich.table import Table
 
 from p2t_screen.fasta import ReadPolicy, read_fasta
 from p2t_screen.metrics import random_site_baseline, site_metrics
+from p2t_screen.modelio import read_model_config
 
 
-def short(row: dict) -> str:
-    """One cell: the prediction of one row, abbreviated."""
+def short(row: dict, codes: dict[str, str]) -> str:
+    """One cell: the prediction of one row, abbreviated; per-residue labels as their codes."""
     if row["status"] != "ok":
         return f"[red]{row['status']}[/]"
     if row["value"] is not None:
@@ -34,13 +36,17 @@ def short(row: dict) -> str:
         return f"{len(row['sites'])} sites: " + ",".join(map(str, row["sites"][:6])) + ("..." if len(row["sites"]) > 6 else "")
     labels = row["residue_labels"]
     counts = Counter(labels)
-    trace = "".join(lab[0].upper() for lab in labels[:48]) + ("..." if len(labels) > 48 else "")
+    trace = "".join(codes.get(lab, lab[0].upper()) for lab in labels[:48]) + ("..." if len(labels) > 48 else "")
     return trace + "  (" + ", ".join(f"{k} {v / len(labels):.0%}" for k, v in counts.most_common(3)) + ")"
 
 
 def main(fasta: Path, results: Path, show: int = 3) -> None:
     console = Console()
     rows = ds.dataset(results).to_table().to_pylist()
+    run = json.loads((results / "_p2t_run.json").read_text())
+    codes = {}  # per-residue label -> its one-letter code, from the model's task specs
+    for spec in read_model_config(run["model"]["path"]).tasks:
+        codes.update(zip(spec.labels, spec.codes or ""))
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     by_record: dict[int, dict[str, dict]] = {}
     for r in rows:
@@ -55,7 +61,7 @@ def main(fasta: Path, results: Path, show: int = 3) -> None:
         table.add_column("task")
         table.add_column("prediction")
         for t in tasks:
-            table.add_row(t, short(rec[t]))
+            table.add_row(t, short(rec[t], codes))
         console.print(table)
     check_positions(console, fasta, rows, tasks)
 

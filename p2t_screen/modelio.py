@@ -29,7 +29,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE, ENCODER_FILE, DECODER_FILE = "config.json", "encoder.safetensors", "decoder.safetensors"
 MOLECULE_FILE = "molecule.safetensors"
 BUNDLED = "bundled"  # encoder source meaning "weights stored in the model directory"
-DEFAULT_MODEL = "p2t-selfsup-tiny"
+DEFAULT_MODEL = "p2t-default"
 # The LM head's weight is tied to the token embedding; it is stored once, as the embedding.
 _TIED = ("lm_head.weight",)
 

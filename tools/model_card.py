@@ -57,6 +57,7 @@ def provenance(cfg) -> list[str]:
     for entry in cfg.tasks:
         if entry.source is None:
             fasta, residue = entry.self_supervised
+            fasta = fasta.relative_to(Path.cwd()) if fasta.is_absolute() and fasta.is_relative_to(Path.cwd()) else fasta
             lines.append(f"| {entry.spec.name} | positions of {residue} in real UniProt sequences "
                          f"(`{fasta}`, Debian mmseqs2-examples) | labels from the sequence | "
                          "split by sequence hash (90/5/5 after 20-mer near-duplicate removal) |")
@@ -93,22 +94,28 @@ def pretrain_line(cfg) -> str:
 
 OPTIONS = {"residue_skip": "per-residue inputs add their residue's memory row",
            "site_pointer": "site logits read each candidate residue's memory row",
-           "pooled_memory": "class and multi-label inputs add the mean memory row"}
+           "pooled_memory": "class and multi-label inputs add the mean memory row",
+           "task_every_step": "every input adds the task token's embedding"}
+
+
+def feedback_text(dec: dict) -> str:
+    return ("; per-residue tasks do not read their previous labels (`residue_feedback = false`)"
+            if dec.get("residue_feedback") is False else "")
 
 
 def options(dec: dict) -> str:
     on = [f"`{k}` ({text})" for k, text in OPTIONS.items() if dec.get(k)]
-    return "; ".join(on) if on else "none"
+    return ("; ".join(on) if on else "none") + feedback_text(dec)
 
 
-def write_card(cfg, model_dir: Path, results: dict) -> None:
+def write_card(cfg, model_dir: Path, results: dict, max_test: int) -> None:
     doc = json.loads((model_dir / "config.json").read_text())
     training = doc.get("training", {})
     history = training.get("history", [])
     enc, dec = doc["encoder"], doc["decoder"]
     model = load_model(model_dir)
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    rows = []
+    rows, verdicts = [], {}
     for task, r in results.items():
         keys = SHOWN[r["kind"]]
         m, b = r["model"], r["baseline"]["metrics"]
@@ -116,6 +123,7 @@ def write_card(cfg, model_dir: Path, results: dict) -> None:
         delta = (m.get(primary) or 0) - (b.get(primary) or 0)
         beats = f"yes (+{delta:.3f} {primary})" if delta > 0.02 else (
             f"barely (+{delta:.3f} {primary})" if delta > 0 else f"**no** ({delta:.3f} {primary})")
+        verdicts.setdefault(beats.split(" ")[0].strip("*"), []).append(task)
         rows.append(f"| {task} | {r['kind']} | {r['test_examples']} | "
                     + ", ".join(f"{k} {_fmt(m.get(k))}" for k in keys)
                     + f" | {r['baseline']['name']}: " + ", ".join(f"{k} {_fmt(b.get(k))}" for k in keys if k in b)
@@ -155,8 +163,11 @@ training on 2 CPU cores; the epoch with the best mean validation score is kept.
 Validation score by epoch: {', '.join(f"{h['score']:.3f}" for h in history)}.
 
 ## Test metrics
-Reproduce: `python tools/model_card.py {cfg.origin} {model_dir}` (at most {results and max(r['test_examples'] for r in results.values())} test examples per task, evenly spaced over the split; `p2t eval {model_dir} {cfg.origin} --split test` scores whole splits).
-Each task is compared with a trivial baseline fitted on its training split.
+Reproduce: `python tools/model_card.py {cfg.origin} {model_dir} --max-test {max_test}` (at most {max_test} test examples per task, evenly spaced over the split; here {'every test split is scored whole' if all(r['test_examples'] == r['counts']['test'] for r in results.values()) else 'some splits are sampled'}; `p2t eval {model_dir} {cfg.origin} --split test` prints the same metrics).
+Each task is compared with a trivial baseline fitted on its training split, on its primary
+metric ({', '.join(f'{k}: {v}' for k, v in PRIMARY.items())}): "yes" when the model is more than
+0.02 above the baseline, "barely" when above by less, "no" otherwise.
+Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
 
 | task | kind | test n | model | baseline | beats baseline |
 |---|---|---|---|---|---|
@@ -177,7 +188,7 @@ Each task is compared with a trivial baseline fitted on its training split.
 def run(args: argparse.Namespace) -> None:
     cfg = load_config(args.config)
     model = load_model(args.model)
-    write_card(cfg, args.model, measure(cfg, model, args.max_test))
+    write_card(cfg, args.model, measure(cfg, model, args.max_test), args.max_test)
 
 
 def main() -> None:
