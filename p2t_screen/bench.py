@@ -89,15 +89,17 @@ def naive_predict(model: P2TModel, seq: str, spec: TaskSpec) -> list[int]:
     memory, keep = model.encode(tokens)
     grammar = KINDS[spec.kind].grammar(spec, model.vocab, [seq], model.config.max_output_steps, device)
     prefix = model.prompt(spec, 1, device)
+    side = model.side_inputs(memory, prefix[:, 1], keep)  # the model's decoder options
     out: list[int] = []
     for step in range(grammar.max_steps):
-        logits = model.decoder(prefix, model.decoder.memory_kv(memory), keep)[:, -1]
+        logits = model.decoder(prefix, model.decoder.memory_kv(memory), keep, **side)[:, -1]
         token = logits.masked_fill(~grammar.allowed(step), float("-inf")).argmax(-1)
         grammar.advance(token)
         out.append(int(token.item()))
         if out[-1] == model.vocab.eos_id:
             break
-        prefix = torch.cat([prefix, token[:, None]], dim=1)
+        fed = token if model.feeds_back(spec) else torch.full_like(token, model.vocab.pad_id)
+        prefix = torch.cat([prefix, fed[:, None]], dim=1)
     return out[:-1]
 
 
@@ -136,7 +138,7 @@ def scalar_twin(model: P2TModel, path: Path) -> Path:
                         encoder=model.encoder, **decoder_options)
     own = twin.decoder.state_dict()
     twin.decoder.load_state_dict({k: v for k, v in model.decoder.state_dict().items()
-                                  if own[k].shape == v.shape}, strict=False)
+                                  if k in own and own[k].shape == v.shape}, strict=False)
     return save_model(twin.float(), path)
 
 

@@ -97,12 +97,10 @@ class P2TModel(nn.Module):
         self.config = config
         self.encoder = encoder if encoder is not None else config.encoder.build()
         self.decoder = Decoder(config.decoder)
-        if config.decoder.site_pointer:
-            positions = [str(p) for p in range(1, config.encoder.max_residues + 1)]
+        if config.decoder.site_pointer and any(KINDS[t.kind].side_input == "pointer" for t in config.tasks):
+            # position tokens 1..max_residues: site tasks bring them all (checked by ModelConfig)
             self.decoder.pointer_ids = torch.tensor(
-                [config.vocab.id(t) for t in positions if t in config.vocab], dtype=torch.long)
-            if len(self.decoder.pointer_ids) != len(positions):
-                raise ValueError("site_pointer needs position tokens 1..max_residues in the vocabulary")
+                config.vocab.ids([str(p) for p in range(1, config.encoder.max_residues + 1)]), dtype=torch.long)
         self.molecule = MoleculeEncoder(config.molecule) if config.molecule is not None else None
         self.source = ""  # where it was loaded from, set by the loader
         self.checksum = ""

@@ -23,6 +23,17 @@ def random_sequences(n: int, lo: int, hi: int, seed: int) -> list[str]:
     return ["".join(rng.choice(AA) for _ in range(rng.randint(lo, hi))) for _ in range(n)]
 
 
+def cached_equals_full(model, spec, seqs, kv, keep, prompt, **side):
+    """Greedy tokens of the KV-cached path, after checking a full re-forward per step agrees."""
+    out = {}
+    for cache in (True, False):
+        grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, "cpu")
+        out[cache] = greedy_decode(model.decoder, kv, keep, prompt, grammar, model.vocab.eos_id,
+                                   use_cache=cache, **side).tokens
+    assert torch.equal(out[True], out[False])
+    return out[True]
+
+
 @pytest.fixture(scope="module")
 def model():
     return tiny_model(seed=3)
@@ -204,17 +215,10 @@ def test_site_pointer_scores_position_p_from_memory_row_p(tmp_path):
     want = plain[1, -1, model.vocab.id(str(p))] + (model.decoder.pointer(x) @ memory[1, p]) / 32 ** 0.5
     assert torch.allclose(pointed[1, -1, model.vocab.id(str(p))], want, atol=1e-5)
 
-    out = {}
-    for cache in (True, False):
-        grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, "cpu")
-        out[cache] = greedy_decode(model.decoder, kv, keep, prompt, grammar, model.vocab.eos_id,
-                                   use_cache=cache, pointer=memory).tokens
-    assert torch.equal(out[True], out[False])
-    grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, "cpu")
-    assert not torch.equal(out[True], greedy_decode(model.decoder, kv, keep, prompt, grammar,
-                                                    model.vocab.eos_id).tokens)
+    tokens = cached_equals_full(model, spec, seqs, kv, keep, prompt, pointer=memory)
+    assert not torch.equal(tokens, cached_equals_full(model, spec, seqs, kv, keep, prompt))
     sites = [[int(model.vocab.tokens[t]) for t in row if t not in (0, model.vocab.eos_id)]
-             for row in out[True].tolist()]
+             for row in tokens.tolist()]
     got = Screener(model, [spec, model.config.task("ss3")]).predict(seqs)
     assert [r.sites for r in got[spec.name]] == sites
     assert model.side_inputs(memory, model.prompt(model.config.task("ss3"), 3, "cpu")[:, 1])["pointer"] is None
@@ -268,13 +272,8 @@ def test_task_every_step_adds_the_task_embedding_to_every_input():
         model.decoder.pos_embed.copy_(saved)
     assert torch.allclose(got, want, atol=1e-5)
     assert not torch.allclose(got, model.decoder(tokens, kv, keep), atol=1e-3)
-    out = {}
-    for cache in (True, False):
-        grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, "cpu")
-        out[cache] = greedy_decode(model.decoder, kv, keep, prompt, grammar, model.vocab.eos_id,
-                                   use_cache=cache, task=task).tokens
-    assert torch.equal(out[True], out[False])
-    labels = [[model.vocab.tokens[t] for t in row if t not in (0, model.vocab.eos_id)] for row in out[True].tolist()]
+    tokens = cached_equals_full(model, spec, seqs, kv, keep, prompt, task=task)
+    labels = [[model.vocab.tokens[t] for t in row if t not in (0, model.vocab.eos_id)] for row in tokens.tolist()]
     assert [r.residue_labels for r in Screener(model, [spec]).predict(seqs)[spec.name]] == labels
 
 
@@ -306,3 +305,18 @@ def test_without_residue_feedback_labels_never_feed_back():
         alone = Screener(model, [ss3]).predict([seq])["ss3"][0]
         assert alone.residue_labels == after["ss3"][i].residue_labels
         assert len(alone.residue_labels) == len(seq)
+
+
+def test_bench_naive_path_follows_the_decoder_options():
+    """`p2t bench`'s naive path (batch 1, full re-forward per token) gives the screener's outputs
+    on a model with every decoder option on, so its speed ratio compares like with like."""
+    from p2t_screen.bench import naive_predict, same_outputs
+
+    model = tiny_model(seed=9, memory_positions=66, residue_skip=True, site_pointer=True,
+                       pooled_memory=True, task_every_step=True, residue_feedback=False)
+    with torch.no_grad():
+        model.decoder.pointer.weight.normal_(std=1.0)
+    seqs = random_sequences(4, 5, 30, seed=9)
+    tasks = list(model.config.tasks)
+    naive = [[naive_predict(model, s, spec) for spec in tasks] for s in seqs]
+    assert same_outputs(model, seqs, tasks, naive)
