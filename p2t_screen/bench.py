@@ -90,6 +90,7 @@ def naive_predict(model: P2TModel, seq: str, spec: TaskSpec) -> list[int]:
     grammar = KINDS[spec.kind].grammar(spec, model.vocab, [seq], model.config.max_output_steps, device)
     prefix = model.prompt(spec, 1, device)
     side = model.side_inputs(memory, prefix[:, 1], keep)  # the model's decoder options
+    feeds_back = model.feeds_back(spec)
     out: list[int] = []
     for step in range(grammar.max_steps):
         logits = model.decoder(prefix, model.decoder.memory_kv(memory), keep, **side)[:, -1]
@@ -98,7 +99,7 @@ def naive_predict(model: P2TModel, seq: str, spec: TaskSpec) -> list[int]:
         out.append(int(token.item()))
         if out[-1] == model.vocab.eos_id:
             break
-        fed = token if model.feeds_back(spec) else torch.full_like(token, model.vocab.pad_id)
+        fed = token if feeds_back else torch.full_like(token, model.vocab.pad_id)
         prefix = torch.cat([prefix, fed[:, None]], dim=1)
     return out[:-1]
 

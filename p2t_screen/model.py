@@ -163,9 +163,10 @@ class P2TModel(nn.Module):
                 out[name] = None
                 continue
             value = memory  # (B, S, D)
-            if name == "pooled":
-                weight = (torch.ones(memory.shape[:2], device=memory.device) if keep is None
-                          else keep.to(memory.dtype))  # (B, S)
+            if name == "pooled" and keep is None:
+                value = memory.mean(1)  # (B, D)
+            elif name == "pooled":
+                weight = keep.to(memory.dtype)  # (B, S)
                 value = (memory * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp_min(1)  # (B, D)
             out[name] = value * rows.view(-1, *[1] * (value.dim() - 1)).to(value.dtype)
         out["task"] = task_ids if cfg.task_every_step else None

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from p2t_screen.errors import ModelError, UsageError
-from p2t_screen.modelio import load_model, read_model_config, save_model
+from p2t_screen.modelio import DEFAULT_MODEL, bundled_models, load_model, read_model_config, save_model
 from p2t_screen.predict import Screener
 
 from conftest import tiny_model
@@ -93,18 +93,10 @@ def test_unknown_task_is_a_usage_error_listing_the_tasks(tiny_model_dir):
 
 
 def test_the_default_model_is_bundled():
-    from p2t_screen.modelio import DEFAULT_MODEL, bundled_models
-
     assert DEFAULT_MODEL in [p.name for p in bundled_models()]
 
 
-def _bundled():
-    from p2t_screen.modelio import bundled_models
-
-    return bundled_models()
-
-
-@pytest.mark.parametrize("path", _bundled(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", bundled_models(), ids=lambda p: p.name)
 def test_bundled_model_screens_the_example_library(path):
     """Every bundled model loads (weights match its config), has a model card, and gives a
     well-formed answer for every task on real library proteins."""
