@@ -94,7 +94,9 @@ def naive_predict(model: P2TModel, seq: str, spec: TaskSpec) -> list[int]:
     out: list[int] = []
     for step in range(grammar.max_steps):
         logits = model.decoder(prefix, model.decoder.memory_kv(memory), keep, **side)[:, -1]
-        token = logits.masked_fill(~grammar.allowed(step), float("-inf")).argmax(-1)
+        scores = torch.log_softmax(logits.masked_fill(~grammar.allowed(step), float("-inf")), dim=-1)
+        bias = grammar.bias(step)
+        token = (scores if bias is None else scores + bias).argmax(-1)
         grammar.advance(token)
         out.append(int(token.item()))
         if out[-1] == model.vocab.eos_id:

@@ -325,13 +325,47 @@ def fit(cfg: TrainRunConfig, device: torch.device, fresh: bool = False,
         _save_state(cfg, model, optimizer, state)
     if not state.history or not (cfg.output / "config.json").exists():
         _save_model(cfg, model, state, data_summary)  # a max_steps run still leaves a model
-    return {"output": str(cfg.output), "steps": state.step, "best": state.best, "history": state.history}
+    thresholds = tune_thresholds(cfg, device, valid, state, data_summary)
+    if thresholds:
+        emit("thresholds", thresholds)
+    return {"output": str(cfg.output), "steps": state.step, "best": state.best, "history": state.history,
+            "thresholds": thresholds}
 
 
-def _save_model(cfg: TrainRunConfig, model: P2TModel, state: FitState, data: dict) -> None:
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 15))  # 0.05 .. 0.70
+
+
+def tune_thresholds(cfg: TrainRunConfig, device: torch.device, valid: dict[str, list[Labelled]],
+                    state: FitState, data: dict) -> dict[str, dict]:
+    """Decision thresholds of the tasks marked `tune_threshold`: on the saved (best) model and
+    the task's whole validation split, the threshold in THRESHOLDS with the best primary metric
+    (ties: the one nearest 0.5) is written into the saved model's task spec."""
+    entries = [t for t in cfg.tasks if t.tune_threshold]
+    if not entries:
+        return {}
+    model = load_model(cfg.output, device)
+    specs = {spec.name: spec for spec in model.config.tasks}
+    found: dict[str, dict] = {}
+    for entry in entries:
+        name, metric = entry.spec.name, PRIMARY[entry.spec.kind]
+        if not valid[name]:
+            raise UsageError(f"task {name}: tune_threshold needs validation examples")
+        scores = {t: evaluate(model, replace(specs[name], threshold=t), valid[name],
+                              cfg.train.max_tokens)[metric] for t in THRESHOLDS}
+        best = max(THRESHOLDS, key=lambda t: (scores[t], -abs(t - 0.5)))
+        specs[name] = replace(specs[name], threshold=best)
+        found[name] = {"threshold": best, "metric": metric, "examples": len(valid[name]),
+                       "validation": {str(t): v for t, v in scores.items()}}
+    model.config = replace(model.config, tasks=tuple(specs[s.name] for s in model.config.tasks))
+    _save_model(cfg, model, state, data, found)
+    return found
+
+
+def _save_model(cfg: TrainRunConfig, model: P2TModel, state: FitState, data: dict,
+                thresholds: dict | None = None) -> None:
     extra = {"training": {"config": cfg.origin, "seed": cfg.seed, "steps": state.step,
                           "epoch": state.epoch, "encoder_train": cfg.encoder.train,
-                          "history": state.history},
+                          "history": state.history, **({"thresholds": thresholds} if thresholds else {})},
              "data": data}
     save_model(model, cfg.output, extra)
 

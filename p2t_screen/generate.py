@@ -27,9 +27,11 @@ class Decoded:
     first_probs: Tensor  # (B, V) constrained distribution at the first step (class tasks)
 
 
-def _choose(logits: Tensor, allowed: Tensor, done: Tensor, pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
+def _choose(logits: Tensor, allowed: Tensor, done: Tensor, pad_id: int,
+            bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     logp = torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)  # (B, V)
-    token = torch.where(done, torch.full_like(done, pad_id, dtype=torch.long), logp.argmax(-1))
+    best = (logp if bias is None else logp + bias).argmax(-1)
+    token = torch.where(done, torch.full_like(done, pad_id, dtype=torch.long), best)
     prob = logp.gather(1, token[:, None]).squeeze(1).exp().masked_fill(done, 0.0)
     return token, prob, logp
 
@@ -70,7 +72,7 @@ def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memo
     first = None
     loose_bound = not isinstance(grammar, TableGrammar)
     for step in range(steps):
-        token, prob, logp = _choose(logits, grammar.allowed(step), done, pad_id)
+        token, prob, logp = _choose(logits, grammar.allowed(step), done, pad_id, grammar.bias(step))
         if forced is not None and step < forced.shape[1]:
             given = forced_len > step
             token = torch.where(given, forced[:, step], token)

@@ -1,12 +1,14 @@
 """Token grammars for constrained decoding, as batched tensor state machines.
 
 Every grammar answers `allowed(step) -> [B, V] bool` and consumes the chosen tokens with
-`advance(tokens)`. All state lives on the device, so the decoding loop never waits for the host.
+`advance(tokens)`; `bias(step)` may add offsets to the legal tokens' log-probabilities before
+the choice (a decision threshold), never to the probabilities reported. All state lives on the device, so the decoding loop never waits for the host.
 `max_steps` bounds the loop: by the last step only `<eos>` is legal, so every row terminates.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -26,6 +28,10 @@ class Grammar:
     def advance(self, tokens: Tensor) -> None:  # tokens: (B,)
         """Update per-row state with the tokens just chosen (default: stateless)."""
 
+    def bias(self, step: int) -> Tensor | None:  # (B, V) or (1, V) float, or None
+        """Offsets added to the log-probabilities for choosing the token (default: none)."""
+        return None
+
 
 def _one_hot(vocab_size: int, ids: Sequence[int], device: torch.device) -> Tensor:
     mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
@@ -37,13 +43,17 @@ def _one_hot(vocab_size: int, ids: Sequence[int], device: torch.device) -> Tenso
 class TableGrammar(Grammar):
     """Legality depends only on the step: row `step` of a (max_steps, V) table, same for all rows."""
 
-    def __init__(self, table: Tensor, batch: int) -> None:
+    def __init__(self, table: Tensor, batch: int, offsets: Tensor | None = None) -> None:
         self.table = table
         self.batch = batch
         self.max_steps = table.shape[0]
+        self.offsets = offsets  # (max_steps, V) choice offsets, or None
 
     def allowed(self, step: int) -> Tensor:
         return self.table[step].expand(self.batch, -1)
+
+    def bias(self, step: int) -> Tensor | None:
+        return None if self.offsets is None else self.offsets[step][None, :]
 
 
 def regression_grammar(vocab: Vocab, batch: int, decimals: int, device: torch.device) -> TableGrammar:
@@ -62,6 +72,25 @@ def class_grammar(vocab: Vocab, labels: Sequence[str], batch: int, device: torch
     v = len(vocab)
     table = torch.stack([_one_hot(v, vocab.ids(labels), device), _one_hot(v, [vocab.eos_id], device)])
     return TableGrammar(table, batch)
+
+
+def flags_grammar(vocab: Vocab, labels: Sequence[str], absent: str, batch: int, device: torch.device,
+                  threshold: float = 0.5) -> TableGrammar:
+    """One decision per label, in order: the label's token (present) or `absent`, then `<eos>`.
+
+    A label is chosen when its probability reaches `threshold`: its token's log-probability
+    gets the offset log((1 - t) / t), so p >= t exactly when log p + offset >= log(1 - p).
+    """
+    v = len(vocab)
+    absent_id = vocab.id(absent)
+    rows = [_one_hot(v, [vocab.id(lab), absent_id], device) for lab in labels]
+    table = torch.stack([*rows, _one_hot(v, [vocab.eos_id], device)])
+    offsets = None
+    if threshold != 0.5:
+        offsets = torch.zeros(table.shape, device=device)
+        offsets[torch.arange(len(labels), device=device), torch.tensor(vocab.ids(labels), device=device)] = \
+            math.log((1.0 - threshold) / threshold)
+    return TableGrammar(table, batch, offsets)
 
 
 class PerResidueGrammar(Grammar):

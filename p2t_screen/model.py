@@ -60,6 +60,9 @@ class ModelConfig:
             if missing:
                 raise ValueError(f"task {spec.name!r} needs tokens missing from the vocabulary: "
                                  f"{missing[:10]}")
+            if spec.encoding == "flags" and self.max_output_steps < len(spec.labels) + 1:
+                raise ValueError(f"task {spec.name!r} writes {len(spec.labels) + 1} tokens; the decoder "
+                                 f"allows {self.max_output_steps}")
             if spec.kind == "per_residue" and self.max_output_steps < self.encoder.max_residues + 1:
                 raise ValueError(f"per-residue task {spec.name!r} needs decoder max_len >= "
                                  f"{self.encoder.max_residues + 1 + PROMPT_LEN}")

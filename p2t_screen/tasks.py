@@ -20,6 +20,7 @@ from .grammar import (
     PerResidueGrammar,
     SitesGrammar,
     class_grammar,
+    flags_grammar,
     regression_grammar,
 )
 from .vocab import Vocab
@@ -40,6 +41,12 @@ LIGAND_SEP = " "
 # kinase phosphorylation-site format).
 PROMPTS = ("", "candidates")
 SEP = "<sep>"
+# How a multi-label answer is written. "" (Prot2Token's format): the labels present, in the
+# spec's order, then `<eos>`. "flags": one decision per label in the spec's order, the label's
+# token when present and ABSENT when not, then `<eos>`; each decision is then a probability of
+# that label (given the decisions before it), which a decision threshold can act on.
+ENCODINGS = ("", "flags")
+ABSENT = "<absent>"
 
 
 def protein_of(text: str) -> str:
@@ -85,6 +92,8 @@ class TaskSpec:
     token: str = ""
     inputs: str = "protein"  # one of INPUTS
     prompt: str = ""  # one of PROMPTS
+    encoding: str = ""  # multi-label: one of ENCODINGS
+    threshold: float | None = None  # multi-label "flags": emit a label at this probability (0.5)
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -99,6 +108,16 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: prompt must be one of {PROMPTS}, got {self.prompt!r}")
         if self.prompt and self.kind != "sites":
             raise ValueError(f"task {self.name!r}: a '{self.prompt}' prompt needs kind 'sites'")
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"task {self.name!r}: encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        if self.encoding and self.kind != "multilabel":
+            raise ValueError(f"task {self.name!r}: encoding '{self.encoding}' needs kind 'multilabel'")
+        if self.threshold is not None:
+            if self.encoding != "flags":
+                raise ValueError(f"task {self.name!r}: a threshold needs encoding 'flags'")
+            if not 0.0 < float(self.threshold) < 1.0:
+                raise ValueError(f"task {self.name!r}: threshold must lie in (0, 1), got {self.threshold}")
+            object.__setattr__(self, "threshold", float(self.threshold))
         object.__setattr__(self, "labels", tuple(self.labels))
         if self.value_range is not None:
             object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
@@ -262,18 +281,25 @@ class MultiLabelKind(TaskKind):
     def validate(self, spec: TaskSpec) -> None:
         if not spec.labels:
             raise ValueError(f"multi-label task {spec.name!r} needs labels")
+        if spec.encoding == "flags" and ABSENT in spec.labels:
+            raise ValueError(f"multi-label task {spec.name!r}: {ABSENT!r} cannot be a label")
 
     def label_tokens(self, spec, max_residues):
-        return list(spec.labels)
+        return [*spec.labels, ABSENT] if spec.encoding == "flags" else list(spec.labels)
 
     def encode(self, spec, label, sequence):
         chosen = set(label)
         unknown = chosen - set(spec.labels)
         if unknown:
             raise ValueError(f"unknown labels {sorted(unknown)} for task {spec.name!r}")
+        if spec.encoding == "flags":
+            return [lab if lab in chosen else ABSENT for lab in spec.labels]
         return [lab for lab in spec.labels if lab in chosen]
 
     def grammar(self, spec, vocab, sequences, max_steps, device):
+        if spec.encoding == "flags":
+            threshold = 0.5 if spec.threshold is None else spec.threshold
+            return flags_grammar(vocab, spec.labels, ABSENT, len(sequences), device, threshold)
         return MultiLabelGrammar(vocab, spec.labels, len(sequences), device, max_steps)
 
     def read_label(self, spec, text):
@@ -287,8 +313,14 @@ class MultiLabelKind(TaskKind):
         return result.labels
 
     def parse(self, spec, tokens, probs, first_probs):
-        return TaskResult(labels=list(tokens), confidence=_sequence_probability(probs),
-                          label_probs=list(zip(tokens, probs)))
+        """"flags": `label_probs` has every label's probability of being present; otherwise the
+        emitted labels with the probability of each emission."""
+        confidence = _sequence_probability(probs)
+        if spec.encoding == "flags":
+            present = [p if tok == lab else 1.0 - p for lab, tok, p in zip(spec.labels, tokens, probs)]
+            return TaskResult(labels=[tok for tok in tokens if tok != ABSENT], confidence=confidence,
+                              label_probs=list(zip(spec.labels, present)))
+        return TaskResult(labels=list(tokens), confidence=confidence, label_probs=list(zip(tokens, probs)))
 
 
 class SitesKind(TaskKind):

@@ -102,6 +102,7 @@ class TaskEntry:
     max_per_epoch: int | None = None
     class_weights: bool = False  # inverse-frequency token weights for imbalanced labels
     input_dropout: float | None = None  # None: the kind's default (per-residue 0.5, others 0)
+    tune_threshold: bool = False  # multi-label "flags": pick the decision threshold on validation
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,8 @@ def _section(cls, data: dict[str, Any], where: str):
 _SPEC_KEYS = {f.name for f in fields(TaskSpec)}
 _COLUMN_KEYS = {f.name for f in fields(TaskSource) if f.name.endswith("_column")}
 _TASK_KEYS = _SPEC_KEYS | _COLUMN_KEYS | {"data", "fasta", "weight", "max_per_epoch", "class_weights",
-                                          "self_supervised", "residue", "input_dropout"}
+                                          "self_supervised", "residue", "input_dropout",
+                                          "tune_threshold"}
 
 
 def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
@@ -164,9 +166,12 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
                             **{k: entry[k] for k in _COLUMN_KEYS if k in entry})
     else:
         raise UsageError(f"{where}: give `data` (a table) or `self_supervised` (a FASTA)")
+    tune = bool(entry.get("tune_threshold", False))
+    if tune and spec.encoding != "flags":
+        raise UsageError(f"{where}: tune_threshold needs a multi-label task with encoding = \"flags\"")
     return TaskEntry(spec, source, selfsup, float(entry.get("weight", 1.0)),
                      entry.get("max_per_epoch"), bool(entry.get("class_weights", False)),
-                     entry.get("input_dropout"))
+                     entry.get("input_dropout"), tune)
 
 
 def parse_config(doc: dict[str, Any], origin: str, base: Path) -> TrainRunConfig:

@@ -67,5 +67,9 @@ class TrainProgress:
                 table.add_row(task, ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                               for k, v in shown.items()))
             self.console.print(table)
-
-
+        elif kind == "thresholds":
+            for task, info in data.items():
+                self.console.print(f"{task}: decision threshold {info['threshold']:.2f} "
+                                   f"(best validation {info['metric']} "
+                                   f"{info['validation'][str(info['threshold'])]:.3f} "
+                                   f"on {info['examples']} examples)")
