@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -9,9 +10,11 @@ import torch
 
 from p2t_screen.encoder import tokenize
 from p2t_screen.fasta import ReadPolicy, records_from_sequences
-from p2t_screen.generate import greedy_decode
+from p2t_screen.generate import _choose, greedy_decode
+from p2t_screen.grammar import flags_grammar
 from p2t_screen.predict import ScreenConfig, Screener
-from p2t_screen.tasks import KINDS, TaskResult
+from p2t_screen.tasks import ABSENT, KINDS, TaskResult, TaskSpec
+from p2t_screen.vocab import Vocab
 
 from conftest import tiny_model
 
@@ -320,3 +323,46 @@ def test_bench_naive_path_follows_the_decoder_options():
     tasks = list(model.config.tasks)
     naive = [[naive_predict(model, s, spec) for spec in tasks] for s in seqs]
     assert same_outputs(model, seqs, tasks, naive)
+
+
+FLAGS = TaskSpec("ligands", "multilabel", labels=("ATP", "GTP", "zinc", "heme", "DNA"), encoding="flags")
+
+
+def test_flags_threshold_moves_the_choice_not_the_reported_probability():
+    vocab = Vocab.build([FLAGS.token], KINDS["multilabel"].label_tokens(FLAGS, 0))
+    logits = torch.full((1, len(vocab)), -5.0)
+    logits[0, vocab.id("ATP")], logits[0, vocab.id(ABSENT)] = math.log(0.4), math.log(0.6)
+    done = torch.zeros(1, dtype=torch.bool)
+    for threshold, chosen, prob in ((0.3, "ATP", 0.4), (0.39, "ATP", 0.4), (0.41, ABSENT, 0.6),
+                                    (0.5, ABSENT, 0.6)):
+        grammar = flags_grammar(vocab, FLAGS.labels, ABSENT, 1, torch.device("cpu"), threshold)
+        token, p, _ = _choose(logits, grammar.allowed(0), done, vocab.pad_id, grammar.bias(0))
+        assert vocab.tokens[int(token)] == chosen and float(p) == pytest.approx(prob)
+    assert grammar.bias(0) is None  # 0.5 is plain greedy
+    assert [vocab.tokens[i] for i in grammar.allowed(5)[0].nonzero().flatten()] == ["<eos>"]
+
+
+def test_flags_decoding_emits_exactly_the_labels_at_or_above_the_threshold():
+    """Through the screener, on an unsharpened random model (probabilities far from 0 and 1):
+    at every threshold the labels emitted are those whose reported probability reaches it, and
+    the bench's naive path makes the same choices."""
+    from dataclasses import replace
+
+    from p2t_screen.bench import naive_predict, same_outputs
+
+    model = tiny_model(seed=4, tasks=[FLAGS], pooled_memory=True)
+    with torch.no_grad():
+        model.decoder.output.weight.div_(8.0)
+    seqs = random_sequences(12, 5, 40, seed=4)
+    seen = []
+    for threshold in (0.2, 0.5, 0.8):
+        spec = replace(FLAGS, threshold=threshold)
+        results = Screener(model, [spec]).predict(seqs)["ligands"]
+        for r in results:
+            assert r.labels == [lab for lab, q in r.label_probs if q >= threshold]
+            assert [lab for lab, _ in r.label_probs] == list(FLAGS.labels)
+        naive = [[naive_predict(model, s, spec)] for s in seqs]
+        assert same_outputs(model, seqs, [spec], naive)
+        seen.append([r.labels for r in results])
+    assert seen[0] != seen[1] != seen[2]  # the threshold decides something on this data
+    assert sum(map(len, seen[0])) > sum(map(len, seen[2]))

@@ -175,6 +175,60 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(path)
 
 
+FLAGS_TASK = """
+[[tasks]]
+name = "content"
+kind = "multilabel"
+labels = ["has_w", "has_c", "has_h"]
+data = "content.csv"
+encoding = "flags"
+tune_threshold = true
+"""
+
+
+def test_tuned_threshold_is_the_best_on_validation_and_saved_with_the_model(tmp_path):
+    from p2t_screen.evaluate import evaluate
+    from p2t_screen.fit import THRESHOLDS, load_labelled
+
+    cfg = config(tmp_path, epochs=1)
+    rows = ["id,sequence,label,split"]
+    for line in (tmp_path / "has_w.csv").read_text().splitlines()[1:]:
+        pid, seq, _, split = line.split(",")
+        rows.append(f"{pid},{seq},{';'.join(f'has_{a.lower()}' for a in 'WCH' if a in seq)},{split}")
+    (tmp_path / "content.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "train.toml").write_text((tmp_path / "train.toml").read_text() + FLAGS_TASK)
+    cfg = load_config(tmp_path / "train.toml", base=tmp_path)
+    events = []
+    summary = fit(cfg, torch.device("cpu"), on_event=lambda k, d: events.append((k, d)))
+    found = summary["thresholds"]["content"]
+    scores = {float(t): v for t, v in found["validation"].items()}
+    assert sorted(scores) == list(THRESHOLDS) and found["metric"] == "micro_f1"
+    assert scores[found["threshold"]] == max(scores.values())
+    model = load_model(cfg.output)
+    spec = model.config.task("content")
+    assert spec.threshold == found["threshold"] and spec.encoding == "flags"
+    assert model.metadata["training"]["thresholds"]["content"]["threshold"] == spec.threshold
+    assert len(model.metadata["training"]["history"]) == 1  # the training record is kept
+    valid = load_labelled(cfg, cfg.tasks[-1])["valid"]
+    assert evaluate(model, spec, valid)["micro_f1"] == pytest.approx(scores[spec.threshold])
+    assert ("thresholds", summary["thresholds"]) in events
+    from rich.console import Console
+
+    from p2t_screen.trainui import TrainProgress
+
+    console = Console(record=True, width=200)
+    TrainProgress(console).event("thresholds", summary["thresholds"])
+    assert f"content: decision threshold {spec.threshold:.2f} (best validation micro_f1" in console.export_text()
+
+
+def test_tune_threshold_needs_a_flags_task(tmp_path):
+    cfg_text = CONFIG.format(epochs=1, train="full", mask=0.0).replace(
+        "class_weights = true", "class_weights = true\ntune_threshold = true")
+    (tmp_path / "bad.toml").write_text(cfg_text)
+    with pytest.raises(UsageError, match=r"tasks\[1\] \(has_w\): tune_threshold needs a multi-label task"):
+        load_config(tmp_path / "bad.toml")
+
+
 def test_per_example_loss_weighs_every_example_equally():
     """A class example (label + <eos>: 2 tokens) and an 11-token per-residue example: the token
     loss is their token-weighted mean, the per-example loss the plain mean of their means."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from p2t_screen.catalog import CATALOG
-from p2t_screen.tasks import KINDS, TaskSpec
+from p2t_screen.tasks import ABSENT, KINDS, TaskSpec
 
 STABILITY = CATALOG["stability"]
 
@@ -50,6 +50,24 @@ def test_multilabel_is_canonical_order_without_repeats():
     assert result.labels == ["Cytoplasm", "Nucleus"]
 
 
+def test_multilabel_flags_write_one_decision_per_label():
+    spec = TaskSpec("ligands", "multilabel", labels=("ATP", "zinc", "DNA"), encoding="flags")
+    kind = KINDS["multilabel"]
+    assert kind.label_tokens(spec, 10) == ["ATP", "zinc", "DNA", ABSENT]
+    tokens = kind.encode(spec, ["DNA", "ATP"], "MKT")
+    assert tokens == ["ATP", ABSENT, "DNA"]
+    assert kind.encode(spec, [], "MKT") == [ABSENT] * 3
+    result = kind.parse(spec, tokens, [0.9, 0.8, 0.6], {})
+    assert result.labels == ["ATP", "DNA"]
+    # every label's probability of being present: zinc was absent with probability 0.8
+    assert [lab for lab, _ in result.label_probs] == ["ATP", "zinc", "DNA"]
+    assert [q for _, q in result.label_probs] == pytest.approx([0.9, 0.2, 0.6])
+    assert result.confidence == pytest.approx(0.9 * 0.8 * 0.6)
+    assert TaskSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="unknown labels"):
+        kind.encode(spec, ["heme"], "MKT")
+
+
 def test_sites_sorted_and_restricted_to_candidate_residues():
     spec = TaskSpec("phospho", "sites", residues="STY")
     tokens, result = roundtrip(spec, [4, 2], "MSTYKRNA")
@@ -79,6 +97,14 @@ def test_spec_validation_names_the_problem():
     with pytest.raises(ValueError, match="unknown fields"):
         TaskSpec.from_dict({"name": "x", "kind": "sites", "colour": "red"})
     assert TaskSpec("abc", "sites").token == "<task_abc>"
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        TaskSpec("x", "multilabel", labels=("a",), encoding="bits")
+    with pytest.raises(ValueError, match="encoding 'flags' needs kind 'multilabel'"):
+        TaskSpec("x", "class", labels=("a", "b"), encoding="flags")
+    with pytest.raises(ValueError, match="a threshold needs encoding 'flags'"):
+        TaskSpec("x", "multilabel", labels=("a",), threshold=0.3)
+    with pytest.raises(ValueError, match=r"threshold must lie in \(0, 1\), got 1.0"):
+        TaskSpec("x", "multilabel", labels=("a",), encoding="flags", threshold=1.0)
 
 
 def test_spec_dict_roundtrip():
