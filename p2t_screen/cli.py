@@ -45,6 +45,21 @@ def _fail(exc: P2TError) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+def _thresholds(values: list[str] | None) -> tuple[tuple[str, float], ...]:
+    out = []
+    for value in values or ():
+        name, sep, number = value.partition("=")
+        try:
+            p = float(number)
+        except ValueError:
+            p = None
+        if not sep or not name.strip() or p is None:
+            raise typer.BadParameter(f"expected TASK=P (e.g. binding=0.3), got {value!r}",
+                                     param_hint="--threshold")
+        out.append((name.strip(), p))
+    return tuple(out)
+
+
 def _split_tasks(value: str) -> list[str]:
     names = [t.strip() for t in value.split(",") if t.strip()]
     if not names:
@@ -70,6 +85,7 @@ def screen(
     pair_by_id: Annotated[bool, typer.Option("--pair-by-id", help="pair each record only with the partner of the same id")] = False,
     ligand: Annotated[Optional[list[str]], typer.Option(help="SMILES for protein-ligand tasks (repeatable)")] = None,
     ligands: Annotated[Optional[Path], typer.Option(help=".smi file (SMILES [name] per line) for protein-ligand tasks")] = None,
+    threshold: Annotated[Optional[list[str]], typer.Option(help="TASK=P: emit a label of multi-label 'flags' task TASK at probability >= P (default: the model's; repeatable)")] = None,
     fast_memory: Annotated[bool, typer.Option("--fast-memory", help="run models made for a padded memory (imported Prot2Token checkpoints) on length-bucketed memory: faster, but outputs drift from the published model")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
 ) -> None:
@@ -86,7 +102,8 @@ def screen(
             screen=ScreenConfig(max_tokens=max_tokens, window_records=window_records,
                                 memory="masked" if fast_memory else None),
             overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard),
-            partner=partner, pair_by_id=pair_by_id, ligand=tuple(ligand or ()), ligands=ligands)
+            partner=partner, pair_by_id=pair_by_id, ligand=tuple(ligand or ()), ligands=ligands,
+            thresholds=_thresholds(threshold))
         progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
         with stop:
             summary = screen_file(request, progress, should_stop=stop)

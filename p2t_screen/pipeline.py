@@ -13,7 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ from .predict import MemoryGuard, Pairing, ScreenConfig, Screener, StopFn
 from .runtime import dtype_name, resolve_device, resolve_dtype
 from .schema import SCHEMA_VERSION, schema_with_metadata
 from .smiles import Ligand, check_smiles, read_ligands
+from .tasks import TaskSpec
 from .writer import SUCCESS_FILE, PartWriter, existing_parts, prepare_output
 
 
@@ -85,6 +86,7 @@ class ScreenRequest:
     pair_by_id: bool = False  # pair each record with the partner of the same id (else with all)
     ligand: tuple[str, ...] = ()  # SMILES for protein-ligand tasks (--ligand, repeatable)
     ligands: Path | None = None  # a .smi file of ligands (--ligands)
+    thresholds: tuple[tuple[str, float], ...] = ()  # (task, p): decision thresholds of "flags" tasks
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -157,6 +159,29 @@ def _pairing(req: ScreenRequest, tasks: list, policy: ReadPolicy) -> Pairing | N
     return Pairing(partners, req.pair_by_id)
 
 
+def with_thresholds(tasks: list[TaskSpec], thresholds: tuple[tuple[str, float], ...]) -> list[TaskSpec]:
+    """The selected tasks with user decision thresholds (multi-label "flags" tasks only)."""
+    given = dict(thresholds)
+    selected = {t.name for t in tasks}
+    for name in given:
+        if name not in selected:
+            raise UsageError(f"--threshold {name}=...: {name!r} is not among the selected tasks "
+                             f"({', '.join(sorted(selected))})")
+    out = []
+    for spec in tasks:
+        if spec.name in given:
+            if spec.encoding != "flags":
+                raise UsageError(f"--threshold {spec.name}=...: only multi-label tasks with "
+                                 f"encoding 'flags' have a decision threshold ({spec.name}: kind {spec.kind}, "
+                                 f"encoding {spec.encoding or 'list'!r})")
+            try:
+                spec = replace(spec, threshold=given[spec.name])
+            except ValueError as exc:
+                raise UsageError(f"--threshold {spec.name}={given[spec.name]}: {exc}") from None
+        out.append(spec)
+    return out
+
+
 def _ligands(req: ScreenRequest, tasks: list) -> list[Ligand] | None:
     """Ligands of protein-ligand tasks, checked before any weights load. A --ligand given on
     the command line must be valid; a file's invalid SMILES become rows with status invalid."""
@@ -201,7 +226,7 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
     """
     model_path = resolve_model_path(req.model)
     config = read_model_config(model_path)
-    tasks = config.select_tasks(list(req.tasks))
+    tasks = with_thresholds(config.select_tasks(list(req.tasks)), req.thresholds)
     device = resolve_device(req.device)
     dtype = resolve_dtype(req.dtype, device)
     policy = ReadPolicy(req.on_invalid, req.on_long, config.encoder.max_residues)
@@ -222,6 +247,7 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
         "windows": [req.screen.window_records, req.screen.window_residues],
         "shard": list(req.shard) if req.shard else None, "schema_version": SCHEMA_VERSION,
         **({"memory": req.screen.memory} if req.screen.memory else {}),
+        **({"thresholds": dict(req.thresholds)} if req.thresholds else {}),
     }
     state = prepare_output(req.output, fingerprint, req.overwrite)
     if state.complete:
@@ -243,6 +269,9 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
         "memory": req.screen.memory or config.memory,
         **({"partner": str(req.partner), "pair_by_id": req.pair_by_id} if pairing else {}),
         **({"ligands": len(ligands)} if ligands else {}),
+        **({"thresholds": {t.name: 0.5 if t.threshold is None else t.threshold
+                           for t in tasks if t.encoding == "flags"}}
+           if any(t.encoding == "flags" for t in tasks) else {}),
     }
     schema = schema_with_metadata(run)
     writer = PartWriter(req.output, schema, run, first_part=state.parts_done)

@@ -87,3 +87,50 @@ def test_real_subprocess_with_plain_log_lines(tmp_path, tiny_model_dir):
     assert proc.returncode == 0, proc.stderr
     assert "p2t start records=0/2" in proc.stderr and "p2t done records=2/2" in proc.stderr
     assert ds.dataset(out).to_table().num_rows == 12
+
+
+def test_threshold_option_sets_a_flags_task_decision_and_is_recorded(tmp_path):
+    import random
+
+    import pyarrow.parquet as pq
+    import torch
+
+    from conftest import tiny_model
+    from p2t_screen.modelio import save_model
+    from p2t_screen.tasks import TaskSpec
+
+    flags = TaskSpec("ligands", "multilabel", labels=("ATP", "GTP", "zinc", "heme", "DNA"), encoding="flags")
+    model = tiny_model(seed=4, tasks=[flags, TaskSpec("kingdom", "class", labels=("a", "b"))])
+    with torch.no_grad():
+        model.decoder.output.weight.div_(8.0)  # probabilities away from 0 and 1
+    model_dir = save_model(model, tmp_path / "flags-model")
+    rng = random.Random(0)
+    lib = fasta(tmp_path, "".join(f">s{i}\n{''.join(rng.choice('ACDEFGHIKLMNPQRSTVWY') for _ in range(30))}\n"
+                                  for i in range(12)))
+    labels = {}
+    for given in ("", "0.2", "0.8"):
+        out = tmp_path / f"res{given}"
+        args = ["screen", str(lib), "--model", str(model_dir), "--tasks", "ligands", "-o", str(out), "-q"]
+        result = runner.invoke(app, args + (["--threshold", f"ligands={given}"] if given else []))
+        assert result.exit_code == EXIT_OK, result.output
+        table = ds.dataset(out).to_table()
+        t = float(given or 0.5)
+        for row in table.to_pylist():
+            assert row["labels"] == [p["label"] for p in row["label_probs"] if p["prob"] >= t]
+        run = json.loads(pq.read_schema(next(out.glob("*.parquet"))).metadata[b"p2t"])
+        assert run["thresholds"] == {"ligands": t}
+        labels[given] = table.column("labels").to_pylist()
+    assert sum(map(len, labels["0.2"])) > sum(map(len, labels[""])) > sum(map(len, labels["0.8"]))
+    # a finished folder is not silently reused with another threshold
+    result = runner.invoke(app, ["screen", str(lib), "--model", str(model_dir), "--tasks", "ligands",
+                                 "-o", str(tmp_path / "res0.2"), "--threshold", "ligands=0.3"])
+    assert result.exit_code == EXIT_USAGE and "thresholds" in result.output
+    cases = [("kingdom=0.3", "only multi-label tasks with encoding 'flags'"),
+             ("other=0.3", "'other' is not among the selected tasks"),
+             ("ligands=1.5", "threshold must lie in (0, 1)"),
+             ("ligands", "expected TASK=P")]
+    for value, message in cases:
+        result = runner.invoke(app, ["screen", str(lib), "--model", str(model_dir), "-o",
+                                     str(tmp_path / "bad"), "--threshold", value])
+        assert result.exit_code == EXIT_USAGE, (value, result.output)
+        assert message in " ".join(result.output.split()), (value, result.output)
