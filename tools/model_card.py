@@ -108,6 +108,18 @@ def options(dec: dict) -> str:
     return ("; ".join(on) if on else "none") + feedback_text(dec)
 
 
+def thresholds_text(found: dict) -> str:
+    """One line per task whose decision threshold was tuned on validation after training."""
+    lines = []
+    for task, info in found.items():
+        scores = info["validation"]
+        lines.append(f"Decision threshold of `{task}` (`encoding = \"flags\"`, `tune_threshold`): "
+                     f"{info['threshold']:.2f}, the best validation {info['metric']} "
+                     f"({scores[str(info['threshold'])]:.3f} on {info['examples']} examples; "
+                     f"{scores.get('0.5', float('nan')):.3f} at 0.5).\n")
+    return "".join(lines)
+
+
 def write_card(cfg, model_dir: Path, results: dict, max_test: int) -> None:
     doc = json.loads((model_dir / "config.json").read_text())
     training = doc.get("training", {})
@@ -161,7 +173,7 @@ test proteins have a training protein at >= 30% identity (106 at >= 90%).
 `p2t train {cfg.origin}`: {training.get('steps')} steps, {len(history)} epochs, about {minutes:.0f} min of
 training on 2 CPU cores; the epoch with the best mean validation score is kept.
 Validation score by epoch: {', '.join(f"{h['score']:.3f}" for h in history)}.
-
+{thresholds_text(training.get('thresholds', {}))}
 ## Test metrics
 Reproduce: `python tools/model_card.py {cfg.origin} {model_dir} --max-test {max_test}` (at most {max_test} test examples per task, evenly spaced over the split; here {'every test split is scored whole' if all(r['test_examples'] == r['counts']['test'] for r in results.values()) else 'some splits are sampled'}; `p2t eval {model_dir} {cfg.origin} --split test` prints the same metrics).
 Each task is compared with a trivial baseline fitted on its training split, on its primary
