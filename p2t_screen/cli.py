@@ -398,19 +398,21 @@ def eval_cmd(
     device: Annotated[str, typer.Option()] = "auto",
     max_tokens: Annotated[int, typer.Option(min=1)] = 8192,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    threshold: Annotated[Optional[list[str]], typer.Option(help="TASK=P: decision threshold of a multi-label 'flags' task (as in p2t screen)")] = None,
 ) -> None:
     """Score a model on labelled data through the real screening path (constrained decoding)."""
     from .evaluate_cli import run_eval
 
     try:
-        report = run_eval(model, data, split, baseline, device, max_tokens)
+        report = run_eval(model, data, split, baseline, device, max_tokens, _thresholds(threshold))
     except P2TError as exc:
         raise _fail(exc) from None
     if as_json:
         print(json.dumps(report, indent=2, default=float))
         return
     for task, entry in report["tasks"].items():
-        table = Table(title=f"{task} ({entry['kind']}): {entry['examples']} {split} examples from {entry['data']}")
+        at = f", threshold {entry['threshold']:.2f}" if "threshold" in entry else ""
+        table = Table(title=f"{task} ({entry['kind']}{at}): {entry['examples']} {split} examples from {entry['data']}")
         table.add_column("metric")
         table.add_column("model", justify="right")
         if "baseline" in entry:

@@ -11,6 +11,7 @@ from .evaluate import baseline as fit_baseline
 from .evaluate import evaluate
 from .model import P2TModel
 from .modelio import load_model
+from .pipeline import with_thresholds
 from .runtime import resolve_device
 from .trainconfig import load_config
 
@@ -35,19 +36,24 @@ def resolve_data(model: P2TModel, args: list[str]) -> list[tuple[str, TaskSource
 
 
 def run_eval(model_ref: str, data: list[str], split: str, with_baseline: bool, device: str,
-             max_tokens: int) -> dict[str, Any]:
-    """Metrics per task (and baselines) as a JSON-ready report."""
+             max_tokens: int, thresholds: tuple[tuple[str, float], ...] = ()) -> dict[str, Any]:
+    """Metrics per task (and baselines) as a JSON-ready report; `thresholds` as `p2t screen
+    --threshold` sets them."""
     model = load_model(model_ref, resolve_device(device))
     report: dict[str, Any] = {"model": model.config.name, "sha256": model.checksum, "split": split,
                               "tasks": {}}
-    for task, source in resolve_data(model, data):
-        spec = model.config.task(task)
+    resolved = resolve_data(model, data)
+    specs = {s.name: s for s in with_thresholds([model.config.task(t) for t, _ in resolved], thresholds)}
+    for task, source in resolved:
+        spec = specs[task]
         labelled = load_task(spec, source, model.config.encoder.max_residues)
         examples = [e for s, v in labelled.items() if split in (s, "all") for e in v]
         if not examples:
             raise UsageError(f"{source.path}: no {split} examples for task {task}")
         entry: dict[str, Any] = {"kind": spec.kind, "data": str(source.path), "examples": len(examples),
                                  "metrics": evaluate(model, spec, examples, max_tokens)}
+        if spec.encoding == "flags":
+            entry["threshold"] = 0.5 if spec.threshold is None else spec.threshold
         if with_baseline and labelled["train"]:
             name, metrics = fit_baseline(spec, labelled["train"], examples)
             entry["baseline"] = {"name": name, "metrics": metrics}

@@ -203,6 +203,7 @@ def test_tuned_threshold_is_the_best_on_validation_and_saved_with_the_model(tmp_
     found = summary["thresholds"]["content"]
     scores = {float(t): v for t, v in found["validation"].items()}
     assert sorted(scores) == list(THRESHOLDS) and found["metric"] == "micro_f1"
+    assert len(set(scores.values())) > 1, scores  # the threshold matters on this data
     assert scores[found["threshold"]] == max(scores.values())
     model = load_model(cfg.output)
     spec = model.config.task("content")
@@ -212,6 +213,13 @@ def test_tuned_threshold_is_the_best_on_validation_and_saved_with_the_model(tmp_
     valid = load_labelled(cfg, cfg.tasks[-1])["valid"]
     assert evaluate(model, spec, valid)["micro_f1"] == pytest.approx(scores[spec.threshold])
     assert ("thresholds", summary["thresholds"]) in events
+    from p2t_screen.evaluate_cli import run_eval
+
+    worst = min(THRESHOLDS, key=lambda t: scores[t])  # eval takes a threshold other than the model's
+    report = run_eval(str(cfg.output), [f"content={tmp_path / 'content.csv'}"], "valid", False, "cpu", 256,
+                      (("content", worst),))
+    assert report["tasks"]["content"]["threshold"] == worst
+    assert report["tasks"]["content"]["metrics"]["micro_f1"] == pytest.approx(scores[worst]) != scores[spec.threshold]
     from rich.console import Console
 
     from p2t_screen.trainui import TrainProgress
