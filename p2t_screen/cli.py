@@ -174,7 +174,9 @@ def tasks_cmd(
     inputs = {"protein": "protein", "pair": "protein + partner (--partner)",
               "ligand": "protein + ligand (--ligand/--ligands)"}
     rows = [{"name": s.name, "kind": s.kind, "input": inputs[s.inputs], "token": s.token,
-             "columns": list(KINDS[s.kind].output_columns), "description": s.description} for s in specs]
+             "columns": list(KINDS[s.kind].output_columns), "description": s.description,
+             **({"encoding": s.encoding, "threshold": 0.5 if s.threshold is None else s.threshold}
+                if s.encoding else {})} for s in specs]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -182,7 +184,8 @@ def tasks_cmd(
     for col in ("name", "kind", "input", "output columns", "description"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["kind"], r["input"], ", ".join(r["columns"]), r["description"])
+        kind = r["kind"] + (f" ({r['encoding']}, threshold {r['threshold']:.2f})" if "encoding" in r else "")
+        table.add_row(r["name"], kind, r["input"], ", ".join(r["columns"]), r["description"])
     Console().print(table)
 
 

@@ -121,6 +121,8 @@ def test_threshold_option_sets_a_flags_task_decision_and_is_recorded(tmp_path):
         assert run["thresholds"] == {"ligands": t}
         labels[given] = table.column("labels").to_pylist()
     assert sum(map(len, labels["0.2"])) > sum(map(len, labels[""])) > sum(map(len, labels["0.8"]))
+    result = runner.invoke(app, ["tasks", "--model", str(model_dir), "--json"])
+    assert json.loads(result.output)[0]["threshold"] == 0.5 and json.loads(result.output)[0]["encoding"] == "flags"
     # a finished folder is not silently reused with another threshold
     result = runner.invoke(app, ["screen", str(lib), "--model", str(model_dir), "--tasks", "ligands",
                                  "-o", str(tmp_path / "res0.2"), "--threshold", "ligands=0.3"])
