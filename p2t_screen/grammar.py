@@ -2,7 +2,8 @@
 
 Every grammar answers `allowed(step) -> [B, V] bool` and consumes the chosen tokens with
 `advance(tokens)`; `bias(step)` may add offsets to the legal tokens' log-probabilities before
-the choice (a decision threshold), never to the probabilities reported. All state lives on the device, so the decoding loop never waits for the host.
+the choice (a decision threshold), never to the probabilities reported. All state lives on the
+device, so the decoding loop never waits for the host.
 `max_steps` bounds the loop: by the last step only `<eos>` is legal, so every row terminates.
 """
 
