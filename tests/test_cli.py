@@ -94,8 +94,8 @@ def test_threshold_option_sets_a_flags_task_decision_and_is_recorded(tmp_path):
 
     import pyarrow.parquet as pq
     import torch
-
     from conftest import tiny_model
+
     from p2t_screen.modelio import save_model
     from p2t_screen.tasks import TaskSpec
 
