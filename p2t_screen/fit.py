@@ -24,7 +24,7 @@ import torch
 
 from .batching import shuffled_batches
 from .datasets import Labelled, load_task, summarise
-from .encoder import EncoderConfig, esm2_forward, load_esm2, tokenize
+from .encoder import EncoderConfig, load_esm2, tokenize
 from .errors import UsageError
 from .evaluate import evaluate
 from .fasta import ReadPolicy, read_fasta
@@ -189,7 +189,7 @@ class EncoderCache:
         missing = list(dict.fromkeys(s for s in inputs if s not in self.hidden))
         if missing:
             device = next(model.parameters()).device
-            out = esm2_forward(model.encoder, tokenize(missing, device))
+            out = model.encoder_hidden(tokenize(missing, device))
             for i, seq in enumerate(missing):
                 self.hidden[seq] = out[i, : len(seq) + 2].to("cpu", torch.float16)
         hidden = torch.zeros(len(batch), esm.shape[1], model.encoder.embed_dim)

@@ -132,6 +132,11 @@ class P2TModel(nn.Module):
             keep = torch.ones(out.shape[:2], dtype=torch.bool, device=out.device)
         return torch.cat([out, mol.to(out.dtype)], dim=1), torch.cat([keep, mol_keep], dim=1)
 
+    def encoder_hidden(self, tokens: Tensor) -> Tensor:
+        """The protein encoder's last-layer representations (B, T, E), with the model's own
+        rotary frequencies (imported checkpoints carry theirs)."""
+        return esm2_forward(self.encoder, tokens, self.config.encoder.rotary_inv_freq)
+
     def _encode_protein(self, tokens: Tensor, memory: str | None) -> tuple[Tensor, Tensor | None]:
         mode = memory or self.config.memory
         if mode not in MEMORY_MODES:
@@ -141,8 +146,7 @@ class P2TModel(nn.Module):
             if tokens.shape[1] > width:
                 raise ValueError(f"{tokens.shape[1]} encoder tokens exceed the model's {width}")
             tokens = F.pad(tokens, (0, width - tokens.shape[1]), value=self.encoder.padding_idx)
-        hidden = esm2_forward(self.encoder, tokens, self.config.encoder.rotary_inv_freq)
-        out = self.decoder.project_memory(hidden)
+        out = self.decoder.project_memory(self.encoder_hidden(tokens))
         return out, (None if mode == "padded" else tokens.ne(self.encoder.padding_idx))
 
     def feeds_back(self, spec: TaskSpec) -> bool:

@@ -126,6 +126,34 @@ def test_frozen_encoder_with_cache_keeps_encoder_weights(tmp_path):
             torch.testing.assert_close(model.encoder.state_dict()[key], value)
 
 
+def test_encoder_cache_uses_the_models_rotary_frequencies():
+    """A frozen imported encoder keeps its published rotary frequencies in training too: the
+    cache holds what the screen computes, not the default frequencies."""
+    from dataclasses import replace
+
+    from conftest import TASKS, tiny_model
+
+    from p2t_screen.encoder import esm2_forward, rotary_inv_freq, tokenize
+    from p2t_screen.fit import EncoderCache
+    from p2t_screen.model import P2TModel
+    from p2t_screen.train import make_example
+
+    base = tiny_model(seed=5, tasks=TASKS[:2])
+    odd = tuple(float(f) * 1.5 for f in rotary_inv_freq(8))
+    model = P2TModel(replace(base.config, encoder=replace(base.config.encoder, rotary_inv_freq=odd)),
+                     encoder=base.encoder).eval()
+    seqs = ["MKTAYIAKQRQISF", "MSTYKRN"]
+    batch = [make_example(model, "kingdom", s, "archaea") for s in seqs]
+    tokens = tokenize(seqs)
+    cached = EncoderCache().batch(model, batch, tokens)
+    with torch.no_grad():
+        want = model.encoder_hidden(tokens)
+        default = esm2_forward(model.encoder, tokens)
+    keep = tokens.ne(model.encoder.padding_idx)
+    torch.testing.assert_close(cached[keep], want[keep], atol=2e-3, rtol=2e-3)  # cache is fp16
+    assert not torch.allclose(want[keep], default[keep], atol=2e-2)
+
+
 class Interrupt(Exception):
     pass
 
@@ -241,6 +269,7 @@ def test_per_example_loss_weighs_every_example_equally():
     """A class example (label + <eos>: 2 tokens) and an 11-token per-residue example: the token
     loss is their token-weighted mean, the per-example loss the plain mean of their means."""
     from conftest import tiny_model
+
     from p2t_screen.train import collate, loss_on, make_example
 
     model = tiny_model(seed=2)
