@@ -43,7 +43,7 @@ encoder: data
 	$(BIN)/p2t pretrain data/pretrain/train.fasta --valid data/pretrain/valid.fasta \
 		-o data/encoder/esm2_t4_128_p2t.pt --steps 1800 --warmup 150 --lr 1e-3 --device cpu
 
-# Rebuild the bundled default model from scratch: data, encoder, training (~36 min on 2 CPU
+# Rebuild the bundled default model from scratch: data, encoder, training (~51 min on 2 CPU
 # cores), test metrics on the whole test splits and the model card.
 default-model: encoder
 	$(BIN)/p2t train examples/train.toml --fresh

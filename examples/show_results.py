@@ -30,8 +30,9 @@ def short(row: dict, codes: dict[str, str]) -> str:
         return f"{row['value']:.3g}"
     if row["label"] is not None:
         return f"{row['label']} ({row['confidence']:.2f})"
-    if row["labels"] is not None:
-        return ";".join(row["labels"]) or "-"
+    if row["labels"] is not None:  # each chosen label with its probability
+        p = {item["label"]: item["prob"] for item in row["label_probs"] or []}
+        return "; ".join(f"{lab} ({p[lab]:.2f})" if lab in p else lab for lab in row["labels"]) or "-"
     if row["sites"] is not None:
         return f"{len(row['sites'])} sites: " + ",".join(map(str, row["sites"][:6])) + ("..." if len(row["sites"]) > 6 else "")
     labels = row["residue_labels"]

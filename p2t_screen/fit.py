@@ -363,9 +363,13 @@ def tune_thresholds(cfg: TrainRunConfig, device: torch.device, valid: dict[str, 
 
 def _save_model(cfg: TrainRunConfig, model: P2TModel, state: FitState, data: dict,
                 thresholds: dict | None = None) -> None:
+    auxiliary = [t.spec.name for t in cfg.tasks if t.auxiliary]
     extra = {"training": {"config": cfg.origin, "seed": cfg.seed, "steps": state.step,
                           "epoch": state.epoch, "encoder_train": cfg.encoder.train,
-                          "history": state.history, **({"thresholds": thresholds} if thresholds else {})},
+                          "history": state.history, **({"thresholds": thresholds} if thresholds else {}),
+                          **({"auxiliary": auxiliary} if auxiliary else {})},
              "data": data}
-    save_model(model, cfg.output, extra)
+    # Auxiliary tasks shaped the weights but are not offered: their specs stay out of the model.
+    offered = replace(model.config, tasks=tuple(t for t in model.config.tasks if t.name not in auxiliary))
+    save_model(model, cfg.output, extra, offered)
 

@@ -102,10 +102,12 @@ def read_model_config(ref: str | os.PathLike | None) -> ModelConfig:
     return config_from_json(doc, str(path / CONFIG_FILE))
 
 
-def save_model(model: P2TModel, path: Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write a model directory; the encoder is stored inside it when its source is 'bundled'."""
+def save_model(model: P2TModel, path: Path, extra: dict[str, Any] | None = None,
+               config: ModelConfig | None = None) -> Path:
+    """Write a model directory; the encoder is stored inside it when its source is 'bundled'.
+    `config` replaces `model.config` in `config.json` (same modules, e.g. fewer tasks offered)."""
     path.mkdir(parents=True, exist_ok=True)
-    doc = config_to_json(model.config, extra)
+    doc = config_to_json(config or model.config, extra)
     (path / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n")
     if model.config.encoder.source == BUNDLED:
         state = {k: v.contiguous() for k, v in model.encoder.state_dict().items()

@@ -103,6 +103,7 @@ class TaskEntry:
     class_weights: bool = False  # inverse-frequency token weights for imbalanced labels
     input_dropout: float | None = None  # None: the kind's default (per-residue 0.5, others 0)
     tune_threshold: bool = False  # multi-label "flags": pick the decision threshold on validation
+    auxiliary: bool = False  # trained and validated like the others, but not offered by the saved model
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ _SPEC_KEYS = {f.name for f in fields(TaskSpec)}
 _COLUMN_KEYS = {f.name for f in fields(TaskSource) if f.name.endswith("_column")}
 _TASK_KEYS = _SPEC_KEYS | _COLUMN_KEYS | {"data", "fasta", "weight", "max_per_epoch", "class_weights",
                                           "self_supervised", "residue", "input_dropout",
-                                          "tune_threshold"}
+                                          "tune_threshold", "auxiliary"}
 
 
 def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
@@ -171,7 +172,7 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
         raise UsageError(f"{where}: tune_threshold needs a multi-label task with encoding = \"flags\"")
     return TaskEntry(spec, source, selfsup, float(entry.get("weight", 1.0)),
                      entry.get("max_per_epoch"), bool(entry.get("class_weights", False)),
-                     entry.get("input_dropout"), tune)
+                     entry.get("input_dropout"), tune, bool(entry.get("auxiliary", False)))
 
 
 def parse_config(doc: dict[str, Any], origin: str, base: Path) -> TrainRunConfig:
@@ -188,6 +189,8 @@ def parse_config(doc: dict[str, Any], origin: str, base: Path) -> TrainRunConfig
     names = [t.spec.name for t in tasks]
     if len(set(names)) != len(names):
         raise UsageError(f"{origin}: duplicate task names in {names}")
+    if all(t.auxiliary for t in tasks):
+        raise UsageError(f"{origin}: every task is auxiliary; the model would offer none")
     encoder = _section(EncoderSection, doc.get("encoder", {}), f"{origin}: [encoder]")
     try:
         encoder.trainable_layers()

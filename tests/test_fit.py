@@ -265,6 +265,33 @@ def test_tune_threshold_needs_a_flags_task(tmp_path):
         load_config(tmp_path / "bad.toml")
 
 
+def test_auxiliary_task_is_trained_but_not_offered(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    plain = config(a, epochs=1)
+    synthetic(b)
+    (b / "train.toml").write_text(CONFIG.format(epochs=1, train="full", mask=0.05).replace(
+        'codes = "HC"', 'codes = "HC"\nauxiliary = true'))
+    aux = load_config(b / "train.toml", base=b)
+    fit(plain, torch.device("cpu"))
+    summary = fit(aux, torch.device("cpu"))
+    model, full = load_model(aux.output), load_model(plain.output)
+    assert [t.name for t in model.config.tasks] == ["hydro", "has_w", "positions_c"]
+    assert model.metadata["training"]["auxiliary"] == ["ss"]
+    assert "ss" in summary["history"][0]["metrics"]  # validated (and scored) like the others
+    with pytest.raises(UsageError, match="has no task 'ss'"):
+        model.config.select_tasks(["ss"])
+    # the flag changes what is offered, not how the model is trained
+    for key, value in full.state_dict().items():
+        if "contact_head" not in key:  # unused by p2t, never saved
+            torch.testing.assert_close(model.state_dict()[key], value, msg=key)
+    text = CONFIG.format(epochs=1, train="full", mask=0.0)
+    (b / "all_aux.toml").write_text(text.replace('data = "', 'auxiliary = true\ndata = "').replace(
+        'self_supervised = "', 'auxiliary = true\nself_supervised = "'))
+    with pytest.raises(UsageError, match="every task is auxiliary"):
+        load_config(b / "all_aux.toml", base=b)
+
+
 def test_per_example_loss_weighs_every_example_equally():
     """A class example (label + <eos>: 2 tokens) and an 11-token per-residue example: the token
     loss is their token-weighted mean, the per-example loss the plain mean of their means."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from p2t_screen.evaluate import baseline, evaluate
@@ -37,15 +38,24 @@ def _fmt(v) -> str:
 
 
 def measure(cfg, model, max_test: int) -> dict:
-    """Test metrics and baseline metrics for every task of the config."""
+    """Test metrics and baseline metrics for every task of the config. An auxiliary task (trained,
+    not offered: its spec is not in the saved model) is scored with the config's spec put back
+    for the measurement only."""
     out = {}
     for entry in cfg.tasks:
         data = load_labelled(cfg, entry)
         test = spread(data["test"], max_test)
-        spec = model.config.task(entry.spec.name)
+        offered = model.config
+        spec = entry.spec if entry.auxiliary else offered.task(entry.spec.name)
+        if entry.auxiliary:
+            model.config = replace(offered, tasks=(*offered.tasks, spec))
+        try:
+            metrics = evaluate(model, spec, test)
+        finally:
+            model.config = offered
         name, base = baseline(spec, data["train"], test)
-        out[spec.name] = {"kind": spec.kind, "test_examples": len(test), "model": evaluate(model, spec, test),
-                          "baseline": {"name": name, "metrics": base},
+        out[spec.name] = {"kind": spec.kind, "test_examples": len(test), "model": metrics,
+                          "baseline": {"name": name, "metrics": base}, "auxiliary": entry.auxiliary,
                           "counts": {k: len(v) for k, v in data.items()}}
         print(spec.name, {k: _fmt(out[spec.name]["model"].get(k)) for k in SHOWN[spec.kind]}, flush=True)
     return out
@@ -120,6 +130,20 @@ def thresholds_text(found: dict) -> str:
     return "".join(lines)
 
 
+def aux_section(aux_rows: list[str]) -> str:
+    """Tasks trained as auxiliary (`auxiliary = true`): measured, but not offered by the model."""
+    if not aux_rows:
+        return ""
+    return ("""
+Trained but not offered (`auxiliary = true` in the config: their data shaped the shared
+weights, but the saved model has no spec for them, so `p2t screen` cannot run them). Scored
+here with the config's spec put back:
+
+| task | kind | test n | model | baseline | beats baseline |
+|---|---|---|---|---|---|
+""" + "\n".join(aux_rows) + "\n")
+
+
 def write_card(cfg, model_dir: Path, results: dict, max_test: int) -> None:
     doc = json.loads((model_dir / "config.json").read_text())
     training = doc.get("training", {})
@@ -127,7 +151,7 @@ def write_card(cfg, model_dir: Path, results: dict, max_test: int) -> None:
     enc, dec = doc["encoder"], doc["decoder"]
     model = load_model(model_dir)
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    rows, verdicts = [], {}
+    rows, aux_rows, verdicts = [], [], {}
     for task, r in results.items():
         keys = SHOWN[r["kind"]]
         m, b = r["model"], r["baseline"]["metrics"]
@@ -135,8 +159,9 @@ def write_card(cfg, model_dir: Path, results: dict, max_test: int) -> None:
         delta = (m.get(primary) or 0) - (b.get(primary) or 0)
         beats = f"yes (+{delta:.3f} {primary})" if delta > 0.02 else (
             f"barely (+{delta:.3f} {primary})" if delta > 0 else f"**no** ({delta:.3f} {primary})")
-        verdicts.setdefault(beats.split(" ")[0].strip("*"), []).append(task)
-        rows.append(f"| {task} | {r['kind']} | {r['test_examples']} | "
+        if not r.get("auxiliary"):
+            verdicts.setdefault(beats.split(" ")[0].strip("*"), []).append(task)
+        (aux_rows if r.get("auxiliary") else rows).append(f"| {task} | {r['kind']} | {r['test_examples']} | "
                     + ", ".join(f"{k} {_fmt(m.get(k))}" for k in keys)
                     + f" | {r['baseline']['name']}: " + ", ".join(f"{k} {_fmt(b.get(k))}" for k in keys if k in b)
                     + f" | {beats} |")
@@ -144,7 +169,7 @@ def write_card(cfg, model_dir: Path, results: dict, max_test: int) -> None:
     card = f"""# {doc['name']}
 
 p2t's bundled default model: one ESM2-architecture encoder and one Prot2Token decoder for
-{len(results)} tasks, trained on this project's 2-core CPU machines from real public data
+{len(rows)} tasks, trained on this project's 2-core CPU machines from real public data
 (`make default-model` rebuilds it from scratch).
 It is small and briefly trained: it runs offline out of the box and its predictions carry
 real signal on some tasks, but it is far from what a pretrained ESM2-650M Prot2Token model
@@ -184,7 +209,7 @@ Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
 | task | kind | test n | model | baseline | beats baseline |
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
-
+{aux_section(aux_rows)}
 ## Limits
 - A small encoder trained on 2 CPU cores for about an hour in all: use it to try p2t and for
   rough triage, not for decisions. Where a row says **no** or *barely*, the model does not
