@@ -113,16 +113,20 @@ class P2TModel(nn.Module):
     def vocab(self) -> Vocab:
         return self.config.vocab
 
-    def encode(self, tokens: Tensor, memory: str | None = None,
-               molecules: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def encode(self, tokens: Tensor, memory: str | None = None, molecules: Tensor | None = None,
+               rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """ESM token ids (B, T) -> decoder memory (B, S, D) and its keep-mask (B, S) or None.
 
         `memory` overrides the model's own mode (`config.memory`). "padded" pads the tokens to
         max_residues + 2 (S = that) and returns no mask: the decoder attends to every position.
         "masked" keeps S = T and masks the padding. `molecules` (B, M) SMILES ids (protein-ligand
         tasks) append the molecule encoder's memory: S grows by M, and a mask is returned.
+        `rows` (B,): batch row b uses protein `tokens[rows[b]]` (inputs sharing a protein, such as
+        one protein with many ligands, encode it once); B is then len(rows).
         """
         out, keep = self._encode_protein(tokens, memory)
+        if rows is not None:
+            out, keep = out[rows], (None if keep is None else keep[rows])
         if molecules is None:
             return out, keep
         if self.molecule is None:

@@ -144,8 +144,11 @@ class Screener:
         molecules = None
         if smiles[0] is not None:
             molecules = model.config.molecule.encode(smiles, self.device)
-        memory, keep = model.encode(tokenize([encoder_input(s) for s in sequences], self.device),
-                                    self.memory, molecules)
+        proteins = [encoder_input(s) for s in sequences]
+        unique = {p: i for i, p in enumerate(dict.fromkeys(proteins))}  # each protein encoded once
+        rows = None if len(unique) == len(proteins) else torch.tensor(
+            [unique[p] for p in proteins], device=self.device)
+        memory, keep = model.encode(tokenize(list(unique), self.device), self.memory, molecules, rows)
         memory_kv = model.decoder.memory_kv(memory)
         out: dict[str, list[Outcome]] = {}
         for spec in self.tasks if tasks is None else tasks:
@@ -192,7 +195,8 @@ class Screener:
 
     def work(self, record: Record) -> int:
         """Residues the screen of one record costs (pairs: both proteins, once per partner; a
-        ligand: the protein once per ligand); the unit of `progress`."""
+        ligand: the protein once per ligand, whose decoding it is, though a batch encodes each
+        protein once); the unit of `progress`."""
         if record.status is not Status.OK:
             return 0
         total = record.residues_used if self.single_tasks else 0

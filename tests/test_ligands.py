@@ -147,3 +147,20 @@ def test_screen_with_ligands(trained, tmp_path):
     result = run(app, ["screen", str(lib), "--model", model, "-o", str(tmp_path / "none"),
                        "--device", "cpu", "-q"])
     assert result.exit_code == 2 and "--ligand" in result.output
+
+
+def test_a_protein_with_many_ligands_is_encoded_once_per_batch(trained, monkeypatch):
+    trained, _ = trained
+    model = load_model(str(trained / "model"))
+    spec = model.config.task("ligand_affinity")
+    rng = random.Random(7)
+    smiles = [molecule(rng) for _ in range(12)]
+    inputs = [f"{p} {s}" for p in ("ACDEFGHIKLMNPQ", "MKWVLLAA") for s in smiles]
+    alone = [Screener(model, [spec]).predict([x])[spec.name][0].value for x in inputs]
+    encoded = []
+    real = model.encoder_hidden
+    monkeypatch.setattr(model, "encoder_hidden", lambda tokens: (encoded.append(tokens.shape[0]), real(tokens))[1])
+    together = Screener(model, [spec]).predict(inputs)[spec.name]
+    assert encoded == [2]  # two proteins, 24 inputs
+    assert [o.value for o in together] == pytest.approx(alone)
+    assert len(set(alone)) > 1  # the ligand changes the answer
