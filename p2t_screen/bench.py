@@ -145,6 +145,14 @@ def scalar_twin(model: P2TModel, path: Path) -> Path:
     return save_model(twin.float(), path)
 
 
+def feedback_twin(model: P2TModel, path: Path) -> Path:
+    """A copy of `model` (same weights) whose per-residue tasks read their previous labels, one
+    decoder step per residue: times what `residue_feedback = false` saves. Its per-residue
+    outputs mean nothing (the model was not trained so); it exists only to be timed."""
+    cfg = model.config
+    return save_model(model, path, config=replace(cfg, decoder=replace(cfg.decoder, residue_feedback=True)))
+
+
 def same_outputs(model: P2TModel, seqs: list[str], tasks: list[TaskSpec], naive: list) -> bool:
     """Do the batched, cached path and the naive path write the same tokens?"""
     screener = Screener(model, tasks)
@@ -214,13 +222,18 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
         fasta = Path(tmp) / "bench.fasta"
         seqs = generate_library(fasta, n, lo, min(hi, model.config.encoder.max_residues), seed)
         models = [(f"{model.config.name}: {', '.join(s.name for s in specs)}", str(path), model, specs)]
+        feedback_path = None
+        if not model.config.decoder.residue_feedback and any(
+                KINDS[s.kind].side_input == "skip" for s in specs):
+            feedback_path = feedback_twin(model.float().cpu(), Path(tmp) / "feedback")
         if any(s.kind not in SCALAR_KINDS for s in specs):
             twin_path = scalar_twin(model.float().cpu(), Path(tmp) / "twin")
             twin = load_model(twin_path, dev, resolve_dtype(dtype, dev))
-            model = load_model(path, dev, resolve_dtype(dtype, dev))
-            models[0] = (models[0][0], str(path), model, specs)
             models.append(("scalar tasks (timing twin: regression + class heads, same sizes)",
                            str(twin_path), twin, list(twin.config.tasks)))
+        if len(models) > 1 or feedback_path:  # the twins were made from a CPU fp32 copy
+            model = load_model(path, dev, resolve_dtype(dtype, dev))
+            models[0] = (models[0][0], str(path), model, specs)
         sample = random.Random(seed).sample(seqs, min(naive_n, len(seqs)))
         for title, ref, m, task_specs in models:
             log(f"[{title}] screen of {n} sequences")
@@ -239,6 +252,13 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
                 agree = memory_agreement(m, sample, task_specs)
                 notes.append(f"--fast-memory outputs identical to the faithful padded memory on "
                              f"{agree:.0%} of the naive sample")
+            if feedback_path and m is model:
+                log(f"[{title}] screen with per-residue feedback (timing only)")
+                timings.append(time_screen(str(feedback_path), fasta, task_specs, device, dtype,
+                                           max_tokens, "screen, residue feedback on"))
+                notes.append("'residue feedback on': the same weights decoding each per-residue task "
+                             "one step per residue, reading its previous labels (models trained with "
+                             "residue_feedback = true decode so); timed only, its outputs mean nothing here")
             scenarios.append((title, timings, equal, notes))
     return BenchReport(scenarios, rss, str(dev), torch.get_num_threads())
 

@@ -366,3 +366,23 @@ def test_flags_decoding_emits_exactly_the_labels_at_or_above_the_threshold():
         seen.append([r.labels for r in results])
     assert seen[0] != seen[1] != seen[2]  # the threshold decides something on this data
     assert sum(map(len, seen[0])) > sum(map(len, seen[2]))
+
+
+def test_bench_times_per_residue_feedback_on_a_model_without_it(tmp_path):
+    """`p2t bench` on a model trained without residue feedback adds a row timing the same
+    weights decoding per-residue tasks step by step."""
+    from typer.testing import CliRunner
+
+    from p2t_screen.cli import app
+    from p2t_screen.modelio import save_model
+
+    path = save_model(tiny_model(seed=2, residue_skip=True, residue_feedback=False), tmp_path / "m")
+    args = ["bench", "--model", str(path), "--n", "8", "--min-len", "5", "--max-len", "40",
+            "--naive-n", "2", "--device", "cpu"]
+    result = CliRunner().invoke(app, args + ["--tasks", "ss3,kingdom"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "residue feedback on" in text and "timed only, its outputs mean nothing here" in text
+    assert "naive and screen outputs identical on the naive sample: True" in text
+    result = CliRunner().invoke(app, args + ["--tasks", "kingdom"])  # no per-residue task: no row
+    assert result.exit_code == 0 and "feedback" not in result.output
