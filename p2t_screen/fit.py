@@ -261,6 +261,8 @@ def fit(cfg: TrainRunConfig, device: torch.device, fresh: bool = False,
     for entry in cfg.tasks:
         if not labelled[entry.spec.name]["train"]:
             raise UsageError(f"task {entry.spec.name}: no training examples")
+        if entry.tune_threshold and not labelled[entry.spec.name]["valid"]:
+            raise UsageError(f"task {entry.spec.name}: tune_threshold needs validation examples")
     data_summary = {t.spec.name: summarise(t.spec, labelled[t.spec.name]) for t in cfg.tasks}
     emit("data", data_summary)
     examples = {t.spec.name: [make_example(model, t.spec.name, e.sequence, e.label,
@@ -348,8 +350,6 @@ def tune_thresholds(cfg: TrainRunConfig, device: torch.device, valid: dict[str, 
     found: dict[str, dict] = {}
     for entry in entries:
         name, metric = entry.spec.name, PRIMARY[entry.spec.kind]
-        if not valid[name]:
-            raise UsageError(f"task {name}: tune_threshold needs validation examples")
         scores = {t: evaluate(model, replace(specs[name], threshold=t), valid[name],
                               cfg.train.max_tokens)[metric] for t in THRESHOLDS}
         best = max(THRESHOLDS, key=lambda t: (scores[t], -abs(t - 0.5)))

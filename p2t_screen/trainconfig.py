@@ -170,6 +170,8 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
     tune = bool(entry.get("tune_threshold", False))
     if tune and spec.encoding != "flags":
         raise UsageError(f"{where}: tune_threshold needs a multi-label task with encoding = \"flags\"")
+    if tune and entry.get("auxiliary"):
+        raise UsageError(f"{where}: an auxiliary task is not offered, so it has no threshold to tune")
     return TaskEntry(spec, source, selfsup, float(entry.get("weight", 1.0)),
                      entry.get("max_per_epoch"), bool(entry.get("class_weights", False)),
                      entry.get("input_dropout"), tune, bool(entry.get("auxiliary", False)))

@@ -263,6 +263,16 @@ def test_tune_threshold_needs_a_flags_task(tmp_path):
     (tmp_path / "bad.toml").write_text(cfg_text)
     with pytest.raises(UsageError, match=r"tasks\[1\] \(has_w\): tune_threshold needs a multi-label task"):
         load_config(tmp_path / "bad.toml")
+    synthetic(tmp_path)
+    (tmp_path / "content.csv").write_text("id,sequence,label,split\np0,MKW,has_w,train\np1,MKC,,valid\n")
+    text = CONFIG.format(epochs=1, train="full", mask=0.0) + FLAGS_TASK
+    (tmp_path / "aux.toml").write_text(text.replace("tune_threshold = true", "tune_threshold = true\nauxiliary = true"))
+    with pytest.raises(UsageError, match="an auxiliary task is not offered"):
+        load_config(tmp_path / "aux.toml")
+    (tmp_path / "content.csv").write_text("id,sequence,label,split\np0,MKW,has_w,train\np1,MKC,,test\n")
+    (tmp_path / "novalid.toml").write_text(text)
+    with pytest.raises(UsageError, match="task content: tune_threshold needs validation examples"):
+        fit(load_config(tmp_path / "novalid.toml", base=tmp_path), torch.device("cpu"))
 
 
 def test_auxiliary_task_is_trained_but_not_offered(tmp_path):
