@@ -93,7 +93,7 @@ class TaskSpec:
     inputs: str = "protein"  # one of INPUTS
     prompt: str = ""  # one of PROMPTS
     encoding: str = ""  # multi-label: one of ENCODINGS
-    threshold: float | None = None  # multi-label "flags": emit a label at this probability (0.5)
+    threshold: float | None = None  # multi-label "flags": emit a label at this probability (None: 0.5)
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -313,8 +313,8 @@ class MultiLabelKind(TaskKind):
         return result.labels
 
     def parse(self, spec, tokens, probs, first_probs):
-        """"flags": `label_probs` has every label's probability of being present; otherwise the
-        emitted labels with the probability of each emission."""
+        """With encoding "flags", `label_probs` holds every label's probability of being present;
+        otherwise the emitted labels with the probability of each emission."""
         confidence = _sequence_probability(probs)
         if spec.encoding == "flags":
             present = [p if tok == lab else 1.0 - p for lab, tok, p in zip(spec.labels, tokens, probs)]
