@@ -22,7 +22,7 @@ from .catalog import CATALOG
 from .errors import P2TError
 from .fasta import OnInvalid, OnLong
 from .modelio import DEFAULT_MODEL, bundled_models, load_model, read_model_config
-from .pipeline import RunSummary, ScreenRequest, parse_shard, screen_file
+from .pipeline import RunSummary, ScreenRequest, parse_shard, parse_thresholds, screen_file
 from .predict import DEFAULT_MAX_TOKENS, ScreenConfig, Stopped
 from .progress import LogProgress, RichProgress
 from .schema import COLUMN_DOCS
@@ -43,21 +43,6 @@ err = Console(stderr=True, soft_wrap=True)  # log lines stay whole when stderr i
 def _fail(exc: P2TError) -> typer.Exit:
     err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
-
-
-def _thresholds(values: list[str] | None) -> tuple[tuple[str, float], ...]:
-    out = []
-    for value in values or ():
-        name, sep, number = value.partition("=")
-        try:
-            p = float(number)
-        except ValueError:
-            p = None
-        if not sep or not name.strip() or p is None:
-            raise typer.BadParameter(f"expected TASK=P (e.g. binding=0.3), got {value!r}",
-                                     param_hint="--threshold")
-        out.append((name.strip(), p))
-    return tuple(out)
 
 
 def _split_tasks(value: str) -> list[str]:
@@ -103,7 +88,7 @@ def screen(
                                 memory="masked" if fast_memory else None),
             overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard),
             partner=partner, pair_by_id=pair_by_id, ligand=tuple(ligand or ()), ligands=ligands,
-            thresholds=_thresholds(threshold))
+            thresholds=parse_thresholds(threshold))
         progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
         with stop:
             summary = screen_file(request, progress, should_stop=stop)
@@ -407,7 +392,7 @@ def eval_cmd(
     from .evaluate_cli import run_eval
 
     try:
-        report = run_eval(model, data, split, baseline, device, max_tokens, _thresholds(threshold))
+        report = run_eval(model, data, split, baseline, device, max_tokens, parse_thresholds(threshold))
     except P2TError as exc:
         raise _fail(exc) from None
     if as_json:

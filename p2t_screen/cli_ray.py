@@ -21,6 +21,7 @@ from .distributed import (DEFAULT_BATCH_SIZE, check_input_parquet, fasta_to_parq
 from .errors import InputError, P2TError, UsageError
 from .fasta import OnInvalid, OnLong, ReadPolicy, check_fasta
 from .modelio import DEFAULT_MODEL, read_model_config
+from .pipeline import parse_thresholds, with_thresholds
 from .predict import DEFAULT_MAX_TOKENS
 
 # The codes of `p2t screen`; cli.py registers this command, so importing them would be circular.
@@ -120,6 +121,7 @@ def screen_ray(
     on_invalid: Annotated[OnInvalid, typer.Option(help="skip: row status 'invalid'; x: unknown letters -> X; error: stop (FASTA is checked before running)")] = OnInvalid.SKIP,
     long: Annotated[OnLong, typer.Option("--long", help="sequences over the encoder limit: truncate | skip | error")] = OnLong.TRUNCATE,
     overwrite: Annotated[bool, typer.Option(help="replace the contents of a non-empty output folder")] = False,
+    threshold: Annotated[Optional[list[str]], typer.Option(help="TASK=P: emit a label of multi-label 'flags' task TASK at probability >= P (default: the model's; repeatable)")] = None,
 ) -> None:
     """Screen a library with Ray Data actors: one typed Parquet row per (record, task).
 
@@ -133,7 +135,8 @@ def screen_ray(
         if not names:
             raise UsageError("--tasks: give at least one task name, or 'all'")
         config = read_model_config(model)
-        config.select_tasks(names)
+        thresholds = parse_thresholds(threshold)
+        with_thresholds(config.select_tasks(names), thresholds)
         policy = ReadPolicy(on_invalid, long, config.encoder.max_residues)
         fasta = _check_input(input, policy)
         prepare_output_dir(output, overwrite)
@@ -148,7 +151,8 @@ def screen_ray(
         counts = screen_parquet(
             source, output, model, names, overwrite=overwrite, concurrency=concurrency,
             num_gpus=gpus_per_actor, num_cpus=cpus_per_actor, batch_size=batch_size,
-            max_tokens=max_tokens, on_invalid=policy.on_invalid, on_long=policy.on_long)
+            max_tokens=max_tokens, on_invalid=policy.on_invalid, on_long=policy.on_long,
+            thresholds=thresholds)
     except P2TError as exc:
         _fail(str(exc), EXIT_USAGE)
     except Exception as exc:  # a failed Ray task: show p2t's own message when there is one

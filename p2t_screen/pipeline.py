@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -159,6 +159,26 @@ def _pairing(req: ScreenRequest, tasks: list, policy: ReadPolicy) -> Pairing | N
     return Pairing(partners, req.pair_by_id)
 
 
+def parse_thresholds(values: Sequence[str] | None) -> tuple[tuple[str, float], ...]:
+    """`--threshold` values "TASK=P" -> ((task, p), ...)."""
+    out = []
+    for value in values or ():
+        name, sep, number = value.partition("=")
+        try:
+            p = float(number)
+        except ValueError:
+            p = None
+        if not sep or not name.strip() or p is None:
+            raise UsageError(f"--threshold: expected TASK=P (e.g. binding=0.3), got {value!r}")
+        out.append((name.strip(), p))
+    return tuple(out)
+
+
+def flags_thresholds(tasks: Sequence[TaskSpec]) -> dict[str, float]:
+    """The decision threshold each multi-label "flags" task runs at (for run metadata)."""
+    return {t.name: 0.5 if t.threshold is None else t.threshold for t in tasks if t.encoding == "flags"}
+
+
 def with_thresholds(tasks: list[TaskSpec], thresholds: tuple[tuple[str, float], ...]) -> list[TaskSpec]:
     """The selected tasks with user decision thresholds (multi-label "flags" tasks only)."""
     given = dict(thresholds)
@@ -269,9 +289,7 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
         "memory": req.screen.memory or config.memory,
         **({"partner": str(req.partner), "pair_by_id": req.pair_by_id} if pairing else {}),
         **({"ligands": len(ligands)} if ligands else {}),
-        **({"thresholds": {t.name: 0.5 if t.threshold is None else t.threshold
-                           for t in tasks if t.encoding == "flags"}}
-           if any(t.encoding == "flags" for t in tasks) else {}),
+        **({"thresholds": flags_thresholds(tasks)} if flags_thresholds(tasks) else {}),
     }
     schema = schema_with_metadata(run)
     writer = PartWriter(req.output, schema, run, first_part=state.parts_done)

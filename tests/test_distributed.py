@@ -222,3 +222,43 @@ def test_cli_screens_fasta_and_reports_like_screen(local_ray, tiny_model_dir, tm
     assert "record 2 (id 'seq2'): invalid character '1'" in result.output
     assert "[on_invalid=error, on_long=truncate]" in result.output
 
+
+
+def test_actor_takes_decision_thresholds_and_records_them(tmp_path):
+    import random
+
+    import torch
+
+    from conftest import tiny_model
+    from p2t_screen.errors import UsageError
+    from p2t_screen.modelio import save_model
+    from p2t_screen.tasks import TaskSpec
+
+    flags = TaskSpec("ligands", "multilabel", labels=("ATP", "GTP", "zinc", "heme", "DNA"), encoding="flags")
+    model = tiny_model(seed=4, tasks=[flags, TaskSpec("kingdom", "class", labels=("a", "b"))])
+    with torch.no_grad():
+        model.decoder.output.weight.div_(8.0)  # probabilities away from 0 and 1
+    path = save_model(model, tmp_path / "m")
+    rng = random.Random(1)
+    batch = pa.table({"sequence": ["".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(30))
+                                   for _ in range(10)]})
+    counts = []
+    for t in (0.2, 0.8):
+        out = ScreenActor(path, ["ligands"], device="cpu", thresholds=[("ligands", t)])(batch)
+        assert read_run_metadata(out.schema)["thresholds"] == {"ligands": t}
+        rows = out.to_pylist()
+        assert all(r["labels"] == [p["label"] for p in r["label_probs"] if p["prob"] >= t] for r in rows)
+        counts.append(sum(len(r["labels"]) for r in rows))
+    assert counts[0] > counts[1]
+    with pytest.raises(UsageError, match="only multi-label tasks with encoding 'flags'"):
+        ScreenActor(path, ["kingdom"], device="cpu", thresholds=[("kingdom", 0.3)])
+    from typer.testing import CliRunner
+
+    from p2t_screen.cli import app
+
+    fasta = tmp_path / "lib.fasta"
+    fasta.write_text(">a\nMKTAYIAK\n")
+    result = CliRunner().invoke(app, ["screen-ray", str(fasta), "--model", str(path), "-o", str(tmp_path / "o"),
+                                      "--threshold", "kingdom=0.3"])  # refused before Ray starts
+    assert result.exit_code == 2 and "only multi-label tasks" in " ".join(result.output.split()), result.output
+
