@@ -12,6 +12,7 @@ from p2t_screen.model import P2TModel, create_model
 from p2t_screen.modelio import BUNDLED, save_model
 from p2t_screen.tasks import TaskSpec
 
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one thread is much faster than several contending with other work.
@@ -46,6 +47,23 @@ def tiny_model(seed: int = 0, max_residues: int = 64, tasks=TASKS, source: str =
     with torch.no_grad():
         model.decoder.output.weight.mul_(8.0)
     return model.eval()
+
+
+FLAGS = TaskSpec("ligands", "multilabel", labels=("ATP", "GTP", "zinc", "heme", "DNA"), encoding="flags")
+
+
+def flags_model(seed: int = 4, tasks=(), **decoder_options) -> P2TModel:
+    """A random model whose first task is the multi-label "flags" task FLAGS, its output layer
+    left unsharpened so that label probabilities lie away from 0 and 1 and thresholds decide."""
+    model = tiny_model(seed=seed, tasks=[FLAGS, *tasks], **decoder_options)
+    with torch.no_grad():
+        model.decoder.output.weight.div_(8.0)  # undo tiny_model's sharpening
+    return model
+
+
+def flags_model_dir(path: Path) -> Path:
+    """`flags_model()` with a class task "kingdom" beside it, saved to `path`."""
+    return save_model(flags_model(tasks=[TaskSpec("kingdom", "class", labels=("a", "b"))]), path)
 
 
 @pytest.fixture(scope="session")

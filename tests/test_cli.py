@@ -93,17 +93,9 @@ def test_threshold_option_sets_a_flags_task_decision_and_is_recorded(tmp_path):
     import random
 
     import pyarrow.parquet as pq
-    import torch
-    from conftest import tiny_model
+    from conftest import flags_model_dir
 
-    from p2t_screen.modelio import save_model
-    from p2t_screen.tasks import TaskSpec
-
-    flags = TaskSpec("ligands", "multilabel", labels=("ATP", "GTP", "zinc", "heme", "DNA"), encoding="flags")
-    model = tiny_model(seed=4, tasks=[flags, TaskSpec("kingdom", "class", labels=("a", "b"))])
-    with torch.no_grad():
-        model.decoder.output.weight.div_(8.0)  # probabilities away from 0 and 1
-    model_dir = save_model(model, tmp_path / "flags-model")
+    model_dir = flags_model_dir(tmp_path / "flags-model")
     rng = random.Random(0)
     lib = fasta(tmp_path, "".join(f">s{i}\n{''.join(rng.choice('ACDEFGHIKLMNPQRSTVWY') for _ in range(30))}\n"
                                   for i in range(12)))

@@ -13,10 +13,10 @@ from p2t_screen.fasta import ReadPolicy, records_from_sequences
 from p2t_screen.generate import _choose, greedy_decode
 from p2t_screen.grammar import flags_grammar
 from p2t_screen.predict import ScreenConfig, Screener
-from p2t_screen.tasks import ABSENT, KINDS, TaskResult, TaskSpec
+from p2t_screen.tasks import ABSENT, KINDS, TaskResult
 from p2t_screen.vocab import Vocab
 
-from conftest import tiny_model
+from conftest import FLAGS, flags_model, tiny_model
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -325,9 +325,6 @@ def test_bench_naive_path_follows_the_decoder_options():
     assert same_outputs(model, seqs, tasks, naive)
 
 
-FLAGS = TaskSpec("ligands", "multilabel", labels=("ATP", "GTP", "zinc", "heme", "DNA"), encoding="flags")
-
-
 def test_flags_threshold_moves_the_choice_not_the_reported_probability():
     vocab = Vocab.build([FLAGS.token], KINDS["multilabel"].label_tokens(FLAGS, 0))
     logits = torch.full((1, len(vocab)), -5.0)
@@ -350,9 +347,7 @@ def test_flags_decoding_emits_exactly_the_labels_at_or_above_the_threshold():
 
     from p2t_screen.bench import naive_predict, same_outputs
 
-    model = tiny_model(seed=4, tasks=[FLAGS], pooled_memory=True)
-    with torch.no_grad():
-        model.decoder.output.weight.div_(8.0)
+    model = flags_model(pooled_memory=True)
     seqs = random_sequences(12, 5, 40, seed=4)
     seen = []
     for threshold in (0.2, 0.5, 0.8):

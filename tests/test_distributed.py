@@ -227,18 +227,9 @@ def test_cli_screens_fasta_and_reports_like_screen(local_ray, tiny_model_dir, tm
 def test_actor_takes_decision_thresholds_and_records_them(tmp_path):
     import random
 
-    import torch
+    from conftest import flags_model_dir
 
-    from conftest import tiny_model
-    from p2t_screen.errors import UsageError
-    from p2t_screen.modelio import save_model
-    from p2t_screen.tasks import TaskSpec
-
-    flags = TaskSpec("ligands", "multilabel", labels=("ATP", "GTP", "zinc", "heme", "DNA"), encoding="flags")
-    model = tiny_model(seed=4, tasks=[flags, TaskSpec("kingdom", "class", labels=("a", "b"))])
-    with torch.no_grad():
-        model.decoder.output.weight.div_(8.0)  # probabilities away from 0 and 1
-    path = save_model(model, tmp_path / "m")
+    path = flags_model_dir(tmp_path / "m")
     rng = random.Random(1)
     batch = pa.table({"sequence": ["".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(30))
                                    for _ in range(10)]})
