@@ -94,7 +94,7 @@ def naive_predict(model: P2TModel, seq: str, spec: TaskSpec) -> list[int]:
     out: list[int] = []
     for step in range(grammar.max_steps):
         logits = model.decoder(prefix, model.decoder.memory_kv(memory), keep, **side)[:, -1]
-        scores = torch.log_softmax(logits.masked_fill(~grammar.allowed(step), float("-inf")), dim=-1)
+        scores = torch.log_softmax(logits.float().masked_fill(~grammar.allowed(step), float("-inf")), dim=-1)
         bias = grammar.bias(step)
         token = (scores if bias is None else scores + bias).argmax(-1)
         grammar.advance(token)
