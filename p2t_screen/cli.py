@@ -22,7 +22,7 @@ from .catalog import CATALOG
 from .errors import P2TError
 from .fasta import OnInvalid, OnLong
 from .modelio import DEFAULT_MODEL, bundled_models, load_model, read_model_config
-from .pipeline import RunSummary, ScreenRequest, parse_shard, parse_thresholds, screen_file
+from .pipeline import THRESHOLD_HELP, RunSummary, ScreenRequest, parse_shard, parse_thresholds, screen_file
 from .predict import DEFAULT_MAX_TOKENS, ScreenConfig, Stopped
 from .progress import LogProgress, RichProgress
 from .schema import COLUMN_DOCS
@@ -70,7 +70,7 @@ def screen(
     pair_by_id: Annotated[bool, typer.Option("--pair-by-id", help="pair each record only with the partner of the same id")] = False,
     ligand: Annotated[Optional[list[str]], typer.Option(help="SMILES for protein-ligand tasks (repeatable)")] = None,
     ligands: Annotated[Optional[Path], typer.Option(help=".smi file (SMILES [name] per line) for protein-ligand tasks")] = None,
-    threshold: Annotated[Optional[list[str]], typer.Option(help="TASK=P: emit a label of multi-label 'flags' task TASK at probability >= P (default: the model's; repeatable)")] = None,
+    threshold: Annotated[Optional[list[str]], typer.Option(help=THRESHOLD_HELP)] = None,
     fast_memory: Annotated[bool, typer.Option("--fast-memory", help="run models made for a padded memory (imported Prot2Token checkpoints) on length-bucketed memory: faster, but outputs drift from the published model")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
 ) -> None:
@@ -160,8 +160,8 @@ def tasks_cmd(
               "ligand": "protein + ligand (--ligand/--ligands)"}
     rows = [{"name": s.name, "kind": s.kind, "input": inputs[s.inputs], "token": s.token,
              "columns": list(KINDS[s.kind].output_columns), "description": s.description,
-             **({"encoding": s.encoding, "threshold": 0.5 if s.threshold is None else s.threshold}
-                if s.encoding else {})} for s in specs]
+             **({"encoding": s.encoding, "threshold": s.decision_threshold} if s.encoding else {})}
+            for s in specs]
     if as_json:
         print(json.dumps(rows, indent=2))
         return

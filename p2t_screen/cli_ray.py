@@ -21,7 +21,7 @@ from .distributed import (DEFAULT_BATCH_SIZE, check_input_parquet, fasta_to_parq
 from .errors import InputError, P2TError, UsageError
 from .fasta import OnInvalid, OnLong, ReadPolicy, check_fasta
 from .modelio import DEFAULT_MODEL, read_model_config
-from .pipeline import parse_thresholds, with_thresholds
+from .pipeline import THRESHOLD_HELP, parse_thresholds, with_thresholds
 from .predict import DEFAULT_MAX_TOKENS
 
 # The codes of `p2t screen`; cli.py registers this command, so importing them would be circular.
@@ -121,7 +121,7 @@ def screen_ray(
     on_invalid: Annotated[OnInvalid, typer.Option(help="skip: row status 'invalid'; x: unknown letters -> X; error: stop (FASTA is checked before running)")] = OnInvalid.SKIP,
     long: Annotated[OnLong, typer.Option("--long", help="sequences over the encoder limit: truncate | skip | error")] = OnLong.TRUNCATE,
     overwrite: Annotated[bool, typer.Option(help="replace the contents of a non-empty output folder")] = False,
-    threshold: Annotated[Optional[list[str]], typer.Option(help="TASK=P: emit a label of multi-label 'flags' task TASK at probability >= P (default: the model's; repeatable)")] = None,
+    threshold: Annotated[Optional[list[str]], typer.Option(help=THRESHOLD_HELP)] = None,
 ) -> None:
     """Screen a library with Ray Data actors: one typed Parquet row per (record, task).
 

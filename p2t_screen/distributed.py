@@ -30,7 +30,7 @@ from . import __version__
 from .errors import InputError, P2TError, UsageError
 from .fasta import OnInvalid, OnLong, ReadPolicy, Record, _checked, read_fasta, records_from_sequences
 from .modelio import CONFIG_FILE, load_model, read_model_config, resolve_model_path
-from .pipeline import flags_thresholds, with_thresholds
+from .pipeline import threshold_metadata, with_thresholds
 from .predict import DEFAULT_MAX_TOKENS, ScreenConfig, Screener
 from .runtime import dtype_name, resolve_device, resolve_dtype
 from .schema import SCHEMA, schema_with_metadata
@@ -107,8 +107,7 @@ class ScreenActor:
                  thresholds: Sequence[tuple[str, float]] = ()) -> None:
         path = resolve_model_path(model)
         config = read_model_config(path)
-        self.tasks = with_thresholds(config.select_tasks(list(tasks) if tasks else None),
-                                     tuple((str(n), float(p)) for n, p in thresholds))
+        self.tasks = with_thresholds(config.select_tasks(list(tasks) if tasks else None), thresholds)
         self.policy = ReadPolicy(on_invalid, on_long, config.encoder.max_residues)
         screen_config = ScreenConfig(max_tokens=max_tokens)
         torch_device = resolve_device(device)
@@ -124,7 +123,7 @@ class ScreenActor:
             "dtype": dtype_name(torch_dtype),
             "policy": {"on_invalid": self.policy.on_invalid.value, "on_long": self.policy.on_long.value},
             "max_tokens": max_tokens,
-            **({"thresholds": flags_thresholds(self.tasks)} if flags_thresholds(self.tasks) else {}),
+            **threshold_metadata(self.tasks),
         }
         self.schema = schema_with_metadata(run)
         self.screener = Screener(loaded, self.tasks, screen_config, self.schema)
@@ -240,8 +239,7 @@ def _actor_kwargs(model: str | os.PathLike | None, tasks: Sequence[str] | None, 
     except TypeError as exc:
         raise UsageError(f"invalid ScreenActor options {sorted(extra)}: {exc}") from None
     config = read_model_config(kwargs["model"])
-    with_thresholds(config.select_tasks(kwargs["tasks"]),
-                    tuple((str(n), float(p)) for n, p in kwargs.get("thresholds", ())))
+    with_thresholds(config.select_tasks(kwargs["tasks"]), kwargs.get("thresholds", ()))
     ReadPolicy(kwargs.get("on_invalid", OnInvalid.SKIP), kwargs.get("on_long", OnLong.TRUNCATE))
     ScreenConfig(max_tokens=kwargs.get("max_tokens", DEFAULT_MAX_TOKENS))
     return kwargs

@@ -53,7 +53,7 @@ def run_eval(model_ref: str, data: list[str], split: str, with_baseline: bool, d
         entry: dict[str, Any] = {"kind": spec.kind, "data": str(source.path), "examples": len(examples),
                                  "metrics": evaluate(model, spec, examples, max_tokens)}
         if spec.encoding == "flags":
-            entry["threshold"] = 0.5 if spec.threshold is None else spec.threshold
+            entry["threshold"] = spec.decision_threshold
         if with_baseline and labelled["train"]:
             name, metrics = fit_baseline(spec, labelled["train"], examples)
             entry["baseline"] = {"name": name, "metrics": metrics}

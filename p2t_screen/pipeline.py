@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -159,6 +159,10 @@ def _pairing(req: ScreenRequest, tasks: list, policy: ReadPolicy) -> Pairing | N
     return Pairing(partners, req.pair_by_id)
 
 
+THRESHOLD_HELP = ("TASK=P: emit a label of multi-label 'flags' task TASK at probability >= P "
+                  "(default: the model's; repeatable)")
+
+
 def parse_thresholds(values: Sequence[str] | None) -> tuple[tuple[str, float], ...]:
     """`--threshold` values "TASK=P" -> ((task, p), ...)."""
     out = []
@@ -174,14 +178,15 @@ def parse_thresholds(values: Sequence[str] | None) -> tuple[tuple[str, float], .
     return tuple(out)
 
 
-def flags_thresholds(tasks: Sequence[TaskSpec]) -> dict[str, float]:
-    """The decision threshold each multi-label "flags" task runs at (for run metadata)."""
-    return {t.name: 0.5 if t.threshold is None else t.threshold for t in tasks if t.encoding == "flags"}
+def threshold_metadata(tasks: Sequence[TaskSpec]) -> dict[str, Any]:
+    """Run-metadata entry: the decision threshold each multi-label "flags" task runs at."""
+    found = {t.name: t.decision_threshold for t in tasks if t.encoding == "flags"}
+    return {"thresholds": found} if found else {}
 
 
-def with_thresholds(tasks: list[TaskSpec], thresholds: tuple[tuple[str, float], ...]) -> list[TaskSpec]:
+def with_thresholds(tasks: list[TaskSpec], thresholds: Iterable[tuple[str, float]]) -> list[TaskSpec]:
     """The selected tasks with user decision thresholds (multi-label "flags" tasks only)."""
-    given = dict(thresholds)
+    given = {str(name): float(p) for name, p in thresholds}
     selected = {t.name for t in tasks}
     for name in given:
         if name not in selected:
@@ -289,7 +294,7 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
         "memory": req.screen.memory or config.memory,
         **({"partner": str(req.partner), "pair_by_id": req.pair_by_id} if pairing else {}),
         **({"ligands": len(ligands)} if ligands else {}),
-        **({"thresholds": flags_thresholds(tasks)} if flags_thresholds(tasks) else {}),
+        **threshold_metadata(tasks),
     }
     schema = schema_with_metadata(run)
     writer = PartWriter(req.output, schema, run, first_part=state.parts_done)

@@ -123,6 +123,11 @@ class TaskSpec:
             object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
         KINDS[self.kind].validate(self)
 
+    @property
+    def decision_threshold(self) -> float:
+        """Multi-label "flags": the probability at which a label is emitted (0.5 unless set)."""
+        return 0.5 if self.threshold is None else self.threshold
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, stored in a model's config."""
         return asdict(self)
@@ -298,8 +303,7 @@ class MultiLabelKind(TaskKind):
 
     def grammar(self, spec, vocab, sequences, max_steps, device):
         if spec.encoding == "flags":
-            threshold = 0.5 if spec.threshold is None else spec.threshold
-            return flags_grammar(vocab, spec.labels, ABSENT, len(sequences), device, threshold)
+            return flags_grammar(vocab, spec.labels, ABSENT, len(sequences), device, spec.decision_threshold)
         return MultiLabelGrammar(vocab, spec.labels, len(sequences), device, max_steps)
 
     def read_label(self, spec, text):
