@@ -11,15 +11,24 @@ Library first: load a model, screen records, get typed Arrow batches.
 
 __version__ = "0.1.0"
 
-from .catalog import CATALOG  # noqa: E402
 from .errors import InputError, ModelError, P2TError, UsageError  # noqa: E402
-from .fasta import OnInvalid, OnLong, ReadPolicy, Record, Status, read_fasta, records_from_sequences  # noqa: E402
-from .model import ModelConfig, P2TModel  # noqa: E402
-from .modelio import load_model, save_model  # noqa: E402
-from .pipeline import RunSummary, ScreenRequest, screen_file  # noqa: E402
-from .predict import ScreenConfig, Screener  # noqa: E402
-from .schema import SCHEMA  # noqa: E402
+from .io.fasta import read_fasta  # noqa: E402
+from .io.records import (  # noqa: E402
+    OnInvalid,
+    OnLong,
+    ReadPolicy,
+    Record,
+    Status,
+    records_from_sequences,
+)
+from .io.schema import SCHEMA  # noqa: E402
+from .model.config import ModelConfig  # noqa: E402
+from .model.model import P2TModel  # noqa: E402
+from .model.store import load_model, save_model  # noqa: E402
+from .screen.pipeline import RunSummary, ScreenRequest, screen_file  # noqa: E402
+from .screen.screener import ScreenConfig, Screener  # noqa: E402
 from .tasks import KINDS, TaskResult, TaskSpec  # noqa: E402
+from .tasks.catalog import CATALOG  # noqa: E402
 
 __all__ = [
     "CATALOG", "InputError", "KINDS", "ModelConfig", "ModelError", "OnInvalid", "OnLong", "P2TError",

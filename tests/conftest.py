@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from p2t_screen.encoder import EncoderConfig, save_esm_checkpoint
-from p2t_screen.model import P2TModel, create_model
-from p2t_screen.modelio import BUNDLED, save_model
-from p2t_screen.tasks import TaskSpec
+from p2t_screen.model.encoder import EncoderConfig
+from p2t_screen.model.esm_io import save_esm_checkpoint
+from p2t_screen.model.model import P2TModel, create_model
+from p2t_screen.model.store import BUNDLED, save_model
+from p2t_screen.tasks.spec import TaskSpec
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,15 @@ from pathlib import Path
 
 import torch
 
-from p2t_screen.catalog import CATALOG, SELF_SUPERVISED_RESIDUES
-from p2t_screen.encoder import EncoderConfig
-from p2t_screen.fasta import ReadPolicy, read_fasta
-from p2t_screen.metrics import random_site_baseline, site_metrics
-from p2t_screen.model import create_model
-from p2t_screen.modelio import BUNDLED, load_model, save_model
-from p2t_screen.predict import Screener
-from p2t_screen.train import TrainConfig, make_example, train
+from p2t_screen.io.fasta import read_fasta
+from p2t_screen.io.records import ReadPolicy
+from p2t_screen.model.encoder import EncoderConfig
+from p2t_screen.model.model import create_model
+from p2t_screen.model.store import BUNDLED, load_model, save_model
+from p2t_screen.screen.screener import Screener
+from p2t_screen.tasks.catalog import CATALOG, SELF_SUPERVISED_RESIDUES
+from p2t_screen.tasks.metrics import random_site_baseline, site_metrics
+from p2t_screen.train.steps import TrainConfig, make_example, train
 
 TASKS = [CATALOG[f"positions_{r.lower()}"] for r in SELF_SUPERVISED_RESIDUES]
 

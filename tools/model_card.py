@@ -14,11 +14,11 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from p2t_screen.evaluate import baseline, evaluate
-from p2t_screen.fit import load_labelled, spread
-from p2t_screen.metrics import PRIMARY
-from p2t_screen.modelio import load_model
-from p2t_screen.trainconfig import load_config
+from p2t_screen.model.store import load_model
+from p2t_screen.tasks.metrics import PRIMARY
+from p2t_screen.train.config import load_config
+from p2t_screen.train.evaluate import baseline, evaluate
+from p2t_screen.train.fit import load_labelled, spread
 
 SHOWN = {"regression": ("spearman", "pearson", "rmse"), "class": ("accuracy", "macro_f1", "mcc"),
          "multilabel": ("micro_f1", "macro_f1", "exact"), "sites": ("precision", "recall", "f1", "mcc"),

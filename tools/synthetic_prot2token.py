@@ -11,21 +11,19 @@ and `p2t bench` can be measured on a realistically shaped model. Its predictions
       --tokenizer out/stability-like/decoder_tokenizer.yaml -o models/synthetic-stability
   p2t bench --model models/synthetic-stability --n 60 --naive-n 10
 
-The weights come from tests/reference_prot2token.py (the test suite's plain reimplementation of
-the reference model), which knows the published tensor names.
+The weights come from p2t_screen/interop/prot2token_reference.py (a plain reimplementation of
+the reference model, also used by the tests), which knows the published tensor names.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from reference_prot2token import RefProt2Token  # noqa: E402
+from p2t_screen.interop.prot2token_reference import RefProt2Token
 
 STABILITY_VOCAB = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<task_stability>": 3,
                    **{str(d): 4 + d for d in range(10)}, ".": 14}

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from p2t_screen.fit import fit
-from p2t_screen.trainconfig import load_config
+from p2t_screen.train.config import load_config
+from p2t_screen.train.fit import fit
 
 TASKS = {  # name -> (data, TOML lines describing the task)
     "secondary_structure": ("data/tasks/secondary_structure/data.parquet", ""),

@@ -1,0 +1,72 @@
+"""`p2t bench`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import P2TError
+from ..screen.screener import DEFAULT_MAX_TOKENS, ScreenConfig
+from .app import app
+from .common import (
+    _fail,
+    _split_tasks,
+    err,
+)
+
+
+@app.command("bench")
+def bench_cmd(
+    model: Annotated[Optional[str], typer.Option(help="model directory or bundled name")] = None,
+    tasks: Annotated[Optional[str], typer.Option(help="comma-separated tasks [default: the model's first two]")] = None,
+    n: Annotated[int, typer.Option(min=1, help="sequences in the generated library")] = 500,
+    min_len: Annotated[int, typer.Option(min=1)] = 50,
+    max_len: Annotated[int, typer.Option(min=1)] = 800,
+    naive_n: Annotated[int, typer.Option(min=1, help="sequences for the (slow) naive path")] = 40,
+    max_tokens: Annotated[int, typer.Option(min=1)] = DEFAULT_MAX_TOKENS,
+    device: Annotated[str, typer.Option()] = "auto",
+    dtype: Annotated[str, typer.Option()] = "auto",
+    seed: Annotated[int, typer.Option()] = 0,
+    soak: Annotated[int, typer.Option(min=0, help="instead: screen N short sequences and report resident memory at N/10 and N")] = 0,
+) -> None:
+    """Measure screen throughput beside the encoder alone and a naive reference-style path."""
+    from ..screen.bench import run_bench, run_soak
+
+    if soak:
+        try:
+            samples, seconds, rows = run_soak(model, soak, _split_tasks(tasks)[0] if tasks else None,
+                                              device, window_records=ScreenConfig.window_records)
+        except P2TError as exc:
+            raise _fail(exc) from None
+        tenth = samples.get(soak // 10, float("nan"))
+        Console().print(f"soak: {rows} rows in {seconds:.1f}s ({soak / seconds:,.0f} records/s); resident "
+                        f"memory {samples['start']:.0f} MiB at start, {tenth:.0f} MiB at {soak // 10} records, "
+                        f"{samples[soak]:.0f} MiB at {soak} records (growth x{samples[soak] / tenth:.2f})",
+                        highlight=False)
+        Console().print("resident MiB by records: " + ", ".join(
+            f"{k}: {v:.0f}" for k, v in samples.items() if isinstance(k, int)), highlight=False)
+        return
+    try:
+        report = run_bench(model, _split_tasks(tasks) if tasks else None, n, min_len, max_len,
+                           naive_n, max_tokens, device, dtype, seed, log=lambda m: err.print(m, style="dim"))
+    except P2TError as exc:
+        raise _fail(exc) from None
+    out = Console()
+    for title, timings, equal, notes in report.scenarios:
+        screen, floor, naive = timings[:3]
+        table = Table(title=title)
+        for col in ("path", "sequences", "residues", "seconds", "seq/s", "residues/s", "vs screen"):
+            table.add_column(col, justify="left" if col == "path" else "right")
+        for t in timings:
+            table.add_row(t.name, str(t.sequences), str(t.residues), f"{t.seconds:.2f}",
+                          f"{t.seq_per_s:.1f}", f"{t.res_per_s:,.0f}", f"{screen.res_per_s / t.res_per_s:.2f}x")
+        out.print(table)
+        out.print(f"screen / encoder-alone time per residue: {floor.res_per_s / screen.res_per_s:.2f}x; "
+                  f"screen is {screen.res_per_s / naive.res_per_s:.1f}x faster than naive; "
+                  f"naive and screen outputs identical on the naive sample: {equal}")
+        for note in notes:
+            out.print(note)
+    out.print(f"peak RSS {report.peak_rss_mib:.0f} MiB; device {report.device}; torch threads {report.threads}")

@@ -1,0 +1,92 @@
+"""`p2t tasks`, `p2t models`, `p2t columns`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import P2TError
+from ..io.schema import COLUMN_DOCS
+from ..model.store import DEFAULT_MODEL, bundled_models, load_model, read_model_config
+from ..tasks.catalog import CATALOG
+from ..tasks.kind import KINDS
+from .app import app
+from .common import (
+    _fail,
+)
+
+
+@app.command("tasks")
+def tasks_cmd(
+    model: Annotated[Optional[str], typer.Option(help="list this model's tasks instead of the catalog")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The task catalog (or a model's tasks): name, kind, input, output columns."""
+    try:
+        specs = list(read_model_config(model).tasks) if model else list(CATALOG.values())
+    except P2TError as exc:
+        raise _fail(exc) from None
+    inputs = {"protein": "protein", "pair": "protein + partner (--partner)",
+              "ligand": "protein + ligand (--ligand/--ligands)"}
+    rows = [{"name": s.name, "kind": s.kind, "input": inputs[s.inputs], "token": s.token,
+             "columns": list(KINDS[s.kind].output_columns), "description": s.description,
+             **({"encoding": s.encoding, "threshold": s.decision_threshold} if s.encoding else {})}
+            for s in specs]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="tasks" if not model else f"tasks of {model}")
+    for col in ("name", "kind", "input", "output columns", "description"):
+        table.add_column(col)
+    for r in rows:
+        kind = r["kind"] + (f" ({r['encoding']}, threshold {r['threshold']:.2f})" if "encoding" in r else "")
+        table.add_row(r["name"], kind, r["input"], ", ".join(r["columns"]), r["description"])
+    Console().print(table)
+
+
+@app.command("models")
+def models_cmd(
+    paths: Annotated[Optional[list[str]], typer.Argument(help="model directories to describe as well")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Bundled models (and any given paths): encoder, size, tasks."""
+    refs = [str(p) for p in bundled_models()] + list(paths or [])
+    rows = []
+    try:
+        for ref in refs:
+            model = load_model(ref)
+            cfg = model.config
+            rows.append({
+                "name": cfg.name, "path": model.source, "sha256": model.checksum[:12],
+                "encoder": f"ESM2 {cfg.encoder.num_layers}L/{cfg.encoder.embed_dim} ({cfg.encoder.source})",
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "tasks": [t.name for t in cfg.tasks], "default": Path(model.source).name == DEFAULT_MODEL,
+            })
+    except P2TError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="models")
+    for col in ("name", "encoder", "parameters", "tasks", "path"):
+        table.add_column(col)
+    for r in rows:
+        name = r["name"] + (" (default)" if r["default"] else "")
+        table.add_row(name, r["encoder"], f"{r['parameters'] / 1e6:.1f}M", ", ".join(r["tasks"]), r["path"])
+    Console().print(table)
+
+
+@app.command("columns")
+def columns_cmd() -> None:
+    """The output columns and what they hold."""
+    table = Table(title="output columns")
+    table.add_column("column")
+    table.add_column("meaning")
+    for name, doc in COLUMN_DOCS.items():
+        table.add_row(name, doc)
+    Console().print(table)

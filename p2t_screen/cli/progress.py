@@ -1,0 +1,158 @@
+"""Progress for people and for logs: a rich bar on a terminal, periodic plain lines otherwise;
+screening and training alike.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+
+def _si(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+class RichProgress:
+    """A bar weighted by residues, with residues/s and ETA, and a record counter."""
+
+    def __init__(self, console: Console) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]screening"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[records]} records"), TextColumn("{task.fields[rate]} res/s"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+            transient=False)
+        self.task = None
+        self.records = 0
+        self.started = 0.0
+
+    def start(self, records: int, residues: int) -> None:
+        self.bar.start()
+        self.started = time.perf_counter()
+        self.total_records = records
+        self.task = self.bar.add_task("screen", total=max(residues, 1), records=f"0/{records}", rate="-")
+
+    def advance(self, records: int, residues: int) -> None:
+        self.records += records
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        done = self.bar.tasks[0].completed + residues
+        self.bar.update(self.task, advance=residues, records=f"{self.records}/{self.total_records}",
+                        rate=_si(done / elapsed))
+
+    def finish(self) -> None:
+        self.bar.stop()
+
+
+class LogProgress:
+    """Plain `key=value` lines every `every` seconds (cron jobs, batch schedulers)."""
+
+    def __init__(self, stream: TextIO = sys.stderr, every: float = 30.0) -> None:
+        self.stream, self.every = stream, every
+        self.records = self.residues = 0
+        self.started = self.last = 0.0
+
+    def start(self, records: int, residues: int) -> None:
+        self.total_records, self.total_residues = records, residues
+        self.started = self.last = time.perf_counter()
+        self._line("start")
+
+    def advance(self, records: int, residues: int) -> None:
+        self.records += records
+        self.residues += residues
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            self._line("progress")
+
+    def finish(self) -> None:
+        self._line("done")
+
+    def _line(self, event: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        rate = self.residues / elapsed if elapsed > 0 else 0.0
+        left = self.total_residues - self.residues
+        eta = f"{left / rate:.0f}s" if rate > 0 else "-"
+        pct = 100.0 * self.residues / self.total_residues if self.total_residues else 100.0
+        print(f"p2t {event} records={self.records}/{self.total_records} "
+              f"residues={self.residues}/{self.total_residues} ({pct:.1f}%) "
+              f"rate={rate:.0f}res/s elapsed={elapsed:.0f}s eta={eta}", file=self.stream, flush=True)
+
+
+class TrainProgress:
+    """Renders `fit` events; quiet mode prints nothing."""
+
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console, self.quiet = console, quiet
+        # A rich bar on a terminal; plain step lines otherwise (see `event`).
+        self.bar = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("epoch {task.fields[epoch]} loss {task.fields[loss]} lr {task.fields[lr]}"),
+                            TimeRemainingColumn(), console=console, disable=quiet)
+        self.task = None
+        self.plain = not console.is_terminal  # logs: a line every `every` seconds instead of a bar
+        self.every, self.last = 30.0, 0.0
+
+    def __enter__(self) -> TrainProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        if kind == "data":
+            table = Table(title="training data (after validation)")
+            for col in ("task", "train", "valid", "test", "truncated"):
+                table.add_column(col, justify="left" if col == "task" else "right")
+            for task, info in data.items():
+                c = info["counts"]
+                table.add_row(task, str(c["train"]), str(c["valid"]), str(c["test"]), str(info["truncated"]))
+            self.console.print(table)
+        elif kind == "start":
+            self.task = self.bar.add_task("train", total=data["steps"], completed=data["resumed_at"],
+                                          epoch=0, loss="-", lr="-")
+            if data["resumed_at"]:
+                self.console.print(f"resuming at step {data['resumed_at']}")
+        elif kind == "step" and self.plain:
+            now = time.monotonic()
+            if now - self.last >= self.every:
+                self.last = now
+                self.console.print(f"p2t train step={data['step']}/{self.bar.tasks[0].total} "
+                                   f"epoch={data['epoch']} loss={data['loss']:.4f} lr={data['lr']:.2e}",
+                                   highlight=False)
+        elif kind == "step":
+            self.bar.update(self.task, completed=data["step"], epoch=data["epoch"],
+                            loss=f"{data['loss']:.3f}", lr=f"{data['lr']:.1e}")
+        elif kind == "epoch":
+            table = Table(title=f"epoch {data['epoch']}: loss {data['loss']:.4f}, "
+                                f"{data['seq_per_s']:.1f} examples/s, score {data['score']:.4f} "
+                                f"(best {data['best']:.4f})")
+            table.add_column("task")
+            table.add_column("validation metrics")
+            for task, metrics in data["metrics"].items():
+                shown = {k: v for k, v in metrics.items() if not k.startswith("f1[")}
+                table.add_row(task, ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                              for k, v in shown.items()))
+            self.console.print(table)
+        elif kind == "thresholds":
+            for task, info in data.items():
+                self.console.print(f"{task}: decision threshold {info['threshold']:.2f} "
+                                   f"(best validation {info['metric']} "
+                                   f"{info['validation'][str(info['threshold'])]:.3f} "
+                                   f"on {info['examples']} examples)")

@@ -1,0 +1,127 @@
+"""`p2t screen`."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import P2TError
+from ..io.records import OnInvalid, OnLong
+from ..io.writer import existing_parts
+from ..model.store import DEFAULT_MODEL
+from ..screen.pipeline import RunSummary, ScreenRequest, parse_shard, screen_file
+from ..screen.run_record import THRESHOLD_HELP, parse_thresholds
+from ..screen.screener import DEFAULT_MAX_TOKENS, ScreenConfig, Stopped
+from .app import app
+from .common import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_ROWS_NOT_OK,
+    EXIT_TERMINATED,
+    _fail,
+    _split_tasks,
+    err,
+)
+from .progress import LogProgress, RichProgress
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def screen(
+    input: Annotated[Path, typer.Argument(help="FASTA library (.fasta or .fasta.gz)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="output folder (Parquet dataset)")] = Path("results"),
+    model: Annotated[Optional[str], typer.Option(help=f"model directory or bundled name [default: {DEFAULT_MODEL}]")] = None,
+    tasks: Annotated[str, typer.Option(help="comma-separated task names, or 'all'")] = "all",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16 (CPU: fp32)")] = "auto",
+    max_tokens: Annotated[int, typer.Option(min=1, help="padded encoder tokens per batch")] = DEFAULT_MAX_TOKENS,
+    on_invalid: Annotated[OnInvalid, typer.Option(help="error: stop before running; skip: row status 'invalid'; x: unknown letters -> X")] = OnInvalid.ERROR,
+    long: Annotated[OnLong, typer.Option("--long", help="sequences over the encoder limit: truncate | skip | error")] = OnLong.TRUNCATE,
+    overwrite: Annotated[bool, typer.Option(help="discard results already in the output folder and start fresh")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="i/N: screen only shard i of N (by sequence hash); default from SLURM_ARRAY_TASK_ID/COUNT")] = None,
+    window_records: Annotated[int, typer.Option(min=1, help="records per output part (memory bound)")] = ScreenConfig.window_records,
+    partner: Annotated[Optional[Path], typer.Option(help="FASTA of partner proteins for pair tasks (e.g. kinases): each record is paired with every partner")] = None,
+    pair_by_id: Annotated[bool, typer.Option("--pair-by-id", help="pair each record only with the partner of the same id")] = False,
+    ligand: Annotated[Optional[list[str]], typer.Option(help="SMILES for protein-ligand tasks (repeatable)")] = None,
+    ligands: Annotated[Optional[Path], typer.Option(help=".smi file (SMILES [name] per line) for protein-ligand tasks")] = None,
+    threshold: Annotated[Optional[list[str]], typer.Option(help=THRESHOLD_HELP)] = None,
+    fast_memory: Annotated[bool, typer.Option("--fast-memory", help="run models made for a padded memory (imported Prot2Token checkpoints) on length-bucketed memory: faster, but outputs drift from the published model")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
+) -> None:
+    """Screen a FASTA library: one typed Parquet row per (record, task).
+
+    Rerun the same command after an interruption to resume; SIGINT/SIGTERM stop after the
+    current batch (a second signal exits at once).
+    """
+    stop = StopOnSignal()
+    try:
+        request = ScreenRequest(
+            input=input, output=output, model=model, tasks=tuple(_split_tasks(tasks)), device=device,
+            dtype=dtype, on_invalid=on_invalid, on_long=long,
+            screen=ScreenConfig(max_tokens=max_tokens, window_records=window_records,
+                                memory="masked" if fast_memory else None),
+            overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard),
+            partner=partner, pair_by_id=pair_by_id, ligand=tuple(ligand or ()), ligands=ligands,
+            thresholds=parse_thresholds(threshold))
+        progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
+        with stop:
+            summary = screen_file(request, progress, should_stop=stop)
+    except P2TError as exc:
+        raise _fail(exc) from None
+    except Stopped:
+        parts = len(existing_parts(output))
+        err.print(f"stopped by {stop.signal_name}: {parts} complete part(s) kept in {output}; "
+                  "rerun the same command to resume", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED if stop.signal_name == "SIGINT" else EXIT_TERMINATED) from None
+    if not quiet:
+        if summary.already_complete:
+            err.print(f"{output} already holds this finished run; nothing to do (--overwrite reruns it)")
+        _print_summary(summary)
+    raise typer.Exit(EXIT_OK if summary.all_ok else EXIT_ROWS_NOT_OK)
+
+
+class StopOnSignal:
+    """SIGINT/SIGTERM ask the run to stop after the current batch; a second one exits at once."""
+
+    def __init__(self) -> None:
+        self.signal_name = ""
+        self._previous: dict[int, object] = {}
+
+    def __call__(self) -> bool:
+        return bool(self.signal_name)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name:
+            os._exit(EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED)
+        self.signal_name = signal.Signals(signum).name
+        err.print(f"{self.signal_name}: stopping after the current batch (again to exit now)")
+
+    def __enter__(self) -> StopOnSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _print_summary(summary: RunSummary) -> None:
+    table = Table(title=f"p2t screen: {summary.records} records", caption=f"-> {summary.output}")
+    statuses = sorted({s for c in summary.status_counts.values() for s in c} - {"ok"})
+    for col in ("task", "ok", *statuses):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for task, counts in summary.status_counts.items():
+        table.add_row(task, str(counts.get("ok", 0)), *(str(counts.get(s, 0)) for s in statuses))
+    err.print(table)
+    rate = summary.residues / summary.seconds if summary.seconds else 0.0
+    err.print(f"{summary.rows} rows in {summary.parts} part(s); {summary.residues} residues in "
+              f"{summary.seconds:.1f}s ({rate:,.0f} residues/s, "
+              f"{summary.records / max(summary.seconds, 1e-9):,.1f} records/s)", highlight=False)

@@ -1,0 +1,154 @@
+"""`p2t train`, `p2t pretrain`, `p2t eval`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import P2TError
+from ..screen.run_record import parse_thresholds
+from .app import app
+from .common import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    _fail,
+    err,
+)
+
+
+@app.command("train", epilog=EXIT_CODES_HELP)
+def train_cmd(
+    config: Annotated[Path, typer.Argument(help="training config (.toml or .yaml); see examples/train.toml")],
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    fresh: Annotated[bool, typer.Option(help="ignore (and delete) a saved training state")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train a model on labelled data; rerun the same command to resume after an interruption."""
+    from ..train.fit import fit, state_dir
+    from ..model.runtime import resolve_device
+    from ..train.config import load_config
+    from .progress import TrainProgress
+
+    try:
+        cfg = load_config(config)
+        ui = TrainProgress(err, quiet)
+        with ui:
+            summary = fit(cfg, resolve_device(device), fresh, ui.event)
+    except P2TError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err.print(f"interrupted: rerun the same command to resume from {state_dir(cfg)}")
+        raise typer.Exit(130) from None
+    if not quiet:
+        err.print(f"best validation score {summary['best']:.4f}; model written to {summary['output']}")
+
+
+@app.command("pretrain", epilog=EXIT_CODES_HELP)
+def pretrain_cmd(
+    fasta: Annotated[list[Path], typer.Argument(help="unlabelled training sequences (FASTA, .gz ok)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="encoder checkpoint to write (.pt)")],
+    steps: Annotated[int, typer.Option(help="optimiser steps")] = 2000,
+    valid: Annotated[Optional[Path], typer.Option(help="held-out FASTA: masked-LM loss, perplexity, accuracy")] = None,
+    layers: Annotated[int, typer.Option(help="encoder layers")] = 4,
+    dim: Annotated[int, typer.Option(help="encoder width")] = 128,
+    heads: Annotated[int, typer.Option(help="attention heads")] = 8,
+    crop: Annotated[int, typer.Option(help="longest window of a sequence per example")] = 512,
+    max_tokens: Annotated[int, typer.Option(help="padded tokens per batch")] = 16384,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
+    warmup: Annotated[int, typer.Option(help="warmup steps")] = 500,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    fresh: Annotated[bool, typer.Option(help="ignore (and delete) a saved pre-training state")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Masked-language pre-training of an ESM2-architecture encoder (for `encoder.source`)."""
+    import time
+
+    from ..io.fasta import read_fasta
+    from ..io.records import ReadPolicy
+    from ..train.pretrain import PretrainConfig, pretrain
+    from ..model.runtime import resolve_device
+
+    def sequences(paths: list[Path]) -> list[str]:
+        policy = ReadPolicy(on_invalid="skip", max_residues=100_000)
+        return [r.sequence for p in paths for r in read_fasta(p, policy) if r.residues_used]
+
+    last = [0.0]
+
+    def event(kind: str, data: dict) -> None:
+        if quiet:
+            return
+        now = time.monotonic()
+        if kind == "step" and (now - last[0] >= 30 or data["step"] == data["total"]):
+            last[0] = now
+            err.print(f"p2t pretrain step={data['step']}/{data['total']} epoch={data['epoch']} "
+                      f"loss={data['loss']:.4f} lr={data['lr']:.2e} "
+                      f"residues/s={data['residues_per_s']:,.0f}", highlight=False)
+        elif kind == "start" and data["resumed_at"]:
+            err.print(f"resuming at step {data['resumed_at']}")
+
+    try:
+        train_seqs = sequences(fasta)
+        valid_seqs = sequences([valid]) if valid else []
+        cfg = PretrainConfig(steps=steps, num_layers=layers, embed_dim=dim, attention_heads=heads,
+                             crop=crop, max_tokens=max_tokens, lr=lr, warmup=warmup, seed=seed)
+        summary = pretrain(train_seqs, valid_seqs, cfg, output, resolve_device(device), fresh, event)
+    except P2TError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: rerun the same command to resume")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not quiet:
+        v = summary["valid"]
+        extra = (f"; held-out loss {v['loss']:.3f}, perplexity {v['perplexity']:.2f}, "
+                 f"accuracy {v['accuracy']:.3f}") if v else ""
+        err.print(f"wrote {output} after {summary['steps']} steps{extra}")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Argument(help="model directory or bundled name")],
+    data: Annotated[list[str], typer.Argument(help="TASK=FILE, a file in a folder named after a task, or a training config")],
+    split: Annotated[str, typer.Option(help="which split to score (train | valid | test | all)")] = "test",
+    baseline: Annotated[bool, typer.Option(help="also score a trivial baseline fitted on the train split")] = True,
+    device: Annotated[str, typer.Option()] = "auto",
+    max_tokens: Annotated[int, typer.Option(min=1)] = 8192,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    threshold: Annotated[Optional[list[str]], typer.Option(help="TASK=P: decision threshold of a multi-label 'flags' task (as in p2t screen)")] = None,
+) -> None:
+    """Score a model on labelled data through the real screening path (constrained decoding)."""
+    from ..train.evaluate import run_eval
+
+    try:
+        report = run_eval(model, data, split, baseline, device, max_tokens, parse_thresholds(threshold))
+    except P2TError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(report, indent=2, default=float))
+        return
+    for task, entry in report["tasks"].items():
+        at = f", threshold {entry['threshold']:.2f}" if "threshold" in entry else ""
+        table = Table(title=f"{task} ({entry['kind']}{at}): {entry['examples']} {split} examples from {entry['data']}")
+        table.add_column("metric")
+        table.add_column("model", justify="right")
+        if "baseline" in entry:
+            table.add_column(f"baseline: {entry['baseline']['name']}", justify="right")
+        for key, value in entry["metrics"].items():
+            if key.startswith("f1["):
+                continue
+            cells = [_fmt(value)]
+            if "baseline" in entry:
+                cells.append(_fmt(entry["baseline"]["metrics"].get(key)))
+            table.add_row(key, *cells)
+        Console().print(table)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

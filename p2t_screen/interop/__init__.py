@@ -1,0 +1,1 @@
+"""Interoperability: published Prot2Token checkpoints, and the Ray Data engine."""

@@ -1,0 +1,1 @@
+"""Reading and writing: records and read policies, FASTA, ligands, the output schema, Parquet parts."""

@@ -1,0 +1,131 @@
+"""ESM2 protein encoders (fair-esm modules): config, tokens, and a forward pass that uses
+`scaled_dot_product_attention` on fair-esm's own weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from esm.data import Alphabet
+from esm.model.esm2 import ESM2
+from torch import Tensor
+
+ALPHABET = Alphabet.from_architecture("ESM-1b")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture of an ESM2 encoder and where its weights come from."""
+
+    source: str  # "bundled" (weights in the model dir), a fair-esm model name, or a .pt path
+    num_layers: int
+    embed_dim: int
+    attention_heads: int
+    token_dropout: bool = True
+    max_residues: int = 1022
+    # Rotary inverse frequencies taken from a checkpoint whose stored values differ from the
+    # fp32 recomputation (imported Prot2Token/HF ESM2 files); None = recompute in fp32.
+    rotary_inv_freq: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.rotary_inv_freq is not None:
+            freqs = tuple(float(f) for f in self.rotary_inv_freq)
+            if len(freqs) * 2 * self.attention_heads != self.embed_dim:
+                raise ValueError(f"rotary_inv_freq has {len(freqs)} values; head size "
+                                 f"{self.embed_dim // self.attention_heads} needs half as many")
+            object.__setattr__(self, "rotary_inv_freq", freqs)
+
+    def build(self) -> ESM2:
+        """An ESM2 module of this shape (weights still to be loaded)."""
+        return ESM2(num_layers=self.num_layers, embed_dim=self.embed_dim,
+                    attention_heads=self.attention_heads, alphabet=ALPHABET,
+                    token_dropout=self.token_dropout)
+
+
+_LUT = np.full(256, ALPHABET.unk_idx, dtype=np.int64)
+
+
+for _tok in ALPHABET.all_toks:
+    if len(_tok) == 1:
+        _LUT[ord(_tok)] = ALPHABET.get_idx(_tok)
+
+
+# A pair input "A/B" (tasks.PAIR_SEP) becomes `<cls> A <eos> B <eos>`.
+_LUT[ord("/")] = ALPHABET.eos_idx
+
+
+def tokenize(sequences: list[str], device: torch.device | None = None) -> Tensor:
+    """`<cls> seq <eos>` token ids, right-padded with `<pad>`: (B, L_max + 2).
+
+    A pair "A/B" gives `<cls> A <eos> B <eos>` (same length: the separator becomes `<eos>`)."""
+    width = max((len(s) for s in sequences), default=0) + 2
+    out = np.full((len(sequences), width), ALPHABET.padding_idx, dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        out[row, 0] = ALPHABET.cls_idx
+        out[row, 1:len(seq) + 1] = _LUT[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+        out[row, len(seq) + 1] = ALPHABET.eos_idx
+    return torch.from_numpy(out).to(device) if device is not None else torch.from_numpy(out)
+
+
+def esm2_forward(model: ESM2, tokens: Tensor, inv_freq: tuple[float, ...] | None = None) -> Tensor:
+    """Last-layer representations (B, T, E), numerically equivalent to fair-esm's forward.
+
+    Same weights and operations, but attention runs through `scaled_dot_product_attention`
+    (fused kernels, no (B, H, T, T) weight tensor kept) instead of fair-esm's explicit bmm.
+    `inv_freq` overrides the rotary frequencies (EncoderConfig.rotary_inv_freq).
+    """
+    padding = tokens.eq(model.padding_idx)  # (B, T)
+    x = model.embed_tokens(tokens)
+    if model.token_dropout:
+        x = x.masked_fill((tokens == model.mask_idx).unsqueeze(-1), 0.0)
+        lengths = (~padding).sum(-1)
+        observed = (tokens == model.mask_idx).sum(-1).to(x.dtype) / lengths
+        x = x * (1 - 0.15 * 0.8) / (1 - observed)[:, None, None]
+    x = x * (~padding).unsqueeze(-1).to(x.dtype)
+    keep = (~padding)[:, None, None, :]  # (B, 1, 1, T): True = attend
+    rotary = _rotary_tables(model.embed_dim // model.attention_heads, tokens.shape[1], x, inv_freq)
+    for layer in model.layers:
+        x = x + _self_attention(layer.self_attn, layer.self_attn_layer_norm(x), keep, rotary)
+        h = layer.final_layer_norm(x)
+        x = x + layer.fc2(F.gelu(layer.fc1(h)))
+    return model.emb_layer_norm_after(x)
+
+
+def _self_attention(attn: torch.nn.Module, x: Tensor, keep: Tensor,
+                    rotary: tuple[Tensor, Tensor]) -> Tensor:
+    b, t, e = x.shape
+    h = attn.num_heads
+    q = attn.q_proj(x).view(b, t, h, e // h).transpose(1, 2)  # (B, H, T, hd)
+    k = attn.k_proj(x).view(b, t, h, e // h).transpose(1, 2)
+    v = attn.v_proj(x).view(b, t, h, e // h).transpose(1, 2)
+    cos, sin = rotary
+    q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=1 / math.sqrt(e // h))
+    return attn.out_proj(out.transpose(1, 2).reshape(b, t, e))  # (B, T, E)
+
+
+def rotary_inv_freq(head_dim: int, device: torch.device | None = None) -> Tensor:
+    """ESM2's rotary inverse frequencies, computed in fp32: (head_dim / 2,)."""
+    return 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim))
+
+
+def _rotary_tables(head_dim: int, length: int, like: Tensor,
+                   inv_freq: tuple[float, ...] | None = None) -> tuple[Tensor, Tensor]:
+    # Built in fp32 from scratch: the module's inv_freq buffer loses precision under bf16/fp16.
+    if inv_freq is None:
+        inv_freq = rotary_inv_freq(head_dim, like.device)
+    else:
+        inv_freq = torch.tensor(inv_freq, dtype=torch.float32, device=like.device)
+    t = torch.arange(length, device=like.device, dtype=torch.float32)
+    freqs = torch.outer(t, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (T, hd)
+    return emb.cos().to(like.dtype), emb.sin().to(like.dtype)
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin

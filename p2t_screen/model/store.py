@@ -1,0 +1,205 @@
+"""Model directories: `config.json` + safetensors weights (+ `MODEL_CARD.md`).
+
+Loading never executes pickled code and never runs half-loaded weights: every missing or
+unexpected tensor is named in the error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import ModelError
+from ..tasks.spec import TaskSpec
+from ..tasks.vocab import Vocab
+from .config import ModelConfig
+from .decoder import DecoderConfig
+from .encoder import EncoderConfig
+from .esm_io import load_encoder_state, load_esm2
+from .model import P2TModel
+from .molecule import MoleculeConfig
+
+FORMAT = "p2t-model"
+
+
+FORMAT_VERSION = 1
+
+
+CONFIG_FILE, ENCODER_FILE, DECODER_FILE = "config.json", "encoder.safetensors", "decoder.safetensors"
+
+
+MOLECULE_FILE = "molecule.safetensors"
+
+
+BUNDLED = "bundled"  # encoder source meaning "weights stored in the model directory"
+
+
+DEFAULT_MODEL = "p2t-default"
+
+
+# The LM head's weight is tied to the token embedding; it is stored once, as the embedding.
+_TIED = ("lm_head.weight",)
+
+
+def models_dir() -> Path:
+    """The folder of bundled models (override with P2T_MODELS_DIR)."""
+    env = os.environ.get("P2T_MODELS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+
+
+def bundled_models() -> list[Path]:
+    """Model directories shipped with p2t."""
+    root = models_dir()
+    return sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file()) if root.is_dir() else []
+
+
+def resolve_model_path(ref: str | os.PathLike | None) -> Path:
+    """A model directory path, or the name of a bundled model (None: the default model)."""
+    ref = DEFAULT_MODEL if ref is None else ref
+    path = Path(ref).expanduser()
+    if (path / CONFIG_FILE).is_file():
+        return path
+    bundled = models_dir() / str(ref)
+    if (bundled / CONFIG_FILE).is_file():
+        return bundled
+    names = ", ".join(p.name for p in bundled_models()) or "none"
+    raise ModelError(f"no p2t model at '{ref}' (a directory with {CONFIG_FILE}); bundled models: {names}")
+
+
+def config_to_json(config: ModelConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON document stored as `config.json`."""
+    encoder = asdict(config.encoder)
+    if encoder["rotary_inv_freq"] is None:  # only imported checkpoints carry it
+        del encoder["rotary_inv_freq"]
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "name": config.name,
+        "encoder": encoder, "decoder": config.decoder.to_dict(),
+        "vocab": list(config.vocab.tokens), "tasks": [t.to_dict() for t in config.tasks],
+        "memory": config.memory,
+        **({"molecule": config.molecule.to_dict()} if config.molecule else {}), **(extra or {}),
+    }
+
+
+def config_from_json(doc: dict[str, Any], origin: str) -> ModelConfig:
+    """Validate and rebuild a ModelConfig; errors name the file and the problem."""
+    if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{origin}: not a {FORMAT} v{FORMAT_VERSION} config "
+                         f"(format={doc.get('format')!r}, version={doc.get('format_version')!r})")
+    try:
+        return ModelConfig(
+            name=str(doc["name"]),
+            encoder=EncoderConfig(**doc["encoder"]),
+            decoder=DecoderConfig(**doc["decoder"]),
+            vocab=Vocab(tuple(doc["vocab"])),
+            tasks=tuple(TaskSpec.from_dict(t) for t in doc["tasks"]),
+            memory=str(doc.get("memory", "masked")),  # absent before p2t stored it
+            molecule=MoleculeConfig(**doc["molecule"]) if doc.get("molecule") else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{origin}: invalid model config: {exc}") from exc
+
+
+def read_model_config(ref: str | os.PathLike | None) -> ModelConfig:
+    """A model's config without loading any weights (for checks before the expensive part)."""
+    path = resolve_model_path(ref)
+    try:
+        doc = json.loads((path / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read {path / CONFIG_FILE}: {exc}") from exc
+    return config_from_json(doc, str(path / CONFIG_FILE))
+
+
+def save_model(model: P2TModel, path: Path, extra: dict[str, Any] | None = None,
+               config: ModelConfig | None = None) -> Path:
+    """Write a model directory; the encoder is stored inside it when its source is 'bundled'.
+    `config` replaces `model.config` in `config.json` (same modules, e.g. fewer tasks offered)."""
+    path.mkdir(parents=True, exist_ok=True)
+    doc = config_to_json(config or model.config, extra)
+    (path / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+    if model.config.encoder.source == BUNDLED:
+        state = {k: v.contiguous() for k, v in model.encoder.state_dict().items()
+                 if k not in _TIED and not k.startswith("contact_head.") and not k.endswith("inv_freq")}
+        save_file(state, str(path / ENCODER_FILE))
+    save_file({k: v.contiguous() for k, v in model.decoder.state_dict().items()},
+              str(path / DECODER_FILE))
+    if model.molecule is not None:
+        save_file({k: v.contiguous() for k, v in model.molecule.state_dict().items()},
+                  str(path / MOLECULE_FILE))
+    return path
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ModelError(f"model file missing: {path}")
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+
+
+def _load_strict(module: torch.nn.Module, path: Path, what: str) -> None:
+    state = _read_safetensors(path)
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    bad_shape = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if missing or unexpected or bad_shape:
+        raise ModelError(f"{what} weights in {path} do not match config: missing {missing[:8]}, "
+                         f"unexpected {unexpected[:8]}, wrong shape {sorted(bad_shape)[:8]}")
+    module.load_state_dict(state)
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of one file (inputs of a run, imported checkpoints)."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def model_checksum(path: Path) -> str:
+    """sha256 over the config and weight files, identifying exactly these weights."""
+    digest = hashlib.sha256()
+    for name in (CONFIG_FILE, ENCODER_FILE, DECODER_FILE, MOLECULE_FILE):
+        file = path / name
+        if file.is_file():
+            digest.update(name.encode())
+            with file.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_model(ref: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+               dtype: torch.dtype = torch.float32) -> P2TModel:
+    """Load a model directory (or bundled model name) for inference, on `device` in `dtype`."""
+    path = resolve_model_path(ref)
+    try:
+        doc = json.loads((path / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read {path / CONFIG_FILE}: {exc}") from exc
+    config = config_from_json(doc, str(path / CONFIG_FILE))
+    if config.encoder.source == BUNDLED:
+        encoder = config.encoder.build()
+        load_encoder_state(encoder, _read_safetensors(path / ENCODER_FILE), str(path / ENCODER_FILE))
+    else:
+        found, encoder = load_esm2(config.encoder.source)
+        shape = (found.num_layers, found.embed_dim, found.attention_heads)
+        want = (config.encoder.num_layers, config.encoder.embed_dim, config.encoder.attention_heads)
+        if shape != want:
+            raise ModelError(f"encoder {config.encoder.source} has (layers, width, heads) {shape}, "
+                             f"model {path} expects {want}")
+    model = P2TModel(config, encoder)
+    _load_strict(model.decoder, path / DECODER_FILE, "decoder")
+    if model.molecule is not None:
+        _load_strict(model.molecule, path / MOLECULE_FILE, "molecule encoder")
+    model.source = str(path)
+    model.checksum = model_checksum(path)
+    model.metadata = {k: v for k, v in doc.items() if k not in
+                      ("format", "format_version", "name", "encoder", "decoder", "vocab", "tasks", "memory",
+                       "molecule")}
+    return model.to(device=device, dtype=dtype).eval()

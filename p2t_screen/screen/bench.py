@@ -1,0 +1,314 @@
+"""`p2t bench`: screen throughput beside its floor (the encoder alone) and a naive path.
+
+The naive path is how the reference runs: batch size 1, encoder input padded to the full
+encoder length, a fresh encoder pass per task, and every decoding step re-running the whole
+prefix and recomputing the cross-attention keys/values of the memory. All three run the same
+model on the same machine in one process; the figures are measured, never assumed.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ..io.fasta import read_fasta
+from ..io.records import ReadPolicy
+from ..model.encoder import tokenize
+from ..model.model import P2TModel, create_model
+from ..model.store import BUNDLED, save_model
+from ..tasks.kind import KINDS
+from ..tasks.spec import TaskSpec
+from .batching import token_budget_batches
+from .pipeline import ScreenRequest, screen_file
+from .screener import ScreenConfig, Screener
+
+# Amino-acid background frequencies (UniProtKB/Swiss-Prot release statistics, percent).
+AA_FREQ = {"A": 8.25, "R": 5.53, "N": 4.06, "D": 5.45, "C": 1.37, "Q": 3.93, "E": 6.75, "G": 7.07,
+           "H": 2.27, "I": 5.96, "L": 9.66, "K": 5.84, "M": 2.42, "F": 3.86, "P": 4.70, "S": 6.56,
+           "T": 5.34, "W": 1.08, "Y": 2.92, "V": 6.87}
+
+
+SCALAR_KINDS = ("regression", "class", "multilabel")  # a handful of output tokens per protein
+
+
+@dataclass
+class Timing:
+    """One measured path."""
+
+    name: str
+    sequences: int
+    residues: int
+    seconds: float
+
+    @property
+    def seq_per_s(self) -> float:
+        return self.sequences / self.seconds
+
+    @property
+    def res_per_s(self) -> float:
+        return self.residues / self.seconds
+
+
+def generate_library(path: Path, n: int, lo: int, hi: int, seed: int) -> list[str]:
+    """Write `n` random sequences (lengths uniform in [lo, hi], natural composition)."""
+    rng = random.Random(seed)
+    letters, weights = zip(*AA_FREQ.items())
+    seqs = ["".join(rng.choices(letters, weights, k=rng.randint(lo, hi))) for _ in range(n)]
+    path.write_text("".join(f">bench{i}\n{s}\n" for i, s in enumerate(seqs)))
+    return seqs
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@torch.inference_mode()
+def time_encoder(model: P2TModel, seqs: list[str], max_tokens: int) -> Timing:
+    """The floor: the same token-budget batches through the encoder and projection only."""
+    device = next(model.parameters()).device
+    start = time.perf_counter()
+    for batch in token_budget_batches(seqs, len, max_tokens):
+        memory, _ = model.encode(tokenize(batch, device))
+        model.decoder.memory_kv(memory)
+    _sync(device)
+    return Timing("encoder only", len(seqs), sum(map(len, seqs)), time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def naive_predict(model: P2TModel, seq: str, spec: TaskSpec) -> list[int]:
+    """One sequence, one task, the reference's way (grammar kept so outputs are comparable)."""
+    device = next(model.parameters()).device
+    full = model.config.encoder.max_residues + 2
+    tokens = torch.full((1, full), model.encoder.padding_idx, dtype=torch.long, device=device)
+    tokens[0, : len(seq) + 2] = tokenize([seq], device)[0]
+    memory, keep = model.encode(tokens)
+    grammar = KINDS[spec.kind].grammar(spec, model.vocab, [seq], model.config.max_output_steps, device)
+    prefix = model.prompt(spec, 1, device)
+    side = model.side_inputs(memory, prefix[:, 1], keep)  # the model's decoder options
+    feeds_back = model.feeds_back(spec)
+    out: list[int] = []
+    for step in range(grammar.max_steps):
+        logits = model.decoder(prefix, model.decoder.memory_kv(memory), keep, **side)[:, -1]
+        scores = torch.log_softmax(logits.float().masked_fill(~grammar.allowed(step), float("-inf")), dim=-1)
+        bias = grammar.bias(step)
+        token = (scores if bias is None else scores + bias).argmax(-1)
+        grammar.advance(token)
+        out.append(int(token.item()))
+        if out[-1] == model.vocab.eos_id:
+            break
+        fed = token if feeds_back else torch.full_like(token, model.vocab.pad_id)
+        prefix = torch.cat([prefix, fed[:, None]], dim=1)
+    return out[:-1]
+
+
+def time_naive(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> tuple[Timing, list]:
+    start = time.perf_counter()
+    outputs = [[naive_predict(model, s, spec) for spec in tasks] for s in seqs]
+    _sync(next(model.parameters()).device)
+    return Timing("naive", len(seqs), sum(map(len, seqs)),
+                  time.perf_counter() - start), outputs
+
+
+def time_screen(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str, dtype: str,
+                max_tokens: int, label: str, memory: str | None = None) -> Timing:
+    """Through `screen_file`: FASTA parsing, batching, decoding, Parquet writing (model loading
+    excluded, as it is paid once per run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        req = ScreenRequest(input=fasta, output=Path(tmp) / "out", model=model_ref,
+                            tasks=tuple(t.name for t in tasks), device=device, dtype=dtype,
+                            screen=ScreenConfig(max_tokens=max_tokens, memory=memory), command="p2t bench")
+        summary = screen_file(req)
+    if not summary.all_ok:
+        raise RuntimeError(f"bench screen had rows not ok: {summary.status_counts}")
+    return Timing(label, summary.records, summary.residues, summary.seconds)
+
+
+def scalar_twin(model: P2TModel, path: Path) -> Path:
+    """A copy of `model` whose tasks are one regression and one class head (same encoder and
+    decoder sizes and weights, new task heads): times scalar tasks on models that have none.
+    Its predictions mean nothing; it exists only to be timed."""
+    tasks = [TaskSpec("bench_regression", "regression", value_range=(0.0, 1.0)),
+             TaskSpec("bench_class", "class", labels=("a", "b", "c"))]
+    cfg = model.config
+    decoder_options = {k: v for k, v in cfg.decoder.to_dict().items()
+                       if k not in ("vocab_size", "memory_dim")}
+    twin = create_model(f"{cfg.name}-scalar-twin", replace(cfg.encoder, source=BUNDLED), tasks,
+                        encoder=model.encoder, **decoder_options)
+    own = twin.decoder.state_dict()
+    twin.decoder.load_state_dict({k: v for k, v in model.decoder.state_dict().items()
+                                  if k in own and own[k].shape == v.shape}, strict=False)
+    return save_model(twin.float(), path)
+
+
+def feedback_twin(model: P2TModel, path: Path) -> Path:
+    """A copy of `model` (same weights) whose per-residue tasks read their previous labels, one
+    decoder step per residue: times what `residue_feedback = false` saves. Its per-residue
+    outputs mean nothing (the model was not trained so); it exists only to be timed."""
+    cfg = model.config
+    return save_model(model, path, config=replace(cfg, decoder=replace(cfg.decoder, residue_feedback=True)))
+
+
+def same_outputs(model: P2TModel, seqs: list[str], tasks: list[TaskSpec], naive: list) -> bool:
+    """Do the batched, cached path and the naive path write the same tokens?"""
+    screener = Screener(model, tasks)
+    fast = screener.predict(seqs)
+    vocab = model.vocab
+    for i in range(len(seqs)):
+        for j, spec in enumerate(tasks):
+            kind = KINDS[spec.kind]
+            toks = [vocab.tokens[t] for t in naive[i][j]]
+            ref = kind.parse(spec, toks, [1.0] * len(toks), {lab: 0.0 for lab in spec.labels})
+            got = fast[spec.name][i]
+            if (ref.value, ref.label, ref.labels, ref.sites, ref.residue_labels) != \
+               (got.value, got.label, got.labels, got.sites, got.residue_labels):
+                return False
+    return True
+
+
+def memory_agreement(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> float:
+    """Fraction of (sequence, task) outputs that the masked, length-bucketed memory
+    (`--fast-memory`) leaves identical to the faithful padded memory."""
+    faithful = Screener(model, tasks).predict(seqs)
+    fast = Screener(model, tasks, ScreenConfig(memory="masked")).predict(seqs)
+    same = [_fields(a) == _fields(b) for t in tasks for a, b in zip(faithful[t.name], fast[t.name])]
+    return sum(same) / max(len(same), 1)
+
+
+def _fields(result) -> tuple:
+    return (result.value, result.label, result.labels, result.sites, result.residue_labels)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def read_sequences(path: Path, max_residues: int) -> list[str]:
+    """Sequences of a FASTA file as the screen would use them."""
+    policy = ReadPolicy(on_invalid="skip", max_residues=max_residues)
+    return [r.used_sequence for r in read_fasta(path, policy) if r.residues_used]
+
+
+@dataclass
+class BenchReport:
+    """Everything one bench run measured."""
+
+    # (title, [screen, encoder only, naive, extra rows...], naive outputs equal, notes)
+    scenarios: list[tuple[str, list[Timing], bool | None, list[str]]]
+    peak_rss_mib: float
+    device: str
+    threads: int
+
+
+def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, hi: int,
+              naive_n: int, max_tokens: int, device: str, dtype: str, seed: int,
+              log=print) -> BenchReport:
+    """Measure every path on one generated library; `log` reports what is running."""
+    from ..model.store import load_model, resolve_model_path
+    from ..model.runtime import resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    path = resolve_model_path(model_ref)
+    model = load_model(path, dev, resolve_dtype(dtype, dev))
+    scalar = [t.name for t in model.config.tasks if t.kind in SCALAR_KINDS]
+    specs = model.config.select_tasks(tasks or (scalar or [t.name for t in model.config.tasks])[:2])
+    scenarios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fasta = Path(tmp) / "bench.fasta"
+        seqs = generate_library(fasta, n, lo, min(hi, model.config.encoder.max_residues), seed)
+        models = [(f"{model.config.name}: {', '.join(s.name for s in specs)}", str(path), model, specs)]
+        feedback_path = None
+        if not model.config.decoder.residue_feedback and any(
+                KINDS[s.kind].side_input == "skip" for s in specs):
+            feedback_path = feedback_twin(model.float().cpu(), Path(tmp) / "feedback")
+        if any(s.kind not in SCALAR_KINDS for s in specs):
+            twin_path = scalar_twin(model.float().cpu(), Path(tmp) / "twin")
+            twin = load_model(twin_path, dev, resolve_dtype(dtype, dev))
+            models.append(("scalar tasks (timing twin: regression + class heads, same sizes)",
+                           str(twin_path), twin, list(twin.config.tasks)))
+        if len(models) > 1 or feedback_path:  # the twins were made from a CPU fp32 copy
+            model = load_model(path, dev, resolve_dtype(dtype, dev))
+            models[0] = (models[0][0], str(path), model, specs)
+        sample = random.Random(seed).sample(seqs, min(naive_n, len(seqs)))
+        for title, ref, m, task_specs in models:
+            log(f"[{title}] screen of {n} sequences")
+            screen = time_screen(ref, fasta, task_specs, device, dtype, max_tokens, "screen")
+            rss = peak_rss_mib()
+            log(f"[{title}] encoder alone")
+            floor = time_encoder(m, seqs, max_tokens)
+            log(f"[{title}] naive path on {len(sample)} sequences")
+            naive, outputs = time_naive(m, sample, task_specs)
+            equal = same_outputs(m, sample, task_specs, outputs)
+            timings, notes = [screen, floor, naive], []
+            if m.config.memory == "padded":  # imported checkpoints: what --fast-memory buys and costs
+                log(f"[{title}] screen --fast-memory")
+                timings.append(time_screen(ref, fasta, task_specs, device, dtype, max_tokens,
+                                           "screen --fast-memory", memory="masked"))
+                agree = memory_agreement(m, sample, task_specs)
+                notes.append(f"--fast-memory outputs identical to the faithful padded memory on "
+                             f"{agree:.0%} of the naive sample")
+            if feedback_path and m is model:
+                log(f"[{title}] screen with per-residue feedback (timing only)")
+                timings.append(time_screen(str(feedback_path), fasta, task_specs, device, dtype,
+                                           max_tokens, "screen, residue feedback on"))
+                notes.append("'residue feedback on': the same weights decoding each per-residue task "
+                             "one step per residue, reading its previous labels (models trained with "
+                             "residue_feedback = true decode so); timed only, its outputs mean nothing here")
+            scenarios.append((title, timings, equal, notes))
+    return BenchReport(scenarios, rss, str(dev), torch.get_num_threads())
+
+
+def current_rss_mib() -> float:
+    """Resident memory now (Linux /proc), to see whether it grows with the library."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class _RssProbe:
+    """A Progress that records resident memory when the record count crosses checkpoints."""
+
+    def __init__(self, checkpoints: list[int]) -> None:
+        self.pending, self.records, self.samples = sorted(checkpoints), 0, {}
+
+    def start(self, records: int, residues: int) -> None:
+        self.samples["start"] = current_rss_mib()
+
+    def advance(self, records: int, residues: int) -> None:
+        self.records += records
+        while self.pending and self.records >= self.pending[0]:
+            self.samples[self.pending.pop(0)] = current_rss_mib()
+
+    def finish(self) -> None:
+        self.samples["end"] = current_rss_mib()
+
+
+def run_soak(model_ref: str | None, n: int, task: str | None, device: str, window_records: int,
+             seed: int = 0) -> tuple[dict, float, int]:
+    """Screen `n` short generated sequences; RSS (MiB) at 10% of them and at the end."""
+    from ..model.store import read_model_config
+
+    cfg = read_model_config(model_ref)
+    name = task or next((t.name for t in cfg.tasks if t.kind in SCALAR_KINDS), cfg.tasks[0].name)
+    rng = random.Random(seed)
+    letters, weights = zip(*AA_FREQ.items())
+    probe = _RssProbe([n * k // 10 for k in range(1, 11)])
+    with tempfile.TemporaryDirectory() as tmp:
+        fasta = Path(tmp) / "soak.fasta"
+        with fasta.open("w") as fh:  # streamed: the generator itself must not hold the library
+            for i in range(n):
+                fh.write(f">soak{i}\n{''.join(rng.choices(letters, weights, k=rng.randint(20, 60)))}\n")
+        req = ScreenRequest(input=fasta, output=Path(tmp) / "out", model=model_ref, tasks=(name,),
+                            device=device, screen=ScreenConfig(window_records=window_records),
+                            command="p2t bench --soak")
+        summary = screen_file(req, probe)
+    return probe.samples, summary.seconds, summary.rows

@@ -1,0 +1,1 @@
+"""Training and evaluation: configs, labelled data, optimiser steps, fit, pre-training, eval."""
