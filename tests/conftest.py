@@ -11,6 +11,7 @@ from p2t_screen.model.encoder import EncoderConfig
 from p2t_screen.model.esm_io import save_esm_checkpoint
 from p2t_screen.model.model import P2TModel, create_model
 from p2t_screen.model.store import BUNDLED, save_model
+from p2t_screen.screen.decode import Decoded, _choose
 from p2t_screen.tasks.spec import TaskSpec
 
 
@@ -83,3 +84,25 @@ def esm_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("esm") / "esm2_t2_tiny.pt"
     save_esm_checkpoint(model, path)
     return path
+
+
+@torch.no_grad()
+def uncached_decode(decoder, memory_kv, keep, prompt, grammar, eos_id, pad_id=0, side=None) -> Decoded:
+    """Reference greedy decoding without a KV cache: every step re-runs the whole prefix (the
+    screen's cached loop must give the same tokens)."""
+    batch, steps = prompt.shape[0], grammar.max_steps
+    tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=prompt.device)
+    probs = torch.zeros((batch, steps), device=prompt.device)
+    done = torch.zeros(batch, dtype=torch.bool, device=prompt.device)
+    prefix, first = prompt, None
+    for step in range(steps):
+        logits = decoder(prefix, memory_kv, keep, None, 0, side)[:, -1]
+        token, prob, logp = _choose(logits, grammar.allowed(step), done, pad_id, grammar.bias(step))
+        first = logp.exp() if first is None else first
+        tokens[:, step], probs[:, step] = token, prob
+        grammar.advance(token)
+        done = done | token.eq(eos_id)
+        if bool(done.all()):
+            return Decoded(tokens[:, : step + 1], probs[:, : step + 1], first)
+        prefix = torch.cat([prefix, token[:, None]], dim=1)
+    return Decoded(tokens, probs, first)

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import torch
 
 from p2t_screen.train.config import load_config
-from p2t_screen.train.fit import fit
+from p2t_screen.train.run import run_training
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 CONFIG = """
@@ -69,7 +69,7 @@ def main() -> None:
         for align in ("true", "false"):
             path = Path(tmp) / f"{align}.toml"
             path.write_text(CONFIG.format(align=align, out=Path(tmp) / align, data=data))
-            summary = fit(load_config(path), torch.device("cpu"), fresh=True)
+            summary = run_training(load_config(path), torch.device("cpu"), fresh=True)
             results[align] = [h["metrics"]["window_state"]["accuracy"] for h in summary["history"]]
     print("validation per-residue accuracy by epoch")
     print("align_init = true :", " ".join(f"{a:.3f}" for a in results["true"]))

@@ -28,7 +28,8 @@ from p2t_screen.model.store import BUNDLED, load_model, save_model
 from p2t_screen.screen.screener import Screener
 from p2t_screen.tasks.catalog import CATALOG, SELF_SUPERVISED_RESIDUES
 from p2t_screen.tasks.metrics import random_site_baseline, site_metrics
-from p2t_screen.train.steps import TrainConfig, make_example, train
+from p2t_screen.train.examples import make_example
+from p2t_screen.train.steps import LRSchedule, train_steps
 
 TASKS = [CATALOG[f"positions_{r.lower()}"] for r in SELF_SUPERVISED_RESIDUES]
 
@@ -167,18 +168,18 @@ def run(args: argparse.Namespace) -> None:
         for spec in rng.sample(TASKS, args.examples_per_sequence):
             piece = crop(seq, rng, 1022)
             examples.append(make_example(model, spec.name, piece, sites(piece, spec.name[-1].upper())))
-    cfg = TrainConfig(steps=args.steps, lr=1e-3, warmup=100, max_tokens=8192, seed=args.seed)
+    schedule = LRSchedule(steps=args.steps, lr=1e-3, warmup=100)
     started = time.time()
 
     def log(step: int, loss: float, lr: float) -> None:
-        if step % 50 == 0 or step == cfg.steps - 1:
+        if step % 50 == 0 or step == schedule.steps - 1:
             print(f"step {step} loss {loss:.3f} lr {lr:.2e} {time.time() - started:.0f}s", flush=True)
 
-    losses = train(model, examples, cfg, log)
+    losses = train_steps(model, examples, schedule, max_tokens=8192, seed=args.seed, on_step=log)
     minutes = (time.time() - started) / 60
     extra = {"provenance": json.loads((args.data / "provenance.json").read_text())
              if (args.data / "provenance.json").exists() else {},
-             "training": {"steps": cfg.steps, "examples": len(examples), "train_sequences": len(train_seqs),
+             "training": {"steps": schedule.steps, "examples": len(examples), "train_sequences": len(train_seqs),
                           "final_loss": sum(losses[-50:]) / min(50, len(losses)), "minutes": round(minutes, 1),
                           "command": " ".join(["python", *sys.argv])}}
     save_model(model, args.out, extra)

@@ -1,7 +1,7 @@
 """Write MODEL_CARD.md for a model trained by `p2t train`: data, splits, test metrics, baselines.
 
 Test metrics come from `p2t eval` (the screening path) on each task's held-out test split; the
-baselines are the trivial ones of `p2t_screen.evaluate.baseline`, fitted on the train split.
+baselines are the trivial ones of `p2t_screen.train.evaluate.baseline`, fitted on the train split.
 
     python tools/model_card.py examples/train.toml models/p2t-default
 """
@@ -15,14 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from p2t_screen.model.store import load_model
-from p2t_screen.tasks.metrics import PRIMARY
+from p2t_screen.tasks.kind import KINDS
 from p2t_screen.train.config import load_config
 from p2t_screen.train.evaluate import baseline, evaluate
-from p2t_screen.train.fit import load_labelled, spread
+from p2t_screen.train.run import load_labelled, spread
 
-SHOWN = {"regression": ("spearman", "pearson", "rmse"), "class": ("accuracy", "macro_f1", "mcc"),
-         "multilabel": ("micro_f1", "macro_f1", "exact"), "sites": ("precision", "recall", "f1", "mcc"),
-         "per_residue": ("accuracy", "macro_f1")}
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -57,7 +54,7 @@ def measure(cfg, model, max_test: int) -> dict:
         out[spec.name] = {"kind": spec.kind, "test_examples": len(test), "model": metrics,
                           "baseline": {"name": name, "metrics": base}, "auxiliary": entry.auxiliary,
                           "counts": {k: len(v) for k, v in data.items()}}
-        print(spec.name, {k: _fmt(out[spec.name]["model"].get(k)) for k in SHOWN[spec.kind]}, flush=True)
+        print(spec.name, {k: _fmt(out[spec.name]["model"].get(k)) for k in spec.task_kind.report_metrics}, flush=True)
     return out
 
 
@@ -153,9 +150,9 @@ def write_card(cfg, model_dir: Path, results: dict, max_test: int) -> None:
     params = sum(p.numel() for p in model.parameters()) / 1e6
     rows, aux_rows, verdicts = [], [], {}
     for task, r in results.items():
-        keys = SHOWN[r["kind"]]
+        keys = KINDS[r["kind"]].report_metrics
         m, b = r["model"], r["baseline"]["metrics"]
-        primary = PRIMARY[r["kind"]]
+        primary = KINDS[r["kind"]].primary_metric
         delta = (m.get(primary) or 0) - (b.get(primary) or 0)
         beats = f"yes (+{delta:.3f} {primary})" if delta > 0.02 else (
             f"barely (+{delta:.3f} {primary})" if delta > 0 else f"**no** ({delta:.3f} {primary})")
@@ -202,7 +199,7 @@ Validation score by epoch: {', '.join(f"{h['score']:.3f}" for h in history)}.
 ## Test metrics
 Reproduce: `python tools/model_card.py {cfg.origin} {model_dir} --max-test {max_test}` (at most {max_test} test examples per task, evenly spaced over the split; here {'every test split is scored whole' if all(r['test_examples'] == r['counts']['test'] for r in results.values()) else 'some splits are sampled'}; `p2t eval {model_dir} {cfg.origin} --split test` prints the same metrics).
 Each task is compared with a trivial baseline fitted on its training split, on its primary
-metric ({', '.join(f'{k}: {v}' for k, v in PRIMARY.items())}): "yes" when the model is more than
+metric ({', '.join(f'{k}: {v.primary_metric}' for k, v in KINDS.items())}): "yes" when the model is more than
 0.02 above the baseline, "barely" when above by less, "no" otherwise.
 Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import torch
 
 from p2t_screen.train.config import load_config
-from p2t_screen.train.fit import fit
+from p2t_screen.train.run import run_training
 
 TASKS = {  # name -> (data, TOML lines describing the task)
     "secondary_structure": ("data/tasks/secondary_structure/data.parquet", ""),
@@ -64,7 +64,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="p2t_speed_") as tmp:
             path = Path(tmp) / "speed.toml"
             path.write_text(config_text(Path(tmp), args.encoder, train, cache, args.epochs, args.n))
-            summary = fit(load_config(path), torch.device("cpu"), fresh=True)
+            summary = run_training(load_config(path), torch.device("cpu"), fresh=True)
         rates = [h["seq_per_s"] for h in summary["history"]]
         rows.append((label, rates))
         print(f"{label:<18} " + "  ".join(f"epoch {i}: {r:6.1f} seq/s" for i, r in enumerate(rates)), flush=True)

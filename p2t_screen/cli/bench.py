@@ -12,9 +12,9 @@ from ..errors import P2TError
 from ..screen.screener import DEFAULT_MAX_TOKENS, ScreenConfig
 from .app import app
 from .common import (
-    _fail,
-    _split_tasks,
     err,
+    fail,
+    split_tasks,
 )
 
 
@@ -33,14 +33,15 @@ def bench_cmd(
     soak: Annotated[int, typer.Option(min=0, help="instead: screen N short sequences and report resident memory at N/10 and N")] = 0,
 ) -> None:
     """Measure screen throughput beside the encoder alone and a naive reference-style path."""
-    from ..screen.bench import run_bench, run_soak
+    from ..screen.bench import run_bench
+    from ..screen.soak import run_soak
 
     if soak:
         try:
-            samples, seconds, rows = run_soak(model, soak, _split_tasks(tasks)[0] if tasks else None,
+            samples, seconds, rows = run_soak(model, soak, split_tasks(tasks)[0] if tasks else None,
                                               device, window_records=ScreenConfig.window_records)
         except P2TError as exc:
-            raise _fail(exc) from None
+            raise fail(exc) from None
         tenth = samples.get(soak // 10, float("nan"))
         Console().print(f"soak: {rows} rows in {seconds:.1f}s ({soak / seconds:,.0f} records/s); resident "
                         f"memory {samples['start']:.0f} MiB at start, {tenth:.0f} MiB at {soak // 10} records, "
@@ -50,10 +51,10 @@ def bench_cmd(
             f"{k}: {v:.0f}" for k, v in samples.items() if isinstance(k, int)), highlight=False)
         return
     try:
-        report = run_bench(model, _split_tasks(tasks) if tasks else None, n, min_len, max_len,
+        report = run_bench(model, split_tasks(tasks) if tasks else None, n, min_len, max_len,
                            naive_n, max_tokens, device, dtype, seed, log=lambda m: err.print(m, style="dim"))
     except P2TError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out = Console()
     for title, timings, equal, notes in report.scenarios:
         screen, floor, naive = timings[:3]

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import P2TError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_ROWS_NOT_OK = 0, 1, 2, 3
-
-
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
-
-
 EXIT_CODES_HELP = ("Exit codes: 0 all rows ok; 3 finished, some rows not ok; "
                    "2 usage, input or model error (nothing written); 1 internal error; "
                    "130/143 stopped by SIGINT/SIGTERM (rerun to resume).")
@@ -21,12 +18,14 @@ EXIT_CODES_HELP = ("Exit codes: 0 all rows ok; 3 finished, some rows not ok; "
 err = Console(stderr=True, soft_wrap=True)  # log lines stay whole when stderr is a file
 
 
-def _fail(exc: P2TError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-    return typer.Exit(EXIT_USAGE)
+def fail(error: P2TError | str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print `error` as one red "error:" line and return the Exit to raise. The message is
+    escaped: text such as "[on_invalid=error, on_long=truncate]" must not read as rich markup."""
+    err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code)
 
 
-def _split_tasks(value: str) -> list[str]:
+def split_tasks(value: str) -> list[str]:
     names = [t.strip() for t in value.split(",") if t.strip()]
     if not names:
         raise typer.BadParameter("give at least one task name, or 'all'")

@@ -12,8 +12,8 @@ from ..model.store import read_model_config
 from .app import app
 from .common import (
     EXIT_CODES_HELP,
-    _fail,
     err,
+    fail,
 )
 
 
@@ -40,7 +40,7 @@ def import_prot2token_cmd(
                                 skip_unknown_tasks=skip_unknown_tasks)
         cfg = read_model_config(out)
     except P2TError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     err.print(f"wrote {out}: model '{cfg.name}', tasks {', '.join(t.name for t in cfg.tasks)}; "
               f"ESM2 {cfg.encoder.num_layers} layers x {cfg.encoder.embed_dim}, memory padded to "
               f"{cfg.encoder.max_residues + 2} tokens as published", highlight=False)

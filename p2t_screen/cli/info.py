@@ -14,10 +14,9 @@ from ..errors import P2TError
 from ..io.schema import COLUMN_DOCS
 from ..model.store import DEFAULT_MODEL, bundled_models, load_model, read_model_config
 from ..tasks.catalog import CATALOG
-from ..tasks.kind import KINDS
 from .app import app
 from .common import (
-    _fail,
+    fail,
 )
 
 
@@ -30,11 +29,11 @@ def tasks_cmd(
     try:
         specs = list(read_model_config(model).tasks) if model else list(CATALOG.values())
     except P2TError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     inputs = {"protein": "protein", "pair": "protein + partner (--partner)",
               "ligand": "protein + ligand (--ligand/--ligands)"}
     rows = [{"name": s.name, "kind": s.kind, "input": inputs[s.inputs], "token": s.token,
-             "columns": list(KINDS[s.kind].output_columns), "description": s.description,
+             "columns": list(s.task_kind.output_columns), "description": s.description,
              **({"encoding": s.encoding, "threshold": s.decision_threshold} if s.encoding else {})}
             for s in specs]
     if as_json:
@@ -68,7 +67,7 @@ def models_cmd(
                 "tasks": [t.name for t in cfg.tasks], "default": Path(model.source).name == DEFAULT_MODEL,
             })
     except P2TError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         print(json.dumps(rows, indent=2))
         return

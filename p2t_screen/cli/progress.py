@@ -113,10 +113,10 @@ class TrainProgress:
     def __exit__(self, *exc: Any) -> None:
         self.bar.stop()
 
-    def event(self, kind: str, data: dict[str, Any]) -> None:
+    def event(self, event: str, data: dict[str, Any]) -> None:
         if self.quiet:
             return
-        if kind == "data":
+        if event == "data":
             table = Table(title="training data (after validation)")
             for col in ("task", "train", "valid", "test", "truncated"):
                 table.add_column(col, justify="left" if col == "task" else "right")
@@ -124,22 +124,22 @@ class TrainProgress:
                 c = info["counts"]
                 table.add_row(task, str(c["train"]), str(c["valid"]), str(c["test"]), str(info["truncated"]))
             self.console.print(table)
-        elif kind == "start":
+        elif event == "start":
             self.task = self.bar.add_task("train", total=data["steps"], completed=data["resumed_at"],
                                           epoch=0, loss="-", lr="-")
             if data["resumed_at"]:
                 self.console.print(f"resuming at step {data['resumed_at']}")
-        elif kind == "step" and self.plain:
+        elif event == "step" and self.plain:
             now = time.monotonic()
             if now - self.last >= self.every:
                 self.last = now
                 self.console.print(f"p2t train step={data['step']}/{self.bar.tasks[0].total} "
                                    f"epoch={data['epoch']} loss={data['loss']:.4f} lr={data['lr']:.2e}",
                                    highlight=False)
-        elif kind == "step":
+        elif event == "step":
             self.bar.update(self.task, completed=data["step"], epoch=data["epoch"],
                             loss=f"{data['loss']:.3f}", lr=f"{data['lr']:.1e}")
-        elif kind == "epoch":
+        elif event == "epoch":
             table = Table(title=f"epoch {data['epoch']}: loss {data['loss']:.4f}, "
                                 f"{data['seq_per_s']:.1f} examples/s, score {data['score']:.4f} "
                                 f"(best {data['best']:.4f})")
@@ -150,7 +150,7 @@ class TrainProgress:
                 table.add_row(task, ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                               for k, v in shown.items()))
             self.console.print(table)
-        elif kind == "thresholds":
+        elif event == "thresholds":
             for task, info in data.items():
                 self.console.print(f"{task}: decision threshold {info['threshold']:.2f} "
                                    f"(best validation {info['metric']} "

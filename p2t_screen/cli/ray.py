@@ -13,34 +13,20 @@ from typing import Annotated, Optional
 
 import pyarrow.fs as pafs
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from ..errors import InputError, P2TError, UsageError
-from ..interop.ray import (
-    DEFAULT_BATCH_SIZE,
-    check_input_parquet,
-    fasta_to_parquet,
-    for_workers,
-    prepare_output_dir,
-    require_ray,
-    screen_parquet,
-    user_error,
-)
+from ..interop.ray import DEFAULT_BATCH_SIZE, require_ray, screen_parquet, user_error
+from ..interop.ray_files import check_input_parquet, fasta_to_parquet, for_workers, prepare_output_dir
 from ..io.fasta import check_fasta
 from ..io.records import OnInvalid, OnLong, ReadPolicy
 from ..model.store import DEFAULT_MODEL, read_model_config
 from ..screen.run_record import THRESHOLD_HELP, parse_thresholds, with_thresholds
 from ..screen.screener import DEFAULT_MAX_TOKENS
-
-# The codes of `p2t screen`; cli.py registers this command, so importing them would be circular.
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_ROWS_NOT_OK = 0, 1, 2, 3
-
+from .common import EXIT_OK, EXIT_ROWS_NOT_OK, err, fail
 
 _PARQUET_MAGIC = b"PAR1"
 
 
-err = Console(stderr=True, soft_wrap=True)
 
 
 def is_parquet(path: str) -> bool:
@@ -166,12 +152,12 @@ def screen_ray(
             max_tokens=max_tokens, on_invalid=policy.on_invalid, on_long=policy.on_long,
             thresholds=thresholds)
     except P2TError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        raise fail(exc) from None
     except Exception as exc:  # a failed Ray task: show p2t's own message when there is one
         cause = user_error(exc)
         if cause is None:
             raise
-        _fail(str(cause), EXIT_USAGE)
+        raise fail(cause) from None
     finally:
         if staging is not None:
             _remove(staging)
@@ -180,9 +166,3 @@ def screen_ray(
     _print_summary(output, counts)
     ok = all(set(by_status) <= {"ok"} for by_status in counts.values())
     raise typer.Exit(EXIT_OK if ok else EXIT_ROWS_NOT_OK)
-
-
-def _fail(message: str, code: int) -> None:
-    # Escaped: policy notes such as "[on_invalid=error, ...]" would otherwise read as markup.
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(code) from None

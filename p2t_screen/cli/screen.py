@@ -15,10 +15,12 @@ from rich.table import Table
 from ..errors import P2TError
 from ..io.records import OnInvalid, OnLong
 from ..io.writer import existing_parts
+from ..model.config import MASKED
 from ..model.store import DEFAULT_MODEL
-from ..screen.pipeline import RunSummary, ScreenRequest, parse_shard, screen_file
+from ..screen.pipeline import RunSummary, ScreenRequest, screen_file
 from ..screen.run_record import THRESHOLD_HELP, parse_thresholds
 from ..screen.screener import DEFAULT_MAX_TOKENS, ScreenConfig, Stopped
+from ..screen.sources import parse_shard
 from .app import app
 from .common import (
     EXIT_CODES_HELP,
@@ -26,9 +28,9 @@ from .common import (
     EXIT_OK,
     EXIT_ROWS_NOT_OK,
     EXIT_TERMINATED,
-    _fail,
-    _split_tasks,
     err,
+    fail,
+    split_tasks,
 )
 from .progress import LogProgress, RichProgress
 
@@ -63,10 +65,10 @@ def screen(
     stop = StopOnSignal()
     try:
         request = ScreenRequest(
-            input=input, output=output, model=model, tasks=tuple(_split_tasks(tasks)), device=device,
+            input=input, output=output, model=model, tasks=tuple(split_tasks(tasks)), device=device,
             dtype=dtype, on_invalid=on_invalid, on_long=long,
             screen=ScreenConfig(max_tokens=max_tokens, window_records=window_records,
-                                memory="masked" if fast_memory else None),
+                                memory_layout=MASKED if fast_memory else None),
             overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard),
             partner=partner, pair_by_id=pair_by_id, ligand=tuple(ligand or ()), ligands=ligands,
             thresholds=parse_thresholds(threshold))
@@ -74,7 +76,7 @@ def screen(
         with stop:
             summary = screen_file(request, progress, should_stop=stop)
     except P2TError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except Stopped:
         parts = len(existing_parts(output))
         err.print(f"stopped by {stop.signal_name}: {parts} complete part(s) kept in {output}; "

@@ -16,8 +16,8 @@ from .app import app
 from .common import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
-    _fail,
     err,
+    fail,
 )
 
 
@@ -29,18 +29,18 @@ def train_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train a model on labelled data; rerun the same command to resume after an interruption."""
-    from ..train.fit import fit, state_dir
     from ..model.runtime import resolve_device
     from ..train.config import load_config
+    from ..train.run import run_training, state_dir
     from .progress import TrainProgress
 
     try:
         cfg = load_config(config)
         ui = TrainProgress(err, quiet)
         with ui:
-            summary = fit(cfg, resolve_device(device), fresh, ui.event)
+            summary = run_training(cfg, resolve_device(device), fresh, ui.event)
     except P2TError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except KeyboardInterrupt:
         err.print(f"interrupted: rerun the same command to resume from {state_dir(cfg)}")
         raise typer.Exit(130) from None
@@ -71,8 +71,8 @@ def pretrain_cmd(
 
     from ..io.fasta import read_fasta
     from ..io.records import ReadPolicy
-    from ..train.pretrain import PretrainConfig, pretrain
     from ..model.runtime import resolve_device
+    from ..train.pretrain import PretrainConfig, pretrain
 
     def sequences(paths: list[Path]) -> list[str]:
         policy = ReadPolicy(on_invalid="skip", max_residues=100_000)
@@ -80,16 +80,16 @@ def pretrain_cmd(
 
     last = [0.0]
 
-    def event(kind: str, data: dict) -> None:
+    def event(name: str, data: dict) -> None:
         if quiet:
             return
         now = time.monotonic()
-        if kind == "step" and (now - last[0] >= 30 or data["step"] == data["total"]):
+        if name == "step" and (now - last[0] >= 30 or data["step"] == data["total"]):
             last[0] = now
             err.print(f"p2t pretrain step={data['step']}/{data['total']} epoch={data['epoch']} "
                       f"loss={data['loss']:.4f} lr={data['lr']:.2e} "
                       f"residues/s={data['residues_per_s']:,.0f}", highlight=False)
-        elif kind == "start" and data["resumed_at"]:
+        elif name == "start" and data["resumed_at"]:
             err.print(f"resuming at step {data['resumed_at']}")
 
     try:
@@ -99,7 +99,7 @@ def pretrain_cmd(
                              crop=crop, max_tokens=max_tokens, lr=lr, warmup=warmup, seed=seed)
         summary = pretrain(train_seqs, valid_seqs, cfg, output, resolve_device(device), fresh, event)
     except P2TError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except KeyboardInterrupt:
         err.print("interrupted: rerun the same command to resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -127,7 +127,7 @@ def eval_cmd(
     try:
         report = run_eval(model, data, split, baseline, device, max_tokens, parse_thresholds(threshold))
     except P2TError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         print(json.dumps(report, indent=2, default=float))
         return

@@ -24,10 +24,8 @@ Name mapping (HF-transformers ESM -> fair-esm ESM2; Prot2Token decoder -> p2t de
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,13 +35,12 @@ import yaml
 from torch import Tensor
 
 from ..errors import ModelError
-from ..model.config import PROMPT_LEN, ModelConfig
+from ..model.config import PADDED, PROMPT_LEN, ModelConfig
 from ..model.decoder import DecoderConfig
 from ..model.encoder import ALPHABET, EncoderConfig, rotary_inv_freq
 from ..model.model import P2TModel
 from ..model.store import BUNDLED, CONFIG_FILE, file_sha256, save_model
 from ..tasks.catalog import CATALOG
-from ..tasks.regression import REGRESSION_DECIMALS
 from ..tasks.spec import TaskSpec
 from ..tasks.vocab import Vocab
 
@@ -167,15 +164,9 @@ def import_prot2token(checkpoint: Path, config_yaml: Path, tokenizer_yaml: Path,
             vocab_size=len(vocab), memory_dim=sizes["width"], dim=cfg["dim"], num_layers=cfg["layers"],
             num_heads=cfg["heads"], ffn_dim=cfg["ffn"], max_len=cfg["max_len"] - 1,
             memory_positions=sizes["memory_positions"], norm_first=False)
-        config = ModelConfig(model_name, encoder_cfg, decoder_cfg, vocab, tuple(tasks), memory="padded")
+        config = ModelConfig(model_name, encoder_cfg, decoder_cfg, vocab, tuple(tasks), memory_layout=PADDED)
     except ValueError as exc:
         raise ModelError(f"{checkpoint}: the checkpoint's sizes do not make a usable model: {exc}") from exc
-    steps = REGRESSION_DECIMALS + 3  # 0 . d d d d <eos>; the last token is never fed back
-    if any(t.kind == "regression" for t in tasks) and decoder_cfg.max_len < PROMPT_LEN + steps - 1:
-        raise ModelError(f"{config_yaml}: decoder.max_len {cfg['max_len']} is too short for the "
-                         f"regression format ({steps} tokens after the prompt need max_len >= "
-                         f"{PROMPT_LEN + steps})")
-
     model = P2TModel(config)
     _load(model, state, mapping, checkpoint)
     extra = {"imported_from": {
@@ -190,7 +181,7 @@ def import_prot2token(checkpoint: Path, config_yaml: Path, tokenizer_yaml: Path,
         "skipped_tasks": skipped,
         "note": "Prot2Token checkpoints are published for research only; see their license.",
     }}
-    return _save_atomically(model, out, extra)
+    return save_model(model.eval(), out, extra, replace=False)
 
 
 # ---------------------------------------------------------------- inputs
@@ -446,20 +437,3 @@ def _load(model: P2TModel, state: dict[str, Tensor], mapping: dict[str, tuple[st
                  and not k.startswith(("lm_head.", "contact_head.")) and not k.endswith("inv_freq")]
     if unfilled:  # a mapping bug, not a user error
         raise AssertionError(f"importer left model tensors unset: {unfilled[:8]}")
-
-
-def _save_atomically(model: P2TModel, out: Path, extra: dict[str, Any]) -> Path:
-    """Write into a sibling temporary folder, then move it into place: never a half model."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.import-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        save_model(model.eval(), tmp, extra)
-        if out.exists():
-            if any(out.iterdir()):
-                raise ModelError(f"{out} exists and is not empty; choose another output folder")
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out

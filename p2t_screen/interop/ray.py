@@ -13,7 +13,6 @@ import inspect
 import json
 import os
 import re
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,14 +20,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .. import __version__
-from ..errors import InputError, P2TError, UsageError
-from ..io.fasta import read_fasta
+from ..errors import P2TError, UsageError
 from ..io.records import (
     OnInvalid,
     OnLong,
@@ -39,38 +33,24 @@ from ..io.records import (
 )
 from ..io.schema import SCHEMA, schema_with_metadata
 from ..io.writer import SUCCESS_FILE
-from ..model.runtime import dtype_name, resolve_device, resolve_dtype
+from ..model.runtime import resolve_device, resolve_dtype
 from ..model.store import CONFIG_FILE, load_model, read_model_config, resolve_model_path
-from ..screen.run_record import threshold_metadata, with_thresholds
+from ..screen.run_record import run_metadata, with_thresholds
 from ..screen.screener import DEFAULT_MAX_TOKENS, ScreenConfig, Screener
+from .ray_files import (
+    check_input_parquet,
+    filesystem,
+    for_workers,
+    list_files,
+    prepare_output_dir,
+    status_counts,
+)
 
 if TYPE_CHECKING:
     import ray.data
 
-
 INSTALL_HINT = "pip install 'p2t-screen[ray]'"
-
-
 DEFAULT_BATCH_SIZE = 512
-
-
-DEFAULT_ROWS_PER_FILE = 100_000
-
-
-INPUT_SCHEMA = pa.schema([
-    pa.field("input_index", pa.int64(), nullable=False),
-    pa.field("seq_id", pa.string(), nullable=False),
-    pa.field("header", pa.string(), nullable=False),
-    pa.field("sequence", pa.string(), nullable=False),
-])
-
-
-_ROW_GROUP_ROWS = 8192
-
-
-_ROW_GROUP_CHARS = 32 << 20  # bounds the conversion buffer even for very long sequences
-
-
 _P2T_ERROR_RE = re.compile(r"p2t_screen\.errors\.(\w+): (.+)")
 
 
@@ -82,32 +62,6 @@ def require_ray() -> ModuleType:
     except ImportError as exc:
         raise UsageError(f"the Ray engine needs Ray Data ({exc}); install it with: {INSTALL_HINT}") from exc
     return ray
-
-
-def _filesystem(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and path for a local path or a URI such as s3://bucket/key."""
-    text = os.fspath(path)
-    if "://" in text:
-        try:
-            return pafs.FileSystem.from_uri(text)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-            raise UsageError(f"unsupported location {text!r}: {exc}") from exc
-    return pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
-
-
-def for_workers(path: str | os.PathLike) -> str:
-    """Absolute form of a local path (workers do not share the driver's cwd); URIs unchanged."""
-    text = os.fspath(path)
-    return text if "://" in text else str(Path(text).expanduser().resolve())
-
-
-def _list_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
-    info = fs.get_file_info(root)
-    if info.type == pafs.FileType.NotFound:
-        return []
-    if info.type != pafs.FileType.Directory:
-        raise UsageError(f"{root} exists and is not a folder")
-    return fs.get_file_info(pafs.FileSelector(root, recursive=False))
 
 
 # ---------------------------------------------------------------- the actor
@@ -133,17 +87,8 @@ class ScreenActor:
         torch_dtype = resolve_dtype(dtype, torch_device)
         loaded = load_model(path, torch_device, torch_dtype)
         # Only facts every actor shares, so that all output files carry the same metadata.
-        run = {
-            "p2t_version": __version__, "engine": "ray",
-            "model": {"name": config.name, "path": str(path), "sha256": loaded.checksum},
-            "encoder": {"source": config.encoder.source, "layers": config.encoder.num_layers,
-                        "width": config.encoder.embed_dim, "max_residues": config.encoder.max_residues},
-            "tasks": [t.name for t in self.tasks], "device": torch_device.type,
-            "dtype": dtype_name(torch_dtype),
-            "policy": {"on_invalid": self.policy.on_invalid.value, "on_long": self.policy.on_long.value},
-            "max_tokens": max_tokens,
-            **threshold_metadata(self.tasks),
-        }
+        run = {**run_metadata(config, path, loaded.checksum, self.tasks, torch_device.type, torch_dtype,
+                              self.policy, max_tokens), "engine": "ray"}
         self.schema = schema_with_metadata(run)
         self.screener = Screener(loaded, self.tasks, screen_config, self.schema)
 
@@ -184,59 +129,6 @@ def batch_records(batch: pa.Table, policy: ReadPolicy) -> Iterator[Record]:
     placed = (replace(r, input_index=int(index), header=r.header if header is None else str(header))
               for r, index, header in zip(built, indices, headers))
     yield from _checked(placed, policy, "input")
-
-
-# ---------------------------------------------------------------- FASTA -> Parquet
-def fasta_to_parquet(fasta: str | os.PathLike, out_path: str | os.PathLike,
-                     rows_per_file: int = DEFAULT_ROWS_PER_FILE) -> int:
-    """Stream a FASTA file into Parquet parts (input_index, seq_id, header, sequence); returns
-    the record count. `out_path` is a new or empty folder (local path or URI)."""
-    if rows_per_file < 1:
-        raise ValueError(f"rows_per_file must be positive, got {rows_per_file}")
-    if not Path(fasta).is_file():
-        raise InputError(f"input file not found: {fasta}")
-    fs, root = _filesystem(out_path)
-    if any(f.base_name.endswith(".parquet") for f in _list_files(fs, root)):
-        raise UsageError(f"{out_path} already holds Parquet files; give a new or empty folder")
-    fs.create_dir(root, recursive=True)
-    # Every record is kept: validation happens in the actors under the run's own policy. With
-    # skip/truncate, `Record.sequence` is the full normalised sequence, whatever its status.
-    permissive = ReadPolicy(OnInvalid.SKIP, OnLong.TRUNCATE)
-    writer: pq.ParquetWriter | None = None
-    parts = count = in_file = 0
-    buffer: list[Record] = []
-    chars = 0
-
-    def flush() -> None:
-        nonlocal writer, parts, in_file, chars
-        if writer is None:
-            writer = pq.ParquetWriter(f"{root}/part-{parts:05d}.parquet", INPUT_SCHEMA, filesystem=fs)
-            parts += 1
-        writer.write_table(pa.table({
-            "input_index": [r.input_index for r in buffer], "seq_id": [r.seq_id for r in buffer],
-            "header": [r.header for r in buffer], "sequence": [r.sequence for r in buffer],
-        }, schema=INPUT_SCHEMA))
-        in_file += len(buffer)
-        buffer.clear()
-        chars = 0
-        if in_file >= rows_per_file:
-            writer.close()
-            writer, in_file = None, 0
-
-    try:
-        for record in read_fasta(fasta, permissive):
-            buffer.append(record)
-            count += 1
-            chars += len(record.sequence) + len(record.header)
-            if (len(buffer) >= min(_ROW_GROUP_ROWS, rows_per_file - in_file)
-                    or chars >= _ROW_GROUP_CHARS):
-                flush()
-        if buffer or parts == 0:  # an empty library still gets one (empty) file with the schema
-            flush()
-    finally:
-        if writer is not None:
-            writer.close()
-    return count
 
 
 # ---------------------------------------------------------------- Ray wiring
@@ -284,43 +176,6 @@ def screen_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None,
         compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus, **resources)
 
 
-def check_input_parquet(input_path: str | os.PathLike) -> pa.Schema:
-    """The input's schema; fails early, naming the columns found, without a `sequence` column."""
-    fs, root = _filesystem(input_path)
-    if fs.get_file_info(root).type == pafs.FileType.NotFound:
-        raise InputError(f"input not found: {input_path}")
-    try:
-        schema = pads.dataset(root, filesystem=fs, format="parquet").schema
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{input_path}: not readable as Parquet: {exc}") from exc
-    if "sequence" not in schema.names:
-        raise InputError(f"{input_path}: no 'sequence' column (columns: {', '.join(schema.names)})")
-    return schema
-
-
-def prepare_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> str:
-    """Ray's write mode for `output_dir`; refuses a folder that already holds files."""
-    fs, root = _filesystem(output_dir)
-    if _list_files(fs, root) and not overwrite:
-        raise UsageError(f"output folder {output_dir} is not empty; choose another or pass overwrite")
-    # Ray's own 'error' mode also refuses an existing empty folder; 'append' into an empty one
-    # is the same as creating it.
-    return "overwrite" if overwrite else "append"
-
-
-def status_counts(output_dir: str | os.PathLike) -> dict[str, dict[str, int]]:
-    """Rows per task and status in a written output folder (streamed, two columns only)."""
-    fs, root = _filesystem(output_dir)
-    counts: dict[str, Counter] = {}
-    scanner = pads.dataset(root, filesystem=fs, format="parquet").scanner(columns=["task", "status"])
-    for batch in scanner.to_batches():
-        keys = pc.binary_join_element_wise(batch.column("task"), batch.column("status"), "\0")
-        for item in pc.value_counts(keys).to_pylist():
-            task, status = item["values"].split("\0")
-            counts.setdefault(task, Counter())[status] += item["counts"]
-    return {task: dict(c) for task, c in sorted(counts.items())}
-
-
 def screen_parquet(input_path: str | os.PathLike, output_dir: str | os.PathLike,
                    model: str | os.PathLike | None = None, tasks: Sequence[str] | None = None, *,
                    overwrite: bool = False, concurrency: int = 1, num_gpus: float = 0.0,
@@ -335,8 +190,8 @@ def screen_parquet(input_path: str | os.PathLike, output_dir: str | os.PathLike,
     rows = screen_dataset(ds, model, tasks, concurrency=concurrency, num_gpus=num_gpus,
                           num_cpus=num_cpus, batch_size=batch_size, **actor_kwargs)
     rows.write_parquet(for_workers(output_dir), mode=mode)
-    fs, root = _filesystem(output_dir)
-    if not any(f.base_name.endswith(".parquet") for f in _list_files(fs, root)):
+    fs, root = filesystem(output_dir)
+    if not any(f.base_name.endswith(".parquet") for f in list_files(fs, root)):
         # Ray writes no file (not even the folder) for zero rows; keep the output a readable
         # dataset with the p2t columns.
         fs.create_dir(root, recursive=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from ..tasks.kind import KINDS
+from ..tasks.inputs import LIGAND
 from ..tasks.spec import TaskSpec
 from ..tasks.vocab import Vocab
 from .decoder import DecoderConfig
@@ -15,11 +15,19 @@ from .molecule import MoleculeConfig
 PROMPT_LEN = 2  # <bos> <task_X>
 
 
-# How the decoder memory is built. "masked": the encoder sees each batch padded to its longest
-# sequence and the decoder ignores padding (p2t's own models). "padded": the encoder input is
-# padded to max_residues + 2 tokens and the decoder attends to every position, padding included,
-# with no memory mask: what the published Prot2Token checkpoints were trained and run with.
-MEMORY_MODES = ("masked", "padded")
+# How the decoder memory is laid out (`MemoryLayout`). MASKED: the encoder sees each batch padded
+# to its longest sequence and the decoder ignores padding (p2t's own models). PADDED: the encoder
+# input is padded to max_residues + 2 tokens and the decoder attends to every position, padding
+# included, with no memory mask: what the published Prot2Token checkpoints were trained and run with.
+MASKED, PADDED = "masked", "padded"
+MEMORY_LAYOUTS = (MASKED, PADDED)
+
+
+def check_memory_layout(layout: str) -> str:
+    """`layout` when it is one of MEMORY_LAYOUTS, else a ValueError."""
+    if layout not in MEMORY_LAYOUTS:
+        raise ValueError(f"memory layout must be one of {MEMORY_LAYOUTS}, got {layout!r}")
+    return layout
 
 
 @dataclass(frozen=True)
@@ -31,13 +39,12 @@ class ModelConfig:
     decoder: DecoderConfig
     vocab: Vocab
     tasks: tuple[TaskSpec, ...]
-    memory: str = "masked"  # one of MEMORY_MODES
+    memory_layout: str = MASKED  # one of MEMORY_LAYOUTS (stored as "memory" in config.json)
     molecule: MoleculeConfig | None = None  # SMILES encoder of protein-ligand tasks
 
     def __post_init__(self) -> None:
-        if self.memory not in MEMORY_MODES:
-            raise ValueError(f"memory must be one of {MEMORY_MODES}, got {self.memory!r}")
-        ligand_tasks = [t.name for t in self.tasks if t.inputs == "ligand"]
+        check_memory_layout(self.memory_layout)
+        ligand_tasks = [t.name for t in self.tasks if t.inputs == LIGAND]
         if ligand_tasks and self.molecule is None:
             raise ValueError(f"task(s) {ligand_tasks} read ligands but the model has no molecule encoder")
         if self.molecule is not None and self.molecule.dim != self.decoder.dim:
@@ -52,17 +59,19 @@ class ModelConfig:
             raise ValueError(f"decoder memory_positions {self.decoder.memory_positions} must cover "
                              f"max_residues + 2 = {self.encoder.max_residues + 2} encoder positions")
         for spec in self.tasks:
-            needed = [spec.token, *KINDS[spec.kind].label_tokens(spec, self.encoder.max_residues)]
-            missing = [t for t in needed if t not in self.vocab]
-            if missing:
-                raise ValueError(f"task {spec.name!r} needs tokens missing from the vocabulary: "
-                                 f"{missing[:10]}")
-            if spec.encoding == "flags" and self.max_output_steps < len(spec.labels) + 1:
-                raise ValueError(f"task {spec.name!r} writes {len(spec.labels) + 1} tokens; the decoder "
-                                 f"allows {self.max_output_steps}")
-            if spec.kind == "per_residue" and self.max_output_steps < self.encoder.max_residues + 1:
-                raise ValueError(f"per-residue task {spec.name!r} needs decoder max_len >= "
-                                 f"{self.encoder.max_residues + 1 + PROMPT_LEN}")
+            self._check_task(spec)
+
+    def _check_task(self, spec: TaskSpec) -> None:
+        kind, residues = spec.task_kind, self.encoder.max_residues
+        needed = [spec.token, *kind.label_tokens(spec, residues)]
+        missing = [t for t in needed if t not in self.vocab]
+        if missing:
+            raise ValueError(f"task {spec.name!r} needs tokens missing from the vocabulary: {missing[:10]}")
+        steps = kind.min_output_steps(spec, residues)
+        if self.max_output_steps < steps:
+            raise ValueError(f"task {spec.name!r} needs {steps} decoder positions after the prompt "
+                             f"(decoder max_len >= {steps + PROMPT_LEN}); the decoder has "
+                             f"{self.max_output_steps}")
 
     @property
     def max_output_steps(self) -> int:

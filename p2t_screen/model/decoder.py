@@ -58,6 +58,23 @@ class DecoderConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SideInputs:
+    """What the decoder reads beside its tokens, each enabled by a `DecoderConfig` option and None
+    when off or when no row of the batch uses it; rows that must not get one hold zeros.
+
+    `residue` (B, S, D), residue_skip: memory row j is added to the decoder input at position j.
+    `pointer` (B, S, D), site_pointer: memory row p scores position token p.
+    `pooled` (B, D), pooled_memory: added to every input.
+    `task` (B,), task_every_step: task token ids whose embeddings join every input.
+    """
+
+    residue: Tensor | None = None
+    pointer: Tensor | None = None
+    pooled: Tensor | None = None
+    task: Tensor | None = None
+
+
 class KVCache:
     """Preallocated self-attention keys/values for one layer: (B, H, T_max, hd)."""
 
@@ -187,26 +204,21 @@ class Decoder(nn.Module):
 
     def forward(self, tokens: Tensor, memory_kv: list[tuple[Tensor, Tensor]],
                 memory_keep: Tensor | None, caches: list[KVCache] | None = None,
-                pos: int = 0, skip: Tensor | None = None, pointer: Tensor | None = None,
-                pooled: Tensor | None = None, task: Tensor | None = None) -> Tensor:
-        """Logits (B, T, V) for tokens (B, T) placed at positions pos..pos+T.
-
-        `skip` (B, S, D), with `residue_skip`: memory rows added to the inputs at the same
-        positions (rows of a batch that must not get them are zero). `pointer` (B, S, D), with
-        `site_pointer`: the memory whose row p scores position token p (zero rows score 0).
-        `pooled` (B, D), with `pooled_memory`: added to every input (zero rows add nothing).
-        `task` (B,), with `task_every_step`: task token ids whose embeddings join every input."""
+                pos: int = 0, side: SideInputs | None = None) -> Tensor:
+        """Logits (B, T, V) for tokens (B, T) placed at positions pos..pos+T; `side`: the inputs
+        beside the tokens that the model's options enable (see `SideInputs`)."""
         t = tokens.shape[1]
         if pos + t > self.cfg.max_len:
             raise ValueError(f"decoder input of {pos + t} tokens exceeds max_len {self.cfg.max_len}")
+        side = side or SideInputs()
         x = self.embedding(tokens) + self.pos_embed[pos:pos + t]
-        if skip is not None and pos < skip.shape[1]:
-            rows = skip[:, pos:pos + t]
+        if side.residue is not None and pos < side.residue.shape[1]:
+            rows = side.residue[:, pos:pos + t]
             x = x + F.pad(rows, (0, 0, 0, t - rows.shape[1]))
-        if pooled is not None:
-            x = x + pooled[:, None, :].to(x.dtype)
-        if task is not None and self.cfg.task_every_step:
-            x = x + self.embedding(task)[:, None, :]
+        if side.pooled is not None:
+            x = x + side.pooled[:, None, :].to(x.dtype)
+        if side.task is not None and self.cfg.task_every_step:
+            x = x + self.embedding(side.task)[:, None, :]
         x = self.layers[0].dropout(x)
         keep = None if memory_keep is None else memory_keep[:, None, None, :]  # (B, 1, 1, S)
         for i, layer in enumerate(self.layers):
@@ -214,8 +226,8 @@ class Decoder(nn.Module):
         if self.final_norm is not None:
             x = self.final_norm(x)
         logits = self.output(x)
-        if pointer is not None and self.pointer is not None:
-            n = min(pointer.shape[1] - 1, len(self.pointer_ids))  # memory row p is residue p
-            scores = self.pointer(x) @ pointer[:, 1:n + 1].transpose(1, 2)  # (B, T, n)
+        if side.pointer is not None and self.pointer is not None:
+            n = min(side.pointer.shape[1] - 1, len(self.pointer_ids))  # memory row p is residue p
+            scores = self.pointer(x) @ side.pointer[:, 1:n + 1].transpose(1, 2)  # (B, T, n)
             logits = logits.index_add(2, self.pointer_ids[:n], scores.to(logits.dtype) / math.sqrt(x.shape[-1]))
         return logits

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,8 @@ import torch.nn.functional as F
 from esm.data import Alphabet
 from esm.model.esm2 import ESM2
 from torch import Tensor
+
+from ..tasks.inputs import ModelInput
 
 ALPHABET = Alphabet.from_architecture("ESM-1b")
 
@@ -47,28 +50,38 @@ class EncoderConfig:
 
 
 _LUT = np.full(256, ALPHABET.unk_idx, dtype=np.int64)
-
-
 for _tok in ALPHABET.all_toks:
     if len(_tok) == 1:
         _LUT[ord(_tok)] = ALPHABET.get_idx(_tok)
 
 
-# A pair input "A/B" (tasks.PAIR_SEP) becomes `<cls> A <eos> B <eos>`.
-_LUT[ord("/")] = ALPHABET.eos_idx
+def _ids(residues: str) -> np.ndarray:
+    return _LUT[np.frombuffer(residues.encode("ascii"), dtype=np.uint8)]
 
 
-def tokenize(sequences: list[str], device: torch.device | None = None) -> Tensor:
-    """`<cls> seq <eos>` token ids, right-padded with `<pad>`: (B, L_max + 2).
+def encoder_tokens(inputs: Sequence[ModelInput], device: torch.device | None = None) -> Tensor:
+    """ESM2 token ids of model inputs, right-padded with `<pad>`: (B, L_max + 2).
 
-    A pair "A/B" gives `<cls> A <eos> B <eos>` (same length: the separator becomes `<eos>`)."""
-    width = max((len(s) for s in sequences), default=0) + 2
-    out = np.full((len(sequences), width), ALPHABET.padding_idx, dtype=np.int64)
-    for row, seq in enumerate(sequences):
+    A protein gives `<cls> A <eos>`; a pair gives `<cls> A <eos> B <eos>` (how Prot2Token's
+    tokenizer encodes one); a ligand is not the protein encoder's (see `ModelInput.encoder_input`)."""
+    width = max((i.encoder_length for i in inputs), default=0) + 2
+    out = np.full((len(inputs), width), ALPHABET.padding_idx, dtype=np.int64)
+    for row, item in enumerate(inputs):
+        a = len(item.protein)
         out[row, 0] = ALPHABET.cls_idx
-        out[row, 1:len(seq) + 1] = _LUT[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
-        out[row, len(seq) + 1] = ALPHABET.eos_idx
-    return torch.from_numpy(out).to(device) if device is not None else torch.from_numpy(out)
+        out[row, 1:a + 1] = _ids(item.protein)
+        out[row, a + 1] = ALPHABET.eos_idx
+        if item.partner is not None:
+            b = len(item.partner)
+            out[row, a + 2:a + b + 2] = _ids(item.partner)
+            out[row, a + b + 2] = ALPHABET.eos_idx
+    tokens = torch.from_numpy(out)
+    return tokens.to(device) if device is not None else tokens
+
+
+def tokenize(sequences: Sequence[str], device: torch.device | None = None) -> Tensor:
+    """`<cls> seq <eos>` token ids of plain protein sequences (see `encoder_tokens`)."""
+    return encoder_tokens([ModelInput(s) for s in sequences], device)
 
 
 def esm2_forward(model: ESM2, tokens: Tensor, inv_freq: tuple[float, ...] | None = None) -> Tensor:

@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from esm.model.esm2 import ESM2
 from torch import Tensor, nn
 
-from ..tasks.kind import KINDS
+from ..tasks.kind import SideInput
 from ..tasks.spec import TaskSpec
 from ..tasks.vocab import Vocab
-from .config import MEMORY_MODES, PROMPT_LEN, ModelConfig
-from .decoder import Decoder, DecoderConfig
+from .config import PADDED, PROMPT_LEN, ModelConfig, check_memory_layout
+from .decoder import Decoder, DecoderConfig, SideInputs
 from .encoder import EncoderConfig, esm2_forward
 from .molecule import MoleculeConfig, MoleculeEncoder
 
@@ -24,7 +24,7 @@ class P2TModel(nn.Module):
         self.config = config
         self.encoder = encoder if encoder is not None else config.encoder.build()
         self.decoder = Decoder(config.decoder)
-        if config.decoder.site_pointer and any(KINDS[t.kind].side_input == "pointer" for t in config.tasks):
+        if config.decoder.site_pointer and any(t.task_kind.side_input is SideInput.POINTER for t in config.tasks):
             # position tokens 1..max_residues: site tasks bring them all (checked by ModelConfig)
             self.decoder.pointer_ids = torch.tensor(
                 config.vocab.ids([str(p) for p in range(1, config.encoder.max_residues + 1)]), dtype=torch.long)
@@ -37,18 +37,18 @@ class P2TModel(nn.Module):
     def vocab(self) -> Vocab:
         return self.config.vocab
 
-    def encode(self, tokens: Tensor, memory: str | None = None, molecules: Tensor | None = None,
+    def encode(self, tokens: Tensor, layout: str | None = None, molecules: Tensor | None = None,
                rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """ESM token ids (B, T) -> decoder memory (B, S, D) and its keep-mask (B, S) or None.
 
-        `memory` overrides the model's own mode (`config.memory`). "padded" pads the tokens to
-        max_residues + 2 (S = that) and returns no mask: the decoder attends to every position.
-        "masked" keeps S = T and masks the padding. `molecules` (B, M) SMILES ids (protein-ligand
-        tasks) append the molecule encoder's memory: S grows by M, and a mask is returned.
-        `rows` (B,): batch row b uses protein `tokens[rows[b]]` (inputs sharing a protein, such as
-        one protein with many ligands, encode it once); B is then len(rows).
+        `layout` overrides the model's own memory layout (`config.memory_layout`). PADDED pads the
+        tokens to max_residues + 2 (S = that) and returns no mask: the decoder attends to every
+        position. MASKED keeps S = T and masks the padding. `molecules` (B, M) SMILES ids
+        (protein-ligand tasks) append the molecule encoder's memory: S grows by M, and a mask is
+        returned. `rows` (B,): batch row b uses protein `tokens[rows[b]]` (inputs sharing a
+        protein, such as one protein with many ligands, encode it once); B is then len(rows).
         """
-        out, keep = self._encode_protein(tokens, memory)
+        out, keep = self._encode_protein(tokens, layout)
         if rows is not None:
             out, keep = out[rows], (None if keep is None else keep[rows])
         if molecules is None:
@@ -65,47 +65,44 @@ class P2TModel(nn.Module):
         rotary frequencies (imported checkpoints carry theirs)."""
         return esm2_forward(self.encoder, tokens, self.config.encoder.rotary_inv_freq)
 
-    def _encode_protein(self, tokens: Tensor, memory: str | None) -> tuple[Tensor, Tensor | None]:
-        mode = memory or self.config.memory
-        if mode not in MEMORY_MODES:
-            raise ValueError(f"memory must be one of {MEMORY_MODES}, got {mode!r}")
-        if mode == "padded":
+    def _encode_protein(self, tokens: Tensor, layout: str | None) -> tuple[Tensor, Tensor | None]:
+        layout = check_memory_layout(layout or self.config.memory_layout)
+        if layout == PADDED:
             width = self.config.encoder.max_residues + 2
             if tokens.shape[1] > width:
                 raise ValueError(f"{tokens.shape[1]} encoder tokens exceed the model's {width}")
             tokens = F.pad(tokens, (0, width - tokens.shape[1]), value=self.encoder.padding_idx)
         out = self.decoder.project_memory(self.encoder_hidden(tokens))
-        return out, (None if mode == "padded" else tokens.ne(self.encoder.padding_idx))
+        return out, (None if layout == PADDED else tokens.ne(self.encoder.padding_idx))
 
     def feeds_back(self, spec: TaskSpec) -> bool:
         """Whether the decoder reads the task's previous output tokens (see residue_feedback)."""
-        return self.decoder.cfg.residue_feedback or KINDS[spec.kind].side_input != "skip"
+        return self.decoder.cfg.residue_feedback or not spec.task_kind.one_pass_without_feedback
 
-    def side_inputs(self, memory: Tensor, task_ids: Tensor, keep: Tensor | None = None
-                    ) -> dict[str, Tensor | None]:
-        """The decoder's side inputs (`skip`, `pointer`, `pooled`: see `Decoder.forward`) for
-        rows started with task tokens `task_ids` (B,): each enabled one is given to the rows whose
-        task kind reads it (`TaskKind.side_input`), zeros to other rows, None when no row does.
-        `keep` (B, S): the memory rows that `pooled` averages (None: all). With
-        `task_every_step`, `task` is `task_ids` itself."""
+    def side_inputs(self, memory: Tensor, task_ids: Tensor, keep: Tensor | None = None) -> SideInputs:
+        """The decoder's side inputs for rows started with task tokens `task_ids` (B,): each one
+        the model enables goes to the rows whose task kind reads it (`TaskKind.side_input`),
+        zeros to other rows, None when no row does. `keep` (B, S): the memory rows that `pooled`
+        averages (None: all). With `task_every_step`, `task` is `task_ids` itself."""
         cfg = self.decoder.cfg
-        enabled = {"skip": cfg.residue_skip, "pointer": cfg.site_pointer, "pooled": cfg.pooled_memory}
-        out: dict[str, Tensor | None] = {}
+        enabled = {SideInput.RESIDUE: cfg.residue_skip, SideInput.POINTER: cfg.site_pointer,
+                   SideInput.POOLED: cfg.pooled_memory}
+        found: dict[SideInput, Tensor | None] = {}
         for name, on in enabled.items():
-            ids = [self.vocab.id(t.token) for t in self.config.tasks if KINDS[t.kind].side_input == name]
+            ids = [self.vocab.id(t.token) for t in self.config.tasks if t.task_kind.side_input is name]
             rows = torch.isin(task_ids, torch.tensor(ids if on else [], dtype=torch.long, device=task_ids.device))
             if not bool(rows.any()):
-                out[name] = None
+                found[name] = None
                 continue
             value = memory  # (B, S, D)
-            if name == "pooled" and keep is None:
+            if name is SideInput.POOLED and keep is None:
                 value = memory.mean(1)  # (B, D)
-            elif name == "pooled":
+            elif name is SideInput.POOLED:
                 weight = keep.to(memory.dtype)  # (B, S)
                 value = (memory * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp_min(1)  # (B, D)
-            out[name] = value * rows.view(-1, *[1] * (value.dim() - 1)).to(value.dtype)
-        out["task"] = task_ids if cfg.task_every_step else None
-        return out
+            found[name] = value * rows.view(-1, *[1] * (value.dim() - 1)).to(value.dtype)
+        return SideInputs(residue=found[SideInput.RESIDUE], pointer=found[SideInput.POINTER],
+                          pooled=found[SideInput.POOLED], task=task_ids if cfg.task_every_step else None)
 
     def prompt(self, spec: TaskSpec, batch: int, device: torch.device) -> Tensor:
         """`<bos> <task_X>` for every row: (B, 2)."""
@@ -119,7 +116,7 @@ def create_model(name: str, encoder_config: EncoderConfig, tasks: list[TaskSpec]
     """A new (untrained) model for `tasks`, with a vocabulary built from their token grammars."""
     max_res = encoder_config.max_residues
     vocab = Vocab.build([t.token for t in tasks],
-                        [tok for t in tasks for tok in KINDS[t.kind].label_tokens(t, max_res)])
+                        [tok for t in tasks for tok in t.task_kind.label_tokens(t, max_res)])
     decoder_options.setdefault("max_len", max_res + 1 + PROMPT_LEN)
     decoder = DecoderConfig(vocab_size=len(vocab), memory_dim=encoder_config.embed_dim, **decoder_options)
     return P2TModel(ModelConfig(name, encoder_config, decoder, vocab, tuple(tasks), molecule=molecule),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import ModelError
 from ..tasks.spec import TaskSpec
 from ..tasks.vocab import Vocab
-from .config import ModelConfig
+from .config import MASKED, ModelConfig
 from .decoder import DecoderConfig
 from .encoder import EncoderConfig
 from .esm_io import load_encoder_state, load_esm2
@@ -82,7 +83,7 @@ def config_to_json(config: ModelConfig, extra: dict[str, Any] | None = None) -> 
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": config.name,
         "encoder": encoder, "decoder": config.decoder.to_dict(),
         "vocab": list(config.vocab.tokens), "tasks": [t.to_dict() for t in config.tasks],
-        "memory": config.memory,
+        "memory": config.memory_layout,
         **({"molecule": config.molecule.to_dict()} if config.molecule else {}), **(extra or {}),
     }
 
@@ -99,7 +100,7 @@ def config_from_json(doc: dict[str, Any], origin: str) -> ModelConfig:
             decoder=DecoderConfig(**doc["decoder"]),
             vocab=Vocab(tuple(doc["vocab"])),
             tasks=tuple(TaskSpec.from_dict(t) for t in doc["tasks"]),
-            memory=str(doc.get("memory", "masked")),  # absent before p2t stored it
+            memory_layout=str(doc.get("memory", MASKED)),  # absent before p2t stored it
             molecule=MoleculeConfig(**doc["molecule"]) if doc.get("molecule") else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -116,23 +117,76 @@ def read_model_config(ref: str | os.PathLike | None) -> ModelConfig:
     return config_from_json(doc, str(path / CONFIG_FILE))
 
 
+MODEL_FILES = (CONFIG_FILE, ENCODER_FILE, DECODER_FILE, MOLECULE_FILE)
+
+
 def save_model(model: P2TModel, path: Path, extra: dict[str, Any] | None = None,
-               config: ModelConfig | None = None) -> Path:
-    """Write a model directory; the encoder is stored inside it when its source is 'bundled'.
-    `config` replaces `model.config` in `config.json` (same modules, e.g. fewer tasks offered)."""
-    path.mkdir(parents=True, exist_ok=True)
+               config: ModelConfig | None = None, *, replace: bool = True) -> Path:
+    """Write a model directory atomically: a temporary sibling folder is written, then takes the
+    place of `path`, so `path` never holds half a model. Files of an existing model directory
+    that are not model files (a model card) are kept. `replace=False` refuses a non-empty `path`.
+
+    The encoder is stored inside the directory when its source is 'bundled'. `config` replaces
+    `model.config` in `config.json` (same modules, e.g. fewer tasks offered).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ModelError(f"{path} exists and is not a folder; choose another model directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.saving-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _write_model_files(model, tmp, extra, config)
+        if path.is_dir() and any(path.iterdir()):
+            if not replace:
+                raise ModelError(f"{path} exists and is not empty; choose another output folder")
+            _keep_other_files(path, tmp)
+        _swap_in(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _write_model_files(model: P2TModel, folder: Path, extra: dict[str, Any] | None,
+                       config: ModelConfig | None) -> None:
     doc = config_to_json(config or model.config, extra)
-    (path / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+    (folder / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n")
     if model.config.encoder.source == BUNDLED:
         state = {k: v.contiguous() for k, v in model.encoder.state_dict().items()
                  if k not in _TIED and not k.startswith("contact_head.") and not k.endswith("inv_freq")}
-        save_file(state, str(path / ENCODER_FILE))
+        save_file(state, str(folder / ENCODER_FILE))
     save_file({k: v.contiguous() for k, v in model.decoder.state_dict().items()},
-              str(path / DECODER_FILE))
+              str(folder / DECODER_FILE))
     if model.molecule is not None:
         save_file({k: v.contiguous() for k, v in model.molecule.state_dict().items()},
-                  str(path / MOLECULE_FILE))
-    return path
+                  str(folder / MOLECULE_FILE))
+
+
+def _keep_other_files(old: Path, new: Path) -> None:
+    for item in old.iterdir():
+        if item.name in MODEL_FILES or (new / item.name).exists():
+            continue
+        if item.is_dir():
+            shutil.copytree(item, new / item.name)
+        else:
+            shutil.copy2(item, new / item.name)
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Move folder `new` to `path`; an existing `path` goes aside first and is removed after."""
+    if not path.exists():
+        os.replace(new, path)
+        return
+    old = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(path, old)
+    try:
+        os.replace(new, path)
+    except OSError:
+        os.replace(old, path)  # put the previous model back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

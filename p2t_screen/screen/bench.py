@@ -12,6 +12,7 @@ import random
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,10 +20,11 @@ import torch
 
 from ..io.fasta import read_fasta
 from ..io.records import ReadPolicy
+from ..model.config import MASKED, PADDED
 from ..model.encoder import tokenize
 from ..model.model import P2TModel, create_model
-from ..model.store import BUNDLED, save_model
-from ..tasks.kind import KINDS
+from ..model.runtime import resolve_device, resolve_dtype
+from ..model.store import BUNDLED, load_model, resolve_model_path, save_model
 from ..tasks.spec import TaskSpec
 from .batching import token_budget_batches
 from .pipeline import ScreenRequest, screen_file
@@ -34,7 +36,6 @@ AA_FREQ = {"A": 8.25, "R": 5.53, "N": 4.06, "D": 5.45, "C": 1.37, "Q": 3.93, "E"
            "T": 5.34, "W": 1.08, "Y": 2.92, "V": 6.87}
 
 
-SCALAR_KINDS = ("regression", "class", "multilabel")  # a handful of output tokens per protein
 
 
 @dataclass
@@ -89,13 +90,13 @@ def naive_predict(model: P2TModel, seq: str, spec: TaskSpec) -> list[int]:
     tokens = torch.full((1, full), model.encoder.padding_idx, dtype=torch.long, device=device)
     tokens[0, : len(seq) + 2] = tokenize([seq], device)[0]
     memory, keep = model.encode(tokens)
-    grammar = KINDS[spec.kind].grammar(spec, model.vocab, [seq], model.config.max_output_steps, device)
+    grammar = spec.task_kind.grammar(spec, model.vocab, [seq], model.config.max_output_steps, device)
     prefix = model.prompt(spec, 1, device)
     side = model.side_inputs(memory, prefix[:, 1], keep)  # the model's decoder options
     feeds_back = model.feeds_back(spec)
     out: list[int] = []
     for step in range(grammar.max_steps):
-        logits = model.decoder(prefix, model.decoder.memory_kv(memory), keep, **side)[:, -1]
+        logits = model.decoder(prefix, model.decoder.memory_kv(memory), keep, side=side)[:, -1]
         scores = torch.log_softmax(logits.float().masked_fill(~grammar.allowed(step), float("-inf")), dim=-1)
         bias = grammar.bias(step)
         token = (scores if bias is None else scores + bias).argmax(-1)
@@ -117,13 +118,14 @@ def time_naive(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> tuple
 
 
 def time_screen(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str, dtype: str,
-                max_tokens: int, label: str, memory: str | None = None) -> Timing:
+                max_tokens: int, label: str, memory_layout: str | None = None) -> Timing:
     """Through `screen_file`: FASTA parsing, batching, decoding, Parquet writing (model loading
     excluded, as it is paid once per run)."""
     with tempfile.TemporaryDirectory() as tmp:
         req = ScreenRequest(input=fasta, output=Path(tmp) / "out", model=model_ref,
                             tasks=tuple(t.name for t in tasks), device=device, dtype=dtype,
-                            screen=ScreenConfig(max_tokens=max_tokens, memory=memory), command="p2t bench")
+                            screen=ScreenConfig(max_tokens=max_tokens, memory_layout=memory_layout),
+                            command="p2t bench")
         summary = screen_file(req)
     if not summary.all_ok:
         raise RuntimeError(f"bench screen had rows not ok: {summary.status_counts}")
@@ -162,7 +164,7 @@ def same_outputs(model: P2TModel, seqs: list[str], tasks: list[TaskSpec], naive:
     vocab = model.vocab
     for i in range(len(seqs)):
         for j, spec in enumerate(tasks):
-            kind = KINDS[spec.kind]
+            kind = spec.task_kind
             toks = [vocab.tokens[t] for t in naive[i][j]]
             ref = kind.parse(spec, toks, [1.0] * len(toks), {lab: 0.0 for lab in spec.labels})
             got = fast[spec.name][i]
@@ -176,7 +178,7 @@ def memory_agreement(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) ->
     """Fraction of (sequence, task) outputs that the masked, length-bucketed memory
     (`--fast-memory`) leaves identical to the faithful padded memory."""
     faithful = Screener(model, tasks).predict(seqs)
-    fast = Screener(model, tasks, ScreenConfig(memory="masked")).predict(seqs)
+    fast = Screener(model, tasks, ScreenConfig(memory_layout=MASKED)).predict(seqs)
     same = [_fields(a) == _fields(b) for t in tasks for a, b in zip(faithful[t.name], fast[t.name])]
     return sum(same) / max(len(same), 1)
 
@@ -211,13 +213,10 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
               naive_n: int, max_tokens: int, device: str, dtype: str, seed: int,
               log=print) -> BenchReport:
     """Measure every path on one generated library; `log` reports what is running."""
-    from ..model.store import load_model, resolve_model_path
-    from ..model.runtime import resolve_device, resolve_dtype
-
     dev = resolve_device(device)
     path = resolve_model_path(model_ref)
     model = load_model(path, dev, resolve_dtype(dtype, dev))
-    scalar = [t.name for t in model.config.tasks if t.kind in SCALAR_KINDS]
+    scalar = [t.name for t in model.config.tasks if t.task_kind.scalar]
     specs = model.config.select_tasks(tasks or (scalar or [t.name for t in model.config.tasks])[:2])
     scenarios = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,9 +225,9 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
         models = [(f"{model.config.name}: {', '.join(s.name for s in specs)}", str(path), model, specs)]
         feedback_path = None
         if not model.config.decoder.residue_feedback and any(
-                KINDS[s.kind].side_input == "skip" for s in specs):
+                s.task_kind.one_pass_without_feedback for s in specs):
             feedback_path = feedback_twin(model.float().cpu(), Path(tmp) / "feedback")
-        if any(s.kind not in SCALAR_KINDS for s in specs):
+        if any(not s.task_kind.scalar for s in specs):
             twin_path = scalar_twin(model.float().cpu(), Path(tmp) / "twin")
             twin = load_model(twin_path, dev, resolve_dtype(dtype, dev))
             models.append(("scalar tasks (timing twin: regression + class heads, same sizes)",
@@ -237,78 +236,48 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
             model = load_model(path, dev, resolve_dtype(dtype, dev))
             models[0] = (models[0][0], str(path), model, specs)
         sample = random.Random(seed).sample(seqs, min(naive_n, len(seqs)))
+        run = _Run(fasta, seqs, sample, device, dtype, max_tokens, log)
         for title, ref, m, task_specs in models:
-            log(f"[{title}] screen of {n} sequences")
-            screen = time_screen(ref, fasta, task_specs, device, dtype, max_tokens, "screen")
-            rss = peak_rss_mib()
-            log(f"[{title}] encoder alone")
-            floor = time_encoder(m, seqs, max_tokens)
-            log(f"[{title}] naive path on {len(sample)} sequences")
-            naive, outputs = time_naive(m, sample, task_specs)
-            equal = same_outputs(m, sample, task_specs, outputs)
-            timings, notes = [screen, floor, naive], []
-            if m.config.memory == "padded":  # imported checkpoints: what --fast-memory buys and costs
-                log(f"[{title}] screen --fast-memory")
-                timings.append(time_screen(ref, fasta, task_specs, device, dtype, max_tokens,
-                                           "screen --fast-memory", memory="masked"))
-                agree = memory_agreement(m, sample, task_specs)
-                notes.append(f"--fast-memory outputs identical to the faithful padded memory on "
-                             f"{agree:.0%} of the naive sample")
-            if feedback_path and m is model:
-                log(f"[{title}] screen with per-residue feedback (timing only)")
-                timings.append(time_screen(str(feedback_path), fasta, task_specs, device, dtype,
-                                           max_tokens, "screen, residue feedback on"))
-                notes.append("'residue feedback on': the same weights decoding each per-residue task "
-                             "one step per residue, reading its previous labels (models trained with "
-                             "residue_feedback = true decode so); timed only, its outputs mean nothing here")
-            scenarios.append((title, timings, equal, notes))
-    return BenchReport(scenarios, rss, str(dev), torch.get_num_threads())
+            scenarios.append(run.scenario(title, ref, m, task_specs,
+                                          feedback_path if m is model else None))
+    return BenchReport(scenarios, peak_rss_mib(), str(dev), torch.get_num_threads())
 
 
-def current_rss_mib() -> float:
-    """Resident memory now (Linux /proc), to see whether it grows with the library."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+@dataclass
+class _Run:
+    """One bench run's library and settings, shared by its scenarios."""
 
+    fasta: Path
+    seqs: list[str]
+    sample: list[str]
+    device: str
+    dtype: str
+    max_tokens: int
+    log: Callable[[str], None]
 
-class _RssProbe:
-    """A Progress that records resident memory when the record count crosses checkpoints."""
-
-    def __init__(self, checkpoints: list[int]) -> None:
-        self.pending, self.records, self.samples = sorted(checkpoints), 0, {}
-
-    def start(self, records: int, residues: int) -> None:
-        self.samples["start"] = current_rss_mib()
-
-    def advance(self, records: int, residues: int) -> None:
-        self.records += records
-        while self.pending and self.records >= self.pending[0]:
-            self.samples[self.pending.pop(0)] = current_rss_mib()
-
-    def finish(self) -> None:
-        self.samples["end"] = current_rss_mib()
-
-
-def run_soak(model_ref: str | None, n: int, task: str | None, device: str, window_records: int,
-             seed: int = 0) -> tuple[dict, float, int]:
-    """Screen `n` short generated sequences; RSS (MiB) at 10% of them and at the end."""
-    from ..model.store import read_model_config
-
-    cfg = read_model_config(model_ref)
-    name = task or next((t.name for t in cfg.tasks if t.kind in SCALAR_KINDS), cfg.tasks[0].name)
-    rng = random.Random(seed)
-    letters, weights = zip(*AA_FREQ.items())
-    probe = _RssProbe([n * k // 10 for k in range(1, 11)])
-    with tempfile.TemporaryDirectory() as tmp:
-        fasta = Path(tmp) / "soak.fasta"
-        with fasta.open("w") as fh:  # streamed: the generator itself must not hold the library
-            for i in range(n):
-                fh.write(f">soak{i}\n{''.join(rng.choices(letters, weights, k=rng.randint(20, 60)))}\n")
-        req = ScreenRequest(input=fasta, output=Path(tmp) / "out", model=model_ref, tasks=(name,),
-                            device=device, screen=ScreenConfig(window_records=window_records),
-                            command="p2t bench --soak")
-        summary = screen_file(req, probe)
-    return probe.samples, summary.seconds, summary.rows
+    def scenario(self, title: str, ref: str, model: P2TModel, tasks: list[TaskSpec],
+                 feedback_path: Path | None) -> tuple[str, list[Timing], bool, list[str]]:
+        """Screen, encoder alone and naive path of one model and task set, plus its extra rows."""
+        self.log(f"[{title}] screen of {len(self.seqs)} sequences")
+        screen = time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens, "screen")
+        self.log(f"[{title}] encoder alone")
+        floor = time_encoder(model, self.seqs, self.max_tokens)
+        self.log(f"[{title}] naive path on {len(self.sample)} sequences")
+        naive, outputs = time_naive(model, self.sample, tasks)
+        equal = same_outputs(model, self.sample, tasks, outputs)
+        timings, notes = [screen, floor, naive], []
+        if model.config.memory_layout == PADDED:  # imported checkpoints: what --fast-memory buys and costs
+            self.log(f"[{title}] screen --fast-memory")
+            timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
+                                       "screen --fast-memory", memory_layout=MASKED))
+            agree = memory_agreement(model, self.sample, tasks)
+            notes.append(f"--fast-memory outputs identical to the faithful padded memory on "
+                         f"{agree:.0%} of the naive sample")
+        if feedback_path:
+            self.log(f"[{title}] screen with per-residue feedback (timing only)")
+            timings.append(time_screen(str(feedback_path), self.fasta, tasks, self.device, self.dtype,
+                                       self.max_tokens, "screen, residue feedback on"))
+            notes.append("'residue feedback on': the same weights decoding each per-residue task "
+                         "one step per residue, reading its previous labels (models trained with "
+                         "residue_feedback = true decode so); timed only, its outputs mean nothing here")
+        return title, timings, equal, notes

@@ -7,15 +7,17 @@ for grammars whose length bound is loose (sites, multi-label).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..model.decoder import Decoder
+from ..model.decoder import Decoder, SideInputs
 from ..tasks.grammar import Grammar, TableGrammar
 
 EARLY_EXIT_EVERY = 8
+NextLogits = Callable[[int, Tensor], Tensor]  # (step just taken, its tokens (B,)) -> logits (B, V)
 
 
 @dataclass
@@ -39,36 +41,41 @@ def _choose(logits: Tensor, allowed: Tensor, done: Tensor, pad_id: int,
 @torch.no_grad()
 def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memory_keep: Tensor | None,
                   prompt: Tensor, grammar: Grammar, eos_id: int, pad_id: int = 0,
-                  use_cache: bool = True, forced: Tensor | None = None,
-                  forced_len: Tensor | None = None, skip: Tensor | None = None,
-                  pointer: Tensor | None = None, pooled: Tensor | None = None,
-                  task: Tensor | None = None, feedback: bool = True) -> Decoded:
-    """Decode up to `grammar.max_steps` tokens after `prompt` (B, P) for every row.
+                  forced: Tensor | None = None, forced_len: Tensor | None = None,
+                  side: SideInputs | None = None, feedback: bool = True) -> Decoded:
+    """Decode up to `grammar.max_steps` tokens after `prompt` (B, P) for every row, KV-cached.
 
     `forced` (B, F) with `forced_len` (B,): per-row prompt tokens of different lengths. Row b's
     first forced_len[b] steps take forced[b] instead of the model's choice (probability 1), so
     a row-specific prompt costs no padding inside the sequence; they are still returned in
-    `tokens` (callers strip them). `skip`, `pointer`, `pooled`, `task`: see `Decoder.forward`.
+    `tokens` (callers strip them). `side`: see `SideInputs`.
     `feedback=False`: the decoder reads `<pad>` instead of each chosen token (the model was trained
     so), so every step's logits come from one pass over the prompt and `<pad>`s.
     """
     batch, plen = prompt.shape
     steps = grammar.max_steps
-    device = prompt.device
-    side = (skip, pointer, pooled, task)
-    caches = decoder.new_caches(batch, plen + steps, memory_kv[0][0]) if use_cache and feedback else None
-    tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)
-    probs = torch.zeros((batch, steps), dtype=torch.float32, device=device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
-    ahead = None  # feedback=False: every step's logits, (B, steps, V)
     if not feedback:
         if forced is not None:
             raise ValueError("forced prompt tokens need feedback")
         inputs = torch.cat([prompt, prompt.new_full((batch, steps - 1), pad_id)], dim=1)
-        ahead = decoder(inputs, memory_kv, memory_keep, None, 0, *side)[:, plen - 1:]
-        logits = ahead[:, 0]
-    else:
-        logits = decoder(prompt, memory_kv, memory_keep, caches, 0, *side)[:, -1]  # (B, V)
+        ahead = decoder(inputs, memory_kv, memory_keep, None, 0, side)[:, plen - 1:]  # (B, steps, V)
+        return _greedy(ahead[:, 0], lambda step, token: ahead[:, step + 1], grammar, eos_id, pad_id)
+    caches = decoder.new_caches(batch, plen + steps, memory_kv[0][0])
+    first = decoder(prompt, memory_kv, memory_keep, caches, 0, side)[:, -1]  # (B, V)
+
+    def next_logits(step: int, token: Tensor) -> Tensor:
+        return decoder(token[:, None], memory_kv, memory_keep, caches, plen + step, side)[:, -1]
+
+    return _greedy(first, next_logits, grammar, eos_id, pad_id, forced, forced_len)
+
+
+def _greedy(logits: Tensor, next_logits: NextLogits, grammar: Grammar, eos_id: int, pad_id: int,
+            forced: Tensor | None = None, forced_len: Tensor | None = None) -> Decoded:
+    """The choice loop shared by both decoders: constrain, choose, record, advance the grammar."""
+    batch, steps, device = logits.shape[0], grammar.max_steps, logits.device
+    tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)
+    probs = torch.zeros((batch, steps), dtype=torch.float32, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
     first = None
     loose_bound = not isinstance(grammar, TableGrammar)
     for step in range(steps):
@@ -87,11 +94,5 @@ def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memo
         if loose_bound and step % EARLY_EXIT_EVERY == EARLY_EXIT_EVERY - 1 and bool(done.all()):
             tokens, probs = tokens[:, : step + 1], probs[:, : step + 1]
             break
-        if ahead is not None:
-            logits = ahead[:, step + 1]
-        elif use_cache:
-            logits = decoder(token[:, None], memory_kv, memory_keep, caches, plen + step, *side)[:, -1]
-        else:
-            prefix = torch.cat([prompt, tokens[:, : step + 1]], dim=1)  # (B, P + step + 1)
-            logits = decoder(prefix, memory_kv, memory_keep, None, 0, *side)[:, -1]
+        logits = next_logits(step, token)
     return Decoded(tokens=tokens, probs=probs, first_probs=first)

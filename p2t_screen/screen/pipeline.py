@@ -11,7 +11,6 @@ import os
 import platform
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,13 +19,13 @@ from typing import Any, Protocol
 
 import torch
 
-from .. import __version__
 from ..errors import InputError, UsageError
-from ..io.fasta import check_fasta, read_fasta
-from ..io.ligands import Ligand, check_smiles, read_ligands
+from ..io.fasta import check_fasta
+from ..io.ligands import Ligand
 from ..io.records import OnInvalid, OnLong, ReadPolicy, Record
 from ..io.schema import SCHEMA_VERSION, schema_with_metadata
-from ..io.writer import SUCCESS_FILE, PartWriter, prepare_output
+from ..io.writer import SUCCESS_FILE, PartWriter, existing_parts, prepare_output
+from ..model.config import ModelConfig
 from ..model.runtime import dtype_name, resolve_device, resolve_dtype
 from ..model.store import (
     file_sha256,
@@ -35,13 +34,11 @@ from ..model.store import (
     read_model_config,
     resolve_model_path,
 )
+from ..tasks.spec import TaskSpec
 from .expansion import Pairing
-from .run_record import (
-    _previous_counts,
-    threshold_metadata,
-    with_thresholds,
-)
-from .screener import MemoryGuard, ScreenConfig, Screener, StopFn
+from .run_record import StatusCounts, run_metadata, with_thresholds
+from .screener import HostMemoryGuard, ScreenConfig, Screener, StopFn
+from .sources import count_library, library_records, load_ligands, load_pairing
 
 
 class Progress(Protocol):
@@ -106,103 +103,25 @@ class ScreenRequest:
                 raise UsageError(f"shard must be i/N with 0 <= i < N, got {i}/{n}")
 
 
-def parse_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[int, int] | None:
-    """'i/N' -> (i, N); without text, SLURM array variables give the default (else no sharding)."""
-    env = os.environ if env is None else env
-    if text is None:
-        if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
-            return None
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard must look like i/N (e.g. 0/8), got {text!r}") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise UsageError(f"--shard {text}: need 0 <= i < N")
-    return i, n
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a run has checked before loading weights."""
+
+    model_path: Path
+    config: ModelConfig
+    tasks: list[TaskSpec]
+    device: torch.device
+    dtype: torch.dtype
+    policy: ReadPolicy
+    pairing: Pairing | None
+    ligands: list[Ligand] | None
+    records: int
+    residues: int
+    fingerprint: dict[str, Any]
 
 
-def in_shard(record: Record, shard: tuple[int, int] | None) -> bool:
-    """Deterministic by sequence hash, so identical sequences always share a shard."""
-    return shard is None or int(record.seq_hash[:16], 16) % shard[1] == shard[0]
-
-
-def _records(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> Iterator[Record]:
-    return (r for r in read_fasta(path, policy) if in_shard(r, shard))
-
-
-def _scan(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> tuple[int, int]:
-    records = residues = 0
-    for record in _records(path, policy, shard):
-        records += 1
-        residues += record.residues_used
-    return records, residues
-
-
-def _pairing(req: ScreenRequest, tasks: list, policy: ReadPolicy) -> Pairing | None:
-    """Partner proteins for pair tasks, checked before any weights load."""
-    pair_tasks = [t.name for t in tasks if t.inputs == "pair"]
-    if req.partner is None:
-        if pair_tasks:
-            raise UsageError(f"task(s) {', '.join(pair_tasks)} read protein pairs: give the partner "
-                             "proteins with --partner FASTA (or choose other --tasks)")
-        return None
-    if not pair_tasks:
-        raise UsageError("--partner was given, but none of the selected tasks reads protein pairs")
-    if not req.partner.is_file():
-        raise InputError(f"partner file not found: {req.partner}")
-    # Every partner must be usable: a bad one would silently drop rows of every record.
-    strict = ReadPolicy(OnInvalid.ERROR, policy.on_long, policy.max_residues)
-    partners = tuple(read_fasta(req.partner, strict))
-    bad = [p for p in partners if p.status.value != "ok"]
-    if bad:
-        raise InputError(f"{req.partner}: partner {bad[0].seq_id!r} is {bad[0].status.value} "
-                         f"({bad[0].error}); every partner must be a valid protein")
-    if not partners:
-        raise InputError(f"{req.partner}: no partner proteins")
-    if req.pair_by_id:
-        ids = Counter(p.seq_id for p in partners)
-        dupes = sorted(i for i, n in ids.items() if n > 1)
-        if dupes:
-            raise InputError(f"{req.partner}: partner ids must be unique to pair by id; repeated: "
-                             f"{dupes[:5]}")
-    return Pairing(partners, req.pair_by_id)
-
-
-def _ligands(req: ScreenRequest, tasks: list) -> list[Ligand] | None:
-    """Ligands of protein-ligand tasks, checked before any weights load. A --ligand given on
-    the command line must be valid; a file's invalid SMILES become rows with status invalid."""
-    ligand_tasks = [t.name for t in tasks if t.inputs == "ligand"]
-    if not req.ligand and req.ligands is None:
-        if ligand_tasks:
-            raise UsageError(f"task(s) {', '.join(ligand_tasks)} read a ligand besides each protein: "
-                             "give --ligand SMILES or --ligands FILE.smi (or choose other --tasks)")
-        return None
-    if not ligand_tasks:
-        raise UsageError("--ligand/--ligands was given, but none of the selected tasks reads ligands")
-    out = []
-    for i, smiles in enumerate(req.ligand, start=1):
-        try:
-            check_smiles(smiles)
-        except ValueError as exc:
-            raise UsageError(f"--ligand {smiles!r}: invalid SMILES: {exc}") from None
-        out.append(Ligand(f"ligand{i}", smiles))
-    if req.ligands is not None:
-        out += read_ligands(req.ligands)
-    names = [lig.id for lig in out]
-    if len(set(names)) != len(names):
-        raise UsageError(f"ligand names repeat across --ligand and --ligands: {names}")
-    return out
-
-
-def screen_file(req: ScreenRequest, progress: Progress | None = None,
-                should_stop: StopFn | None = None, memory_guard: MemoryGuard | None = None) -> RunSummary:
-    """Screen a FASTA file into a Parquet dataset folder; returns what was done.
-
-    Rerunning the same request after an interruption resumes after the last complete part.
-    `should_stop` (polled between batches) stops cleanly with `Stopped`; completed parts stay.
-    """
+def _plan(req: ScreenRequest) -> _Plan:
+    """Resolve and check the request (model config, tasks, device, input, partners, ligands)."""
     model_path = resolve_model_path(req.model)
     config = read_model_config(model_path)
     tasks = with_thresholds(config.select_tasks(list(req.tasks)), req.thresholds)
@@ -213,9 +132,9 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
         raise InputError(f"input file not found: {req.input}")
     if policy.on_invalid is OnInvalid.ERROR or policy.on_long is OnLong.ERROR:
         check_fasta(req.input, policy)
-    pairing = _pairing(req, tasks, policy)
-    ligands = _ligands(req, tasks)
-    records, residues = _scan(req.input, policy, req.shard)
+    pairing = load_pairing(req.partner, req.pair_by_id, tasks, policy)
+    ligands = load_ligands(req.ligand, req.ligands, tasks)
+    records, residues = count_library(req.input, policy, req.shard)
     fingerprint = {
         "input_sha256": file_sha256(req.input), "model_sha256": model_checksum(model_path),
         **({"partner_sha256": file_sha256(req.partner), "pair_by_id": req.pair_by_id}
@@ -225,57 +144,71 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None,
         "policy": [policy.on_invalid.value, policy.on_long.value],
         "windows": [req.screen.window_records, req.screen.window_residues],
         "shard": list(req.shard) if req.shard else None, "schema_version": SCHEMA_VERSION,
-        **({"memory": req.screen.memory} if req.screen.memory else {}),
+        **({"memory": req.screen.memory_layout} if req.screen.memory_layout else {}),
         **({"thresholds": dict(req.thresholds)} if req.thresholds else {}),
     }
-    state = prepare_output(req.output, fingerprint, req.overwrite)
+    return _Plan(model_path, config, tasks, device, dtype, policy, pairing, ligands, records,
+                 residues, fingerprint)
+
+
+def _run_metadata(req: ScreenRequest, plan: _Plan, checksum: str) -> dict[str, Any]:
+    """The run record of a local screen: the shared facts, then where and how it ran."""
+    return {
+        **run_metadata(plan.config, plan.model_path, checksum, plan.tasks, str(plan.device), plan.dtype,
+                       plan.policy, req.screen.max_tokens),
+        "created": datetime.now(timezone.utc).isoformat(),
+        "command": req.command or " ".join(sys.argv), "input": str(req.input),
+        "torch": torch.__version__, "python": platform.python_version(),
+        "host": platform.node() or os.uname().nodename,
+        "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None, "fingerprint": plan.fingerprint,
+        "memory": req.screen.memory_layout or plan.config.memory_layout,
+        **({"partner": str(req.partner), "pair_by_id": req.pair_by_id} if plan.pairing else {}),
+        **({"ligands": len(plan.ligands)} if plan.ligands else {}),
+    }
+
+
+def screen_file(req: ScreenRequest, progress: Progress | None = None, should_stop: StopFn | None = None,
+                memory_guard: HostMemoryGuard | None = None) -> RunSummary:
+    """Screen a FASTA file into a Parquet dataset folder; returns what was done.
+
+    Rerunning the same request after an interruption resumes after the last complete part.
+    `should_stop` (polled between batches) stops cleanly with `Stopped`; completed parts stay.
+    """
+    plan = _plan(req)
+    state = prepare_output(req.output, plan.fingerprint, req.overwrite)
     if state.complete:
         done = json.loads((req.output / SUCCESS_FILE).read_text())
         return RunSummary(**{**done, "already_complete": True})
-
-    model = load_model(model_path, device, dtype)
-    run = {
-        "p2t_version": __version__, "created": datetime.now(timezone.utc).isoformat(),
-        "command": req.command or " ".join(sys.argv), "input": str(req.input),
-        "model": {"name": config.name, "path": str(model_path), "sha256": model.checksum},
-        "encoder": {"source": config.encoder.source, "layers": config.encoder.num_layers,
-                    "width": config.encoder.embed_dim, "max_residues": config.encoder.max_residues},
-        "tasks": [t.name for t in tasks], "device": str(device), "dtype": dtype_name(dtype),
-        "policy": {"on_invalid": policy.on_invalid.value, "on_long": policy.on_long.value},
-        "max_tokens": req.screen.max_tokens, "torch": torch.__version__,
-        "python": platform.python_version(), "host": platform.node() or os.uname().nodename,
-        "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None, "fingerprint": fingerprint,
-        "memory": req.screen.memory or config.memory,
-        **({"partner": str(req.partner), "pair_by_id": req.pair_by_id} if pairing else {}),
-        **({"ligands": len(ligands)} if ligands else {}),
-        **threshold_metadata(tasks),
-    }
+    model = load_model(plan.model_path, plan.device, plan.dtype)
+    run = _run_metadata(req, plan, model.checksum)
     schema = schema_with_metadata(run)
     writer = PartWriter(req.output, schema, run, first_part=state.parts_done)
-    screener = Screener(model, tasks, req.screen, schema, memory_guard, pairing, ligands)
-    if pairing or ligands:  # progress counts the residues of every pair and ligand
-        residues = sum(screener.work(r) for r in _records(req.input, policy, req.shard))
-    summary = RunSummary(output=str(req.output), records=records, residues=residues,
+    screener = Screener(model, plan.tasks, req.screen, schema, memory_guard, plan.pairing, plan.ligands)
+
+    def records() -> Iterator[Record]:
+        return library_records(req.input, plan.policy, req.shard)
+
+    residues = plan.residues
+    if plan.pairing or plan.ligands:  # progress counts the residues of every pair and ligand
+        residues = sum(screener.work(r) for r in records())
+    summary = RunSummary(output=str(req.output), records=plan.records, residues=residues,
                          resumed_parts=state.parts_done)
-    counts = {t.name: Counter() for t in tasks}
-    for task, previous in _previous_counts(req.output, state.parts_done).items():
-        counts.setdefault(task, Counter()).update(previous)
+    counts = StatusCounts(t.name for t in plan.tasks)
+    counts.add_parts(existing_parts(req.output)[:state.parts_done])
     start = time.perf_counter()
     if progress:
-        progress.start(records, residues)
+        progress.start(plan.records, residues)
     try:
-        for batch in screener.screen(_records(req.input, policy, req.shard),
-                                     progress.advance if progress else None,
-                                     skip_windows=state.parts_done, should_stop=should_stop):
+        for batch in screener.screen(records(), progress.advance if progress else None,
+                                     windows_done=state.parts_done, should_stop=should_stop):
             writer.write(batch)
-            for task, status in zip(batch.column("task").to_pylist(), batch.column("status").to_pylist()):
-                counts[task][status] += 1
+            counts.add(batch)
     finally:
         if progress:
             progress.finish()
     summary.seconds = time.perf_counter() - start
-    summary.status_counts = {t: dict(c) for t, c in counts.items()}
-    summary.rows = sum(sum(c.values()) for c in counts.values())
+    summary.status_counts = counts.as_dict()
+    summary.rows = counts.rows
     summary.parts = writer.parts or 1  # an empty run still leaves one empty part with the schema
     writer.finish(summary.to_dict())
     return summary

@@ -1,4 +1,6 @@
-"""What a run records about itself: decision thresholds, status counts of finished parts."""
+"""What a run records about itself, locally or on Ray: the facts in its metadata, the
+fingerprint that decides whether a folder can be resumed, the decision thresholds it ran at,
+and the rows per task and status."""
 
 from __future__ import annotations
 
@@ -8,10 +10,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import torch
 
+from .. import __version__
 from ..errors import UsageError
-from ..io.writer import existing_parts
+from ..io.records import ReadPolicy
+from ..model.config import ModelConfig
+from ..model.runtime import dtype_name
 from ..tasks.spec import TaskSpec
 
 THRESHOLD_HELP = ("TASK=P: emit a label of multi-label 'flags' task TASK at probability >= P "
@@ -35,7 +43,7 @@ def parse_thresholds(values: Sequence[str] | None) -> tuple[tuple[str, float], .
 
 def threshold_metadata(tasks: Sequence[TaskSpec]) -> dict[str, Any]:
     """Run-metadata entry: the decision threshold each multi-label "flags" task runs at."""
-    found = {t.name: t.decision_threshold for t in tasks if t.encoding == "flags"}
+    found = {t.name: t.decision_threshold for t in tasks if t.has_threshold}
     return {"thresholds": found} if found else {}
 
 
@@ -50,7 +58,7 @@ def with_thresholds(tasks: list[TaskSpec], thresholds: Iterable[tuple[str, float
     out = []
     for spec in tasks:
         if spec.name in given:
-            if spec.encoding != "flags":
+            if not spec.has_threshold:
                 raise UsageError(f"--threshold {spec.name}=...: only multi-label tasks with "
                                  f"encoding 'flags' have a decision threshold ({spec.name}: kind {spec.kind}, "
                                  f"encoding {spec.encoding or 'list'!r})")
@@ -62,10 +70,44 @@ def with_thresholds(tasks: list[TaskSpec], thresholds: Iterable[tuple[str, float
     return out
 
 
-def _previous_counts(out_dir: Path, parts: int) -> dict[str, Counter]:
-    counts: dict[str, Counter] = {}
-    for part in existing_parts(out_dir)[:parts]:
-        table = pq.read_table(part, columns=["task", "status"])
-        for task, status in zip(table.column("task").to_pylist(), table.column("status").to_pylist()):
-            counts.setdefault(task, Counter())[status] += 1
-    return counts
+class StatusCounts:
+    """Rows per task and status, counted from Arrow tables or batches (two columns only)."""
+
+    def __init__(self, tasks: Iterable[str] = ()) -> None:
+        self.by_task: dict[str, Counter] = {t: Counter() for t in tasks}
+
+    def add(self, rows: pa.Table | pa.RecordBatch) -> None:
+        """Count the (task, status) pairs of `rows`."""
+        if rows.num_rows == 0:
+            return
+        keys = pc.binary_join_element_wise(rows.column("task"), rows.column("status"), "\0")
+        for item in pc.value_counts(keys).to_pylist():
+            task, status = item["values"].split("\0")
+            self.by_task.setdefault(task, Counter())[status] += item["counts"]
+
+    def add_parts(self, parts: Iterable[Path]) -> None:
+        """Count the rows of finished part files."""
+        for part in parts:
+            self.add(pq.read_table(part, columns=["task", "status"]))
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {task: dict(c) for task, c in self.by_task.items()}
+
+    @property
+    def rows(self) -> int:
+        return sum(sum(c.values()) for c in self.by_task.values())
+
+
+def run_metadata(config: ModelConfig, model_path: Path | str, checksum: str, tasks: Sequence[TaskSpec],
+                 device: str, dtype: torch.dtype, policy: ReadPolicy, max_tokens: int) -> dict[str, Any]:
+    """The facts every run records in its output's schema metadata (local and Ray alike)."""
+    return {
+        "p2t_version": __version__,
+        "model": {"name": config.name, "path": str(model_path), "sha256": checksum},
+        "encoder": {"source": config.encoder.source, "layers": config.encoder.num_layers,
+                    "width": config.encoder.embed_dim, "max_residues": config.encoder.max_residues},
+        "tasks": [t.name for t in tasks], "device": device, "dtype": dtype_name(dtype),
+        "policy": {"on_invalid": policy.on_invalid.value, "on_long": policy.on_long.value},
+        "max_tokens": max_tokens,
+        **threshold_metadata(tasks),
+    }

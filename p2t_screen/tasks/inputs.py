@@ -1,41 +1,62 @@
-"""What a task reads: one protein, a protein pair, or a protein and a ligand."""
+"""What a task reads: one protein, a protein pair, or a protein and a ligand.
+
+A `ModelInput` is one such input, typed: the protein, and a partner protein (pair tasks, e.g.
+substrate and kinase) or a ligand SMILES (protein-ligand tasks). A pair is encoded the way
+Prot2Token's tokenizer encodes one, `<cls> A <eos> B <eos>` in one ESM2 pass; site and
+per-residue outputs refer to A. A ligand is encoded by the molecule encoder, whose memory
+follows the protein's.
+"""
 
 from __future__ import annotations
 
-# What a task reads. "protein": one sequence. "pair": two proteins, encoded as one ESM input
-# `<cls> A <eos> B <eos>` (how Prot2Token's tokenizer encodes a (substrate, kinase) pair); p2t
-# writes such an input as the string "A/B" (PAIR_SEP is no amino-acid letter) and site or
-# per-residue outputs refer to A.
-# "ligand": a protein and a molecule (SMILES), written "A SMILES" (smiles.LIGAND_SEP); the
-# molecule encoder's memory follows the protein's.
-INPUTS = ("protein", "pair", "ligand")
+from dataclasses import dataclass
+
+PROTEIN, PAIR, LIGAND = "protein", "pair", "ligand"
+INPUTS = (PROTEIN, PAIR, LIGAND)  # what a task reads (`TaskSpec.inputs`)
 
 
-PAIR_SEP = "/"
+@dataclass(frozen=True, slots=True)
+class ModelInput:
+    """One model input: a protein, with a partner protein or a ligand (SMILES), or neither."""
+
+    protein: str
+    partner: str | None = None
+    ligand: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.partner is not None and self.ligand is not None:
+            raise ValueError("a model input has a partner protein or a ligand, not both")
+
+    @property
+    def inputs(self) -> str:
+        """Which of INPUTS this is (what a task that reads it names in `TaskSpec.inputs`)."""
+        return LIGAND if self.ligand is not None else PAIR if self.partner is not None else PROTEIN
+
+    @property
+    def residues(self) -> int:
+        """Residues the protein encoder reads (both proteins of a pair)."""
+        return len(self.protein) + len(self.partner or "")
+
+    @property
+    def encoder_length(self) -> int:
+        """Encoder positions between `<cls>` and the last `<eos>` (a pair's middle `<eos>` counts)."""
+        return self.residues + (1 if self.partner is not None else 0)
+
+    @property
+    def encoder_input(self) -> ModelInput:
+        """What the protein encoder reads: this input without its ligand. Inputs that share it
+        (one protein, many ligands) share one encoder pass."""
+        return self if self.ligand is None else ModelInput(self.protein)
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None]:
+        """Identity for deduplication: identical inputs are computed once."""
+        return self.protein, self.partner, self.ligand
 
 
-LIGAND_SEP = " "
-
-
-def protein_of(text: str) -> str:
-    """The first protein of a model input ("A" of "A/B" or of "A SMILES", else the text)."""
-    return encoder_input(text).split(PAIR_SEP, 1)[0]
-
-
-def encoder_input(text: str) -> str:
-    """What the protein encoder reads: the input without its ligand ("A/B" stays a pair)."""
-    return text.split(LIGAND_SEP, 1)[0]
-
-
-def ligand_of(text: str) -> str | None:
-    """The SMILES of a protein-ligand input, else None."""
-    parts = text.split(LIGAND_SEP, 1)
-    return parts[1] if len(parts) == 2 else None
-
-
-def pair_input(a: str, b: str, budget: int) -> str:
-    """"A/B" with A and B cut longest-first until len(A) + len(B) <= budget (HF tokenizers'
-    `longest_first` truncation of a pair, which the published pair checkpoints saw)."""
+def pair_input(a: str, b: str, budget: int) -> ModelInput:
+    """The pair (A, B) with A and B cut longest-first until len(A) + len(B) <= budget (HF
+    tokenizers' `longest_first` truncation of a pair, which the published pair checkpoints saw)."""
     extra = len(a) + len(b) - budget
     if extra > 0:
         first = min(abs(len(a) - len(b)), extra)  # the longer one down to the shorter...
@@ -43,4 +64,9 @@ def pair_input(a: str, b: str, budget: int) -> str:
         cut_a, cut_b = (first + rest // 2, rest - rest // 2) if len(a) > len(b) else (
             rest // 2, first + rest - rest // 2)
         a, b = a[: len(a) - cut_a], b[: len(b) - cut_b]
-    return f"{a}{PAIR_SEP}{b}"
+    return ModelInput(a, partner=b)
+
+
+def as_input(item: ModelInput | str) -> ModelInput:
+    """A `ModelInput`; a plain string is one protein."""
+    return item if isinstance(item, ModelInput) else ModelInput(item)

@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
-from .grammar import (
-    class_grammar,
-)
+from collections import Counter
+
+from .grammar import class_grammar
 from .kind import TaskKind, register_kind
+from .metrics import class_metrics
 from .spec import TaskResult, TaskSpec
 
 
 class ClassKind(TaskKind):
+    """One of the spec's labels; the result keeps every class's probability."""
+
     name = "class"
     output_columns = ("label", "confidence", "label_probs")
+    answer_column = "label"
+    primary_metric = "macro_f1"
+    report_metrics = ("accuracy", "macro_f1", "mcc")
     needs_first_probs = True
+    scalar = True
 
     def validate(self, spec: TaskSpec) -> None:
+        super().validate(spec)
         if len(spec.labels) < 2:
             raise ValueError(f"class task {spec.name!r} needs at least two labels")
 
     def label_tokens(self, spec, max_residues):
         return list(spec.labels)
 
-    def encode(self, spec, label, sequence):
+    def encode(self, spec, label, protein):
         if label not in spec.labels:
             raise ValueError(f"unknown label {label!r} for task {spec.name!r}")
         return [label]
 
-    def grammar(self, spec, vocab, sequences, max_steps, device):
-        return class_grammar(vocab, spec.labels, len(sequences), device)
+    def grammar(self, spec, vocab, proteins, max_steps, device):
+        return class_grammar(vocab, spec.labels, len(proteins), device)
 
     def read_label(self, spec, text):
         label = str(text).strip()
@@ -35,12 +43,23 @@ class ClassKind(TaskKind):
             raise ValueError(f"unknown class {label!r} (known: {', '.join(spec.labels)})")
         return label
 
-    def truth_of(self, result):
-        return result.label
+    def label_counts(self, spec, label):
+        return [label]
 
     def parse(self, spec, tokens, probs, first_probs):
         dist = [(lab, first_probs[lab]) for lab in spec.labels]
         return TaskResult(label=tokens[0], confidence=probs[0], label_probs=dist)
+
+    def empty_answer(self, spec, protein):
+        return ""
+
+    def score(self, spec, proteins, truth, preds):
+        return class_metrics(truth, preds)
+
+    def baseline(self, spec, train, test):
+        top = Counter(label for _, label in train).most_common(1)[0][0]
+        return (f"majority class '{top}'",
+                self.score(spec, [p for p, _ in test], [lab for _, lab in test], [top] * len(test)))
 
 
 register_kind(ClassKind())

@@ -1,14 +1,14 @@
 """Task metrics, computed from true and predicted labels in their natural form.
 
-One function per task kind, all returning a flat `{metric: float}` dict; `KIND_METRICS` maps a
-kind to its function and `PRIMARY` names the metric used to pick the best checkpoint.
+One function per kind of answer, all returning a flat `{metric: float}` dict; each task kind
+(`TaskKind.score`) says which it uses and which metric picks the best checkpoint.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -142,13 +142,3 @@ def random_site_baseline(sequences: Sequence[str], truth: Sequence[Sequence[int]
     total = sum(len(t) for t in truth)
     score = hits / total if total else 0.0
     return {"precision": score, "recall": score, "f1": score}
-
-
-PRIMARY = {"regression": "spearman", "class": "macro_f1", "multilabel": "micro_f1",
-           "sites": "f1", "per_residue": "accuracy"}
-
-
-KIND_METRICS: dict[str, Callable[..., dict[str, float]]] = {
-    "regression": regression_metrics, "class": class_metrics, "multilabel": multilabel_metrics,
-    "sites": site_metrics, "per_residue": per_residue_metrics,
-}

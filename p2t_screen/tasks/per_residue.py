@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+
 import torch
 
-from .grammar import (
-    PerResidueGrammar,
-)
-from .inputs import (
-    protein_of,
-)
-from .kind import TaskKind, register_kind
+from .grammar import PerResidueGrammar
+from .kind import SideInput, TaskKind, register_kind
+from .metrics import per_residue_metrics
 from .spec import TaskResult, TaskSpec
 
 
 class PerResidueKind(TaskKind):
+    """One of the spec's labels for every residue (e.g. 3-state secondary structure); `codes`
+    gives one character per label for label strings like "HHEC" in data files."""
+
     name = "per_residue"
     output_columns = ("residue_labels", "confidence", "residue_probs")
-    side_input = "skip"
+    answer_column = "residue_labels"
+    primary_metric = "accuracy"
+    report_metrics = ("accuracy", "macro_f1")
+    side_input = SideInput.RESIDUE
+    one_pass_without_feedback = True
+    # Teacher forcing lets a per-residue decoder lower its loss by copying the previous label
+    # (labels come in runs) instead of reading the encoder; hiding half of the previous labels
+    # during training forces it to read the encoder.
+    default_input_dropout = 0.5
 
     def validate(self, spec: TaskSpec) -> None:
+        super().validate(spec)
         if len(spec.labels) < 2:
             raise ValueError(f"per-residue task {spec.name!r} needs at least two labels")
         if spec.codes is not None and (len(spec.codes) != len(spec.labels)
@@ -30,17 +40,23 @@ class PerResidueKind(TaskKind):
     def label_tokens(self, spec, max_residues):
         return list(spec.labels)
 
-    def encode(self, spec, label, sequence):
-        labels, sequence = list(label), protein_of(sequence)
-        if len(labels) != len(sequence):
-            raise ValueError(f"task {spec.name!r}: {len(labels)} labels for {len(sequence)} residues")
+    def output_steps(self, spec, max_residues):
+        return max_residues + 1
+
+    def min_output_steps(self, spec, max_residues):
+        return max_residues + 1
+
+    def encode(self, spec, label, protein):
+        labels = list(label)
+        if len(labels) != len(protein):
+            raise ValueError(f"task {spec.name!r}: {len(labels)} labels for {len(protein)} residues")
         unknown = set(labels) - set(spec.labels)
         if unknown:
             raise ValueError(f"unknown labels {sorted(unknown)} for task {spec.name!r}")
         return labels
 
-    def grammar(self, spec, vocab, sequences, max_steps, device):
-        lengths = [len(protein_of(s)) for s in sequences]
+    def grammar(self, spec, vocab, proteins, max_steps, device):
+        lengths = [len(p) for p in proteins]
         return PerResidueGrammar(vocab, spec.labels, torch.tensor(lengths, device=device),
                                  max(lengths, default=0) + 1)
 
@@ -54,12 +70,36 @@ class PerResidueKind(TaskKind):
             return [table[c] for c in text]
         return list(text)
 
-    def truth_of(self, result):
-        return result.residue_labels
+    def check_label(self, spec, label, protein):
+        if len(label) != len(protein):
+            raise ValueError(f"{len(label)} residue labels for {len(protein)} residues")
+
+    def fit_label(self, spec, label, residues):
+        return label[:residues]
+
+    def label_counts(self, spec, label):
+        return list(label)
 
     def parse(self, spec, tokens, probs, first_probs):
         mean = float(sum(probs) / len(probs)) if probs else None
         return TaskResult(residue_labels=list(tokens), confidence=mean, residue_probs=list(probs))
+
+    def empty_answer(self, spec, protein):
+        return [""] * len(protein)
+
+    def score(self, spec, proteins, truth, preds):
+        return per_residue_metrics(truth, preds)
+
+    def baseline(self, spec, train, test):
+        by_aa: dict[str, Counter] = defaultdict(Counter)
+        for protein, label in train:
+            for aa, lab in zip(protein, label):
+                by_aa[aa][lab] += 1
+        overall = Counter(lab for _, label in train for lab in label).most_common(1)[0][0]
+        rule = {aa: c.most_common(1)[0][0] for aa, c in by_aa.items()}
+        preds = [[rule.get(aa, overall) for aa in protein] for protein, _ in test]
+        return ("amino-acid composition: most frequent label of each residue type",
+                self.score(spec, [p for p, _ in test], [lab for _, lab in test], preds))
 
 
 register_kind(PerResidueKind())

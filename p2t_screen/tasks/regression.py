@@ -5,37 +5,45 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .grammar import (
-    regression_grammar,
-)
-from .kind import TaskKind, _sequence_probability, register_kind
+from .grammar import regression_grammar
+from .kind import TaskKind, register_kind, sequence_probability
+from .metrics import regression_metrics
 from .spec import TaskResult, TaskSpec
 
 REGRESSION_LOW, REGRESSION_HIGH = 0.0001, 0.9999  # Prot2Token's squashed label range
-
-
 REGRESSION_DECIMALS = 4
 
 
 class RegressionKind(TaskKind):
+    """A value in the spec's range, written "0.dddd": y = (x - min) / (max - min) squashed into
+    [0.0001, 0.9999] and rounded to four places (Prot2Token's format)."""
+
     name = "regression"
     output_columns = ("value", "confidence")
+    answer_column = "value"
+    primary_metric = "spearman"
+    report_metrics = ("spearman", "pearson", "rmse")
+    scalar = True
 
     def validate(self, spec: TaskSpec) -> None:
+        super().validate(spec)
         if spec.value_range is None or spec.value_range[0] >= spec.value_range[1]:
             raise ValueError(f"regression task {spec.name!r} needs value_range (min < max)")
 
     def label_tokens(self, spec: TaskSpec, max_residues: int) -> list[str]:
         return [*(str(d) for d in range(10)), "."]
 
-    def encode(self, spec: TaskSpec, label: Any, sequence: str) -> list[str]:
+    def min_output_steps(self, spec: TaskSpec, max_residues: int) -> int:
+        return REGRESSION_DECIMALS + 2  # 0 . d d d d, then <eos> (never fed back)
+
+    def encode(self, spec: TaskSpec, label: Any, protein: str) -> list[str]:
         lo, hi = spec.value_range
         x = min(max(float(label), lo), hi)  # the format cannot express values outside the range
         y = (x - lo) / (hi - lo) * (REGRESSION_HIGH - REGRESSION_LOW) + REGRESSION_LOW
         return list(str(round(y, REGRESSION_DECIMALS)))
 
-    def grammar(self, spec, vocab, sequences, max_steps, device):
-        return regression_grammar(vocab, len(sequences), REGRESSION_DECIMALS, device)
+    def grammar(self, spec, vocab, proteins, max_steps, device):
+        return regression_grammar(vocab, len(proteins), REGRESSION_DECIMALS, device)
 
     def read_label(self, spec, text):
         try:
@@ -46,14 +54,24 @@ class RegressionKind(TaskKind):
             raise ValueError(f"not a finite number: {text!r}")
         return value
 
-    def truth_of(self, result):
-        return result.value
-
     def parse(self, spec, tokens, probs, first_probs):
         lo, hi = spec.value_range
         y = float("".join(tokens))
         x = (y - REGRESSION_LOW) / (REGRESSION_HIGH - REGRESSION_LOW) * (hi - lo) + lo
-        return TaskResult(value=x, confidence=_sequence_probability(probs))
+        return TaskResult(value=x, confidence=sequence_probability(probs))
+
+    def empty_answer(self, spec, protein):
+        return float("nan")
+
+    def score(self, spec, proteins, truth, preds):
+        pairs = [(t, p) for t, p in zip(truth, preds) if p == p]  # failed rows (NaN) are reported
+        out = regression_metrics([t for t, _ in pairs], [p for _, p in pairs])
+        return {**out, "failed": len(truth) - len(pairs)}
+
+    def baseline(self, spec, train, test):
+        mean = sum(label for _, label in train) / len(train)
+        return (f"train mean {mean:.3f}",
+                self.score(spec, [p for p, _ in test], [lab for _, lab in test], [mean] * len(test)))
 
 
 register_kind(RegressionKind())

@@ -4,30 +4,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .inputs import (
-    INPUTS,
-)
-from .kind import KINDS
-
-# Decoder prompts beyond `<bos> <task>`. "candidates" (sites tasks): every candidate position of
-# the protein, ascending, then `<sep>`; the model then writes the positive ones (Prot2Token's
-# kinase phosphorylation-site format).
-PROMPTS = ("", "candidates")
-
+from .inputs import INPUTS
+from .kind import KINDS, TaskKind
 
 SEP = "<sep>"
-
-
-# How a multi-label answer is written. "" (Prot2Token's format): the labels present, in the
-# spec's order, then `<eos>`. "flags": one decision per label in the spec's order, the label's
-# token when present and ABSENT when not, then `<eos>`; each decision is then a probability of
-# that label (given the decisions before it), which a decision threshold can act on.
-ENCODINGS = ("", "flags")
-
-
 ABSENT = "<absent>"
 
 
@@ -43,10 +26,14 @@ class TaskSpec:
     codes: str | None = None  # per-residue: one character per label, for label strings like "HHEC"
     description: str = ""
     token: str = ""
-    inputs: str = "protein"  # one of INPUTS
-    prompt: str = ""  # one of PROMPTS
-    encoding: str = ""  # multi-label: one of ENCODINGS
-    threshold: float | None = None  # multi-label "flags": emit a label at this probability (None: 0.5)
+    inputs: str = "protein"  # one of tasks.inputs.INPUTS
+    # Decoder prompt beyond `<bos> <task>`, one of the kind's `prompts`. Sites: "candidates" gives
+    # every candidate position of the protein, ascending, then `<sep>`; the model then writes the
+    # positive ones (Prot2Token's kinase phosphorylation-site format).
+    prompt: str = ""
+    # How the answer is written, one of the kind's `encodings` (multi-label: "" or "flags").
+    encoding: str = ""
+    threshold: float | None = None  # a kind with decision thresholds: emit at this probability
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -57,28 +44,26 @@ class TaskSpec:
             object.__setattr__(self, "token", f"<task_{self.name}>")
         if self.inputs not in INPUTS:
             raise ValueError(f"task {self.name!r}: inputs must be one of {INPUTS}, got {self.inputs!r}")
-        if self.prompt not in PROMPTS:
-            raise ValueError(f"task {self.name!r}: prompt must be one of {PROMPTS}, got {self.prompt!r}")
-        if self.prompt and self.kind != "sites":
-            raise ValueError(f"task {self.name!r}: a '{self.prompt}' prompt needs kind 'sites'")
-        if self.encoding not in ENCODINGS:
-            raise ValueError(f"task {self.name!r}: encoding must be one of {ENCODINGS}, got {self.encoding!r}")
-        if self.encoding and self.kind != "multilabel":
-            raise ValueError(f"task {self.name!r}: encoding '{self.encoding}' needs kind 'multilabel'")
-        if self.threshold is not None:
-            if self.encoding != "flags":
-                raise ValueError(f"task {self.name!r}: a threshold needs encoding 'flags'")
-            if not 0.0 < float(self.threshold) < 1.0:
-                raise ValueError(f"task {self.name!r}: threshold must lie in (0, 1), got {self.threshold}")
-            object.__setattr__(self, "threshold", float(self.threshold))
         object.__setattr__(self, "labels", tuple(self.labels))
         if self.value_range is not None:
             object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
-        KINDS[self.kind].validate(self)
+        if self.threshold is not None:
+            object.__setattr__(self, "threshold", float(self.threshold))
+        self.task_kind.validate(self)
+
+    @property
+    def task_kind(self) -> TaskKind:
+        """The kind that owns this task's tokens, grammar, parsing and metrics."""
+        return KINDS[self.kind]
+
+    @property
+    def has_threshold(self) -> bool:
+        """Whether a decision threshold applies to this task (multi-label "flags")."""
+        return self.task_kind.has_threshold(self)
 
     @property
     def decision_threshold(self) -> float:
-        """Multi-label "flags": the probability at which a label is emitted (0.5 unless set)."""
+        """The probability at which a label is emitted (0.5 unless set)."""
         return 0.5 if self.threshold is None else self.threshold
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,7 +82,8 @@ class TaskSpec:
 
 @dataclass
 class TaskResult:
-    """A parsed, typed prediction for one (record, task); fields left None do not apply."""
+    """A parsed, typed prediction for one (record, task); fields left None do not apply.
+    Every field is an output column of the same name."""
 
     value: float | None = None
     label: str | None = None
@@ -108,4 +94,10 @@ class TaskResult:
     label_probs: list[tuple[str, float]] | None = None
     site_probs: list[float] | None = None
     residue_probs: list[float] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def columns(self) -> dict[str, Any]:
+        """The output columns this result fills (label probabilities as {label, prob} rows)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.label_probs is not None:
+            out["label_probs"] = [{"label": k, "prob": p} for k, p in self.label_probs]
+        return out

@@ -107,7 +107,7 @@ class TaskEntry:
 
 
 @dataclass(frozen=True)
-class TrainRunConfig:
+class TrainingConfig:
     name: str
     output: Path
     encoder: EncoderSection
@@ -172,7 +172,7 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
     else:
         raise UsageError(f"{where}: give `data` (a table) or `self_supervised` (a FASTA)")
     tune = bool(entry.get("tune_threshold", False))
-    if tune and spec.encoding != "flags":
+    if tune and not spec.has_threshold:
         raise UsageError(f"{where}: tune_threshold needs a multi-label task with encoding = \"flags\"")
     if tune and entry.get("auxiliary"):
         raise UsageError(f"{where}: an auxiliary task is not offered, so it has no threshold to tune")
@@ -181,7 +181,7 @@ def _task(entry: dict[str, Any], base: Path, where: str) -> TaskEntry:
                      entry.get("input_dropout"), tune, bool(entry.get("auxiliary", False)))
 
 
-def parse_config(doc: dict[str, Any], origin: str, base: Path) -> TrainRunConfig:
+def parse_config(doc: dict[str, Any], origin: str, base: Path) -> TrainingConfig:
     """Validate a loaded config document; relative paths are relative to `base`."""
     top = {"name", "output", "seed", "encoder", "decoder", "train", "tasks", "molecule"}
     unknown = sorted(set(doc) - top)
@@ -203,7 +203,7 @@ def parse_config(doc: dict[str, Any], origin: str, base: Path) -> TrainRunConfig
     except ValueError as exc:
         raise UsageError(f"{origin}: {exc}") from exc
     output = Path(doc["output"])
-    return TrainRunConfig(
+    return TrainingConfig(
         name=str(doc["name"]), output=output if output.is_absolute() else base / output,
         encoder=encoder, decoder=_section(DecoderSection, doc.get("decoder", {}), f"{origin}: [decoder]"),
         train=_section(TrainSection, doc.get("train", {}), f"{origin}: [train]"),
@@ -211,7 +211,7 @@ def parse_config(doc: dict[str, Any], origin: str, base: Path) -> TrainRunConfig
         molecule=_section(MoleculeSection, doc.get("molecule", {}), f"{origin}: [molecule]"))
 
 
-def load_config(path: Path, base: Path | None = None) -> TrainRunConfig:
+def load_config(path: Path, base: Path | None = None) -> TrainingConfig:
     """Read a TOML (.toml) or YAML (.yaml/.yml) training config."""
     if not path.is_file():
         raise UsageError(f"training config not found: {path}")

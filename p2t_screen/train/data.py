@@ -19,8 +19,7 @@ from ..errors import InputError
 from ..io.fasta import read_fasta
 from ..io.ligands import check_smiles
 from ..io.records import ENCODER_ALPHABET, ReadPolicy
-from ..tasks.inputs import LIGAND_SEP, pair_input, protein_of
-from ..tasks.kind import KINDS
+from ..tasks.inputs import LIGAND, PAIR, ModelInput, pair_input
 from ..tasks.spec import TaskSpec
 
 SPLITS = ("train", "valid", "test")
@@ -45,11 +44,10 @@ class TaskSource:
 
 @dataclass(frozen=True)
 class Labelled:
-    """One validated example: the sequence as the model sees it and its parsed label."""
+    """One validated example: the input as the model sees it and its parsed label."""
 
     id: str
-    sequence: str  # pair tasks: "A/B" (tasks.PAIR_SEP), both cut to fit the encoder together;
-    # protein-ligand tasks: "A SMILES" (tasks.LIGAND_SEP)
+    input: ModelInput  # pair tasks: both proteins, cut to fit the encoder together
     label: Any
     split: str
     truncated: bool = False
@@ -93,8 +91,8 @@ def load_task(spec: TaskSpec, source: TaskSource, max_residues: int) -> dict[str
     else:
         sequences = _column(table, source.sequence_column, source.path)
     labels = _column(table, source.label_column, source.path)
-    partners = (_column(table, source.partner_column, source.path) if spec.inputs == "pair"
-                else _column(table, source.ligand_column, source.path) if spec.inputs == "ligand"
+    partners = (_column(table, source.partner_column, source.path) if spec.inputs == PAIR
+                else _column(table, source.ligand_column, source.path) if spec.inputs == LIGAND
                 else [None] * table.num_rows)
     splits = (_column(table, source.split_column, source.path) if source.split_column
               and source.split_column in table.column_names else ["train"] * table.num_rows)
@@ -136,23 +134,17 @@ def _protein(seq: Any, what: str) -> str:
 def _validate(spec: TaskSpec, rid: str, seq: Any, label: Any, split: str,
               max_residues: int, partner: Any = None) -> Labelled:
     seq = _protein(seq, "sequence")
-    kind = KINDS[spec.kind]
+    kind = spec.task_kind
     parsed = kind.read_label(spec, "" if label is None else label)
-    if spec.kind == "per_residue" and len(parsed) != len(seq):
-        raise ValueError(f"{len(parsed)} residue labels for {len(seq)} residues")
-    if spec.inputs == "pair":
+    kind.check_label(spec, parsed, seq)
+    if spec.inputs == PAIR:
         other = _protein(partner, "partner sequence")
         pair = pair_input(seq, other, max_residues - 1)  # <cls> A <eos> B <eos> fits the encoder
-        used = protein_of(pair)
-        truncated = len(pair) - 1 < len(seq) + len(other)
-        if spec.kind == "sites":
-            parsed = [p for p in parsed if p <= len(used)]
-        elif spec.kind == "per_residue":
-            parsed = parsed[: len(used)]
-        kind.encode(spec, parsed, pair)
-        return Labelled(rid, pair, parsed, split, truncated)
+        parsed = kind.fit_label(spec, parsed, len(pair.protein))
+        kind.encode(spec, parsed, pair.protein)
+        return Labelled(rid, pair, parsed, split, pair.residues < len(seq) + len(other))
     smiles = None
-    if spec.inputs == "ligand":
+    if spec.inputs == LIGAND:
         smiles = str(partner or "").strip()
         try:
             check_smiles(smiles)
@@ -161,14 +153,9 @@ def _validate(spec: TaskSpec, rid: str, seq: Any, label: Any, split: str,
     truncated = len(seq) > max_residues
     if truncated:  # keep what the screen will see: the first max_residues residues
         seq = seq[:max_residues]
-        if spec.kind == "per_residue":
-            parsed = parsed[:max_residues]
-        elif spec.kind == "sites":
-            parsed = [p for p in parsed if p <= max_residues]
+        parsed = kind.fit_label(spec, parsed, max_residues)
     kind.encode(spec, parsed, seq)  # sites inside the sequence, known labels, ...
-    if smiles is not None:
-        seq = f"{seq}{LIGAND_SEP}{smiles}"
-    return Labelled(rid, seq, parsed, split, truncated)
+    return Labelled(rid, ModelInput(seq, ligand=smiles), parsed, split, truncated)
 
 
 def summarise(spec: TaskSpec, data: dict[str, list[Labelled]]) -> dict[str, Any]:
@@ -176,9 +163,6 @@ def summarise(spec: TaskSpec, data: dict[str, list[Labelled]]) -> dict[str, Any]
     counts = {s: len(v) for s, v in data.items()}
     labels: Counter = Counter()
     for ex in data["train"]:
-        if spec.kind == "class":
-            labels[ex.label] += 1
-        elif spec.kind in ("multilabel", "per_residue"):
-            labels.update(ex.label)
+        labels.update(spec.task_kind.label_counts(spec, ex.label))
     return {"counts": counts, "train_labels": dict(labels.most_common()),
             "truncated": sum(ex.truncated for v in data.values() for ex in v)}

@@ -8,7 +8,6 @@ runs); metrics compare them with the labels in their natural form.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,69 +21,51 @@ from ..screen.batching import token_budget_batches
 from ..screen.expansion import Pairing
 from ..screen.run_record import with_thresholds
 from ..screen.screener import ScreenConfig, Screener
-from ..tasks.inputs import PAIR_SEP, encoder_input, protein_of
-from ..tasks.kind import KINDS
-from ..tasks.metrics import KIND_METRICS, random_site_baseline
+from ..tasks.inputs import LIGAND, PAIR, ModelInput
 from ..tasks.spec import TaskResult, TaskSpec
 from .config import load_config
 from .data import Labelled, TaskSource, load_task
 
-_FROM_ROW = {"regression": "value", "class": "label", "multilabel": "labels", "sites": "sites",
-             "per_residue": "residue_labels"}
-
-
-def _empty_prediction(spec: TaskSpec, example: Labelled) -> Any:
-    """What a failed row counts as: nothing predicted (it still counts against the model)."""
-    return {"regression": float("nan"), "class": "", "multilabel": [], "sites": [],
-            "per_residue": [""] * len(protein_of(example.sequence))}[spec.kind]
-
 
 def predict_labels(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
                    max_tokens: int = 8192) -> list[Any]:
-    """Predictions in natural form, one per example, via `Screener.screen`.
-
-    Pair examples ("A/B") screen A with B as its partner, paired by a per-example id."""
+    """Predictions in natural form, one per example, via `Screener.screen`; a failed row counts
+    as the kind's empty answer. Pair examples screen the protein with its partner, paired by a
+    per-example id; ligand examples (each with its own ligand) are decoded as inputs directly."""
+    kind = spec.task_kind
+    if spec.inputs == LIGAND:
+        return _predict_inputs(model, spec, examples, max_tokens)
     policy = ReadPolicy(on_invalid="skip", max_residues=model.config.encoder.max_residues)
     pairing = None
-    if spec.inputs == "pair":
-        halves = [e.sequence.split(PAIR_SEP, 1) for e in examples]
-        records = records_from_sequences([(f"e{i}", a) for i, (a, _) in enumerate(halves)], policy)
+    if spec.inputs == PAIR:
+        records = records_from_sequences([(f"e{i}", e.input.protein) for i, e in enumerate(examples)], policy)
         pairing = Pairing(tuple(records_from_sequences(
-            [(f"e{i}", b) for i, (_, b) in enumerate(halves)], policy)), by_id=True)
-    elif spec.inputs == "ligand":  # each example has its own ligand: decode the inputs directly
-        screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens))
-        keys = list(dict.fromkeys(e.sequence for e in examples))
-        found: dict[str, Any] = {}
-        for batch in token_budget_batches(keys, lambda k: len(encoder_input(k)), max_tokens):
-            found.update(zip(batch, screener.predict(batch, [spec])[spec.name]))
-        return [getattr(found[e.sequence], _FROM_ROW[spec.kind]) if isinstance(found[e.sequence], TaskResult)
-                else _empty_prediction(spec, e) for e in examples]
+            [(f"e{i}", e.input.partner) for i, e in enumerate(examples)], policy)), by_id=True)
     else:
-        records = records_from_sequences([(e.id, e.sequence) for e in examples], policy)
+        records = records_from_sequences([(e.id, e.input.protein) for e in examples], policy)
     screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens), pairs=pairing)
-    column = _FROM_ROW[spec.kind]
     preds: list[Any] = [None] * len(examples)
     for batch in screener.screen(records):
         for row in batch.to_pylist():
             i = row["input_index"]
-            preds[i] = row[column] if row["status"] == "ok" else _empty_prediction(spec, examples[i])
+            preds[i] = kind.answer(row) if row["status"] == "ok" else kind.empty_answer(spec, examples[i].input.protein)
     return preds
+
+
+def _predict_inputs(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled], max_tokens: int) -> list[Any]:
+    kind = spec.task_kind
+    screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens))
+    keys = list(dict.fromkeys(e.input for e in examples))
+    found: dict[ModelInput, Any] = {}
+    for batch in token_budget_batches(keys, lambda k: k.encoder_length, max_tokens):
+        found.update(zip(batch, screener.predict(batch, [spec])[spec.name]))
+    return [kind.answer(found[e.input].columns()) if isinstance(found[e.input], TaskResult)
+            else kind.empty_answer(spec, e.input.protein) for e in examples]
 
 
 def score(spec: TaskSpec, examples: Sequence[Labelled], preds: Sequence[Any]) -> dict[str, float]:
     """The task kind's metrics for predictions against the examples' labels."""
-    truth = [e.label for e in examples]
-    fn = KIND_METRICS[spec.kind]
-    if spec.kind == "multilabel":
-        return fn(truth, preds, labels=spec.labels)
-    if spec.kind == "sites":
-        kind = KINDS["sites"]
-        return fn(truth, preds, candidates=[len(kind.candidates(spec, e.sequence)) for e in examples])
-    if spec.kind == "regression":
-        pairs = [(t, p) for t, p in zip(truth, preds) if p == p]  # failed rows (NaN) are reported
-        out = fn([t for t, _ in pairs], [p for _, p in pairs])
-        return {**out, "failed": len(truth) - len(pairs)}
-    return fn(truth, preds)
+    return spec.task_kind.score(spec, [e.input.protein for e in examples], [e.label for e in examples], preds)
 
 
 def evaluate(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
@@ -94,31 +75,9 @@ def evaluate(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
 
 
 def baseline(spec: TaskSpec, train: Sequence[Labelled], test: Sequence[Labelled]) -> tuple[str, dict]:
-    """A trivial baseline fitted on `train`, scored on `test`: (description, metrics)."""
-    if spec.kind == "regression":
-        mean = sum(e.label for e in train) / len(train)
-        return f"train mean {mean:.3f}", score(spec, test, [mean] * len(test))
-    if spec.kind == "class":
-        top = Counter(e.label for e in train).most_common(1)[0][0]
-        return f"majority class '{top}'", score(spec, test, [top] * len(test))
-    if spec.kind == "multilabel":
-        freq = Counter(lab for e in train for lab in e.label)
-        chosen = [lab for lab in spec.labels if freq[lab] >= len(train) / 2]
-        if not chosen and freq:
-            chosen = [freq.most_common(1)[0][0]]
-        return f"label frequencies: always {chosen}", score(spec, test, [chosen] * len(test))
-    if spec.kind == "per_residue":
-        by_aa: dict[str, Counter] = defaultdict(Counter)
-        for e in train:
-            for aa, lab in zip(e.sequence, e.label):
-                by_aa[aa][lab] += 1
-        overall = Counter(lab for e in train for lab in e.label).most_common(1)[0][0]
-        rule = {aa: c.most_common(1)[0][0] for aa, c in by_aa.items()}
-        preds = [[rule.get(aa, overall) for aa in e.sequence] for e in test]
-        return "amino-acid composition: most frequent label of each residue type", score(spec, test, preds)
-    truth = [e.label for e in test]
-    return ("random positions, as many as true sites",
-            random_site_baseline([protein_of(e.sequence) for e in test], truth))
+    """The kind's trivial baseline fitted on `train`, scored on `test`: (description, metrics)."""
+    return spec.task_kind.baseline(spec, [(e.input.protein, e.label) for e in train],
+                                   [(e.input.protein, e.label) for e in test])
 
 
 def resolve_data(model: P2TModel, args: list[str]) -> list[tuple[str, TaskSource]]:
@@ -157,7 +116,7 @@ def run_eval(model_ref: str, data: list[str], split: str, with_baseline: bool, d
             raise UsageError(f"{source.path}: no {split} examples for task {task}")
         entry: dict[str, Any] = {"kind": spec.kind, "data": str(source.path), "examples": len(examples),
                                  "metrics": evaluate(model, spec, examples, max_tokens)}
-        if spec.encoding == "flags":
+        if spec.has_threshold:
             entry["threshold"] = spec.decision_threshold
         if with_baseline and labelled["train"]:
             name, metrics = baseline(spec, labelled["train"], examples)

@@ -29,7 +29,8 @@ from ..errors import UsageError
 from ..model.encoder import ALPHABET, EncoderConfig, esm2_forward, tokenize
 from ..model.esm_io import save_esm_checkpoint
 from ..screen.batching import shuffled_batches
-from .steps import TrainConfig, lr_at
+from .state import load_state, save_state
+from .steps import LRSchedule, optimizer_step
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -123,7 +124,7 @@ def pretrain(sequences: Sequence[str], valid: Sequence[str], cfg: PretrainConfig
     """Train an ESM2 encoder by masked-LM and write it to `output` (.pt); returns a summary."""
     if not sequences:
         raise UsageError("pretrain: no training sequences")
-    emit = on_event or (lambda kind, data: None)
+    emit = on_event or (lambda event, data: None)
     state_path = output.with_name(output.name + ".train") / "state.pt"
     fingerprint = cfg.fingerprint(sequences)
     torch.manual_seed(cfg.seed)
@@ -131,15 +132,14 @@ def pretrain(sequences: Sequence[str], valid: Sequence[str], cfg: PretrainConfig
     encoder.train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, epoch, index = 0, 0, 0
-    if state_path.is_file() and not fresh:
-        saved = torch.load(state_path, map_location=device, weights_only=True)
-        if saved["fingerprint"] != fingerprint:
-            raise UsageError(f"{state_path} belongs to a different pre-training run (settings or "
-                             "sequences changed); pass --fresh to start over")
+    saved = None if fresh else load_state(
+        state_path, fingerprint, "belongs to a different pre-training run (settings or sequences "
+        "changed); pass --fresh to start over")
+    if saved is not None:
         encoder.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         step, epoch, index = saved["step"], saved["epoch"], saved["index"]
-    sched = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup)
+    schedule = LRSchedule(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup)
     emit("start", {"steps": cfg.steps, "resumed_at": step, "sequences": len(sequences)})
     plan = _epoch_batches(sequences, cfg, epoch)
     started, residues = time.perf_counter(), 0
@@ -149,30 +149,27 @@ def pretrain(sequences: Sequence[str], valid: Sequence[str], cfg: PretrainConfig
             plan = _epoch_batches(sequences, cfg, epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
         inputs, targets = mask_tokens(tokenize(plan[index]), cfg.mask_prob, gen)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, sched)
-        loss = mlm_loss(encoder, inputs.to(device), targets.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.grad_clip)
-        optimizer.step()
+        loss = optimizer_step(optimizer, mlm_loss(encoder, inputs.to(device), targets.to(device)),
+                              encoder.parameters(), cfg.grad_clip, schedule.at(step))
         residues += sum(map(len, plan[index]))
         step, index = step + 1, index + 1
-        emit("step", {"step": step, "total": cfg.steps, "loss": loss.item(), "epoch": epoch,
+        emit("step", {"step": step, "total": cfg.steps, "loss": loss, "epoch": epoch,
                       "lr": optimizer.param_groups[0]["lr"],
                       "residues_per_s": residues / (time.perf_counter() - started)})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"fingerprint": fingerprint, "model": encoder.state_dict(),
-                        "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch,
-                        "index": index}, tmp)
-            tmp.replace(state_path)
+            save_state(state_path, fingerprint, {"model": encoder.state_dict(), "optimizer": optimizer.state_dict(),
+                                                 "step": step, "epoch": epoch, "index": index})
+    return _finish(encoder, valid, cfg, output, device, step, epoch, len(sequences), emit)
+
+
+def _finish(encoder: ESM2, valid: Sequence[str], cfg: PretrainConfig, output: Path, device: torch.device,
+            step: int, epoch: int, train_sequences: int, emit: Callable[[str, dict], None]) -> dict:
+    """Held-out metrics, the checkpoint and its summary file."""
     metrics = evaluate_mlm(encoder, valid, cfg, device) if valid else {}
     output.parent.mkdir(parents=True, exist_ok=True)
     save_esm_checkpoint(encoder.cpu().eval(), output)
     summary = {"output": str(output), "steps": step, "epochs_seen": epoch, "valid": metrics,
-               "config": asdict(cfg), "train_sequences": len(sequences)}
+               "config": asdict(cfg), "train_sequences": train_sequences}
     output.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     emit("done", summary)
     return summary

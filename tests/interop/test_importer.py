@@ -10,10 +10,10 @@ import shutil
 import pytest
 import torch
 import yaml
-from p2t_screen.interop.prot2token_reference import RefProt2Token
 
 from p2t_screen.errors import ModelError
 from p2t_screen.interop.prot2token import import_prot2token
+from p2t_screen.interop.prot2token_reference import RefProt2Token
 from p2t_screen.io.records import ReadPolicy, records_from_sequences
 from p2t_screen.model.encoder import tokenize
 from p2t_screen.model.store import load_model
@@ -117,10 +117,10 @@ def grammatical(tokens: list[int]) -> bool:
 
 
 @torch.no_grad()
-def p2t_tokens(model, sequences, memory=None) -> list[list[int]]:
+def p2t_tokens(model, sequences, layout=None) -> list[list[int]]:
     """The tokens p2t's Screener decodes (same calls as Screener.predict), up to `<eos>`."""
     spec = model.config.tasks[0]
-    mem, keep = model.encode(tokenize(sequences), memory)
+    mem, keep = model.encode(tokenize(sequences), layout)
     grammar = KINDS[spec.kind].grammar(spec, model.vocab, sequences, model.config.max_output_steps, mem.device)
     out = greedy_decode(model.decoder, model.decoder.memory_kv(mem), keep,
                         model.prompt(spec, len(sequences), mem.device), grammar, EOS)
@@ -151,7 +151,7 @@ def test_imported_model_decodes_like_the_reference(imported, max_len):
     ref, path = imported[max_len]
     model = load_model(path)
     cfg = model.config
-    assert cfg.memory == "padded" and cfg.decoder.norm_first is False and cfg.encoder.source == "bundled"
+    assert cfg.memory_layout == "padded" and cfg.decoder.norm_first is False and cfg.encoder.source == "bundled"
     assert (cfg.encoder.num_layers, cfg.encoder.embed_dim, cfg.encoder.attention_heads) == (2, 32, 4)
     assert cfg.encoder.max_residues == max_len - 2 and cfg.decoder.memory_positions == max_len
     assert (cfg.decoder.dim, cfg.decoder.num_heads, cfg.decoder.ffn_dim, cfg.decoder.max_len) == (16, 2, 32, 11)
@@ -206,7 +206,7 @@ def test_masked_memory_override_runs_and_drift_is_measurable(imported):
     model = load_model(path)
     seqs = random_sequences(16, 5, 60, seed=11)
     padded = Screener(model, list(model.config.tasks)).predict(seqs)["stability"]
-    fast = Screener(model, list(model.config.tasks), ScreenConfig(memory="masked")).predict(seqs)["stability"]
+    fast = Screener(model, list(model.config.tasks), ScreenConfig(memory_layout="masked")).predict(seqs)["stability"]
     assert all(isinstance(o, TaskResult) for o in padded + fast)
     with torch.no_grad():
         prompt = model.prompt(model.config.tasks[0], len(seqs), torch.device("cpu"))
@@ -228,7 +228,7 @@ def test_padded_memory_batches_by_full_width(imported):
     sizes = {}
     for memory in (None, "masked"):
         seen: list[int] = []
-        config = ScreenConfig(max_tokens=3 * 64, memory=memory)
+        config = ScreenConfig(max_tokens=3 * 64, memory_layout=memory)
         list(Screener(model, list(model.config.tasks), config, memory_guard=lambda b: seen.append(len(b)))
              .screen(records))
         sizes[memory] = seen
@@ -244,7 +244,7 @@ def test_config_without_memory_field_loads_as_masked(imported, tmp_path):
     assert doc["memory"] == "padded"
     del doc["memory"]
     (copy / "config.json").write_text(json.dumps(doc))
-    assert load_model(copy).config.memory == "masked"
+    assert load_model(copy).config.memory_layout == "masked"
 
 
 # ------------------------------------------------------------------ refusals

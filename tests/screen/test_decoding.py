@@ -7,9 +7,10 @@ import random
 
 import pytest
 import torch
-from conftest import FLAGS, flags_model, tiny_model
+from conftest import FLAGS, flags_model, tiny_model, uncached_decode
 
 from p2t_screen.io.records import ReadPolicy, records_from_sequences
+from p2t_screen.model.decoder import SideInputs
 from p2t_screen.model.encoder import tokenize
 from p2t_screen.screen.decode import _choose, greedy_decode
 from p2t_screen.screen.screener import ScreenConfig, Screener
@@ -26,15 +27,21 @@ def random_sequences(n: int, lo: int, hi: int, seed: int) -> list[str]:
     return ["".join(rng.choice(AA) for _ in range(rng.randint(lo, hi))) for _ in range(n)]
 
 
-def cached_equals_full(model, spec, seqs, kv, keep, prompt, **side):
+def cached_equals_full(model, spec, seqs, kv, keep, prompt, side=None):
     """Greedy tokens of the KV-cached path, after checking a full re-forward per step agrees."""
     out = {}
-    for cache in (True, False):
+    for cache, decode in ((True, greedy_decode), (False, uncached_decode)):
         grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, "cpu")
-        out[cache] = greedy_decode(model.decoder, kv, keep, prompt, grammar, model.vocab.eos_id,
-                                   use_cache=cache, **side).tokens
-    assert torch.equal(out[True], out[False])
+        out[cache] = decode(model.decoder, kv, keep, prompt, grammar, model.vocab.eos_id, side=side).tokens
+    assert torch.equal(*padded_alike(out[True], out[False]))
     return out[True]
+
+
+def padded_alike(a, b):
+    """Two (B, S) token tensors padded with <pad> to one width (decoders may stop early)."""
+    width = max(a.shape[1], b.shape[1])
+    return (torch.nn.functional.pad(a, (0, width - a.shape[1])),
+            torch.nn.functional.pad(b, (0, width - b.shape[1])))
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +56,9 @@ def decode_all(model, sequences, use_cache):
     for spec in model.config.tasks:
         grammar = KINDS[spec.kind].grammar(spec, model.vocab, sequences, model.config.max_output_steps,
                                            torch.device("cpu"))
-        out[spec.name] = greedy_decode(model.decoder, kv, keep, model.prompt(spec, len(sequences), "cpu"),
-                                       grammar, model.vocab.eos_id, use_cache=use_cache)
+        decode = greedy_decode if use_cache else uncached_decode
+        out[spec.name] = decode(model.decoder, kv, keep, model.prompt(spec, len(sequences), "cpu"),
+                                grammar, model.vocab.eos_id)
     return out
 
 
@@ -171,11 +179,11 @@ def test_residue_skip_adds_memory_row_j_at_input_j_and_caches_consistently():
     memory, keep = model.encode(tokenize(seqs))
     kv = model.decoder.memory_kv(memory)
     out = {}
-    for cache in (True, False):
+    for cache, decode in ((True, greedy_decode), (False, uncached_decode)):
         grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, memory.device)
-        out[cache] = greedy_decode(model.decoder, kv, keep, model.prompt(spec, 3, memory.device), grammar,
-                                   model.vocab.eos_id, use_cache=cache, skip=memory).tokens
-    assert torch.equal(out[True], out[False])
+        out[cache] = decode(model.decoder, kv, keep, model.prompt(spec, 3, memory.device), grammar,
+                            model.vocab.eos_id, side=SideInputs(residue=memory)).tokens
+    assert torch.equal(*padded_alike(out[True], out[False]))
     grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, memory.device)
     plain = greedy_decode(model.decoder, kv, keep, model.prompt(spec, 3, memory.device), grammar,
                           model.vocab.eos_id).tokens
@@ -202,29 +210,29 @@ def test_site_pointer_scores_position_p_from_memory_row_p(tmp_path):
     kv = model.decoder.memory_kv(memory)
     prompt = model.prompt(spec, 3, "cpu")
     plain = model.decoder(prompt, kv, keep)
-    assert torch.equal(plain, model.decoder(prompt, kv, keep, pointer=memory))  # zero init
+    assert torch.equal(plain, model.decoder(prompt, kv, keep, side=SideInputs(pointer=memory)))  # zero init
     with torch.no_grad():
         model.decoder.pointer.weight.normal_(std=1.0)
-    pointed = model.decoder(prompt, kv, keep, pointer=memory)
+    pointed = model.decoder(prompt, kv, keep, side=SideInputs(pointer=memory))
     changed = (pointed != plain).any(dim=(0, 1)).nonzero().flatten().tolist()
     assert set(changed) <= {model.vocab.id(str(p)) for p in range(1, 65)}
     p = 7  # by hand for one row, step and position
     h = model.decoder.final_norm  # the state the output layer reads: recompute it through a hook
     seen = {}
     hook = h.register_forward_hook(lambda m, i, o: seen.update(x=o))
-    model.decoder(prompt, kv, keep, pointer=memory)
+    model.decoder(prompt, kv, keep, side=SideInputs(pointer=memory))
     hook.remove()
     x = seen["x"][1, -1]
     want = plain[1, -1, model.vocab.id(str(p))] + (model.decoder.pointer(x) @ memory[1, p]) / 32 ** 0.5
     assert torch.allclose(pointed[1, -1, model.vocab.id(str(p))], want, atol=1e-5)
 
-    tokens = cached_equals_full(model, spec, seqs, kv, keep, prompt, pointer=memory)
+    tokens = cached_equals_full(model, spec, seqs, kv, keep, prompt, side=SideInputs(pointer=memory))
     assert not torch.equal(tokens, cached_equals_full(model, spec, seqs, kv, keep, prompt))
     sites = [[int(model.vocab.tokens[t]) for t in row if t not in (0, model.vocab.eos_id)]
              for row in tokens.tolist()]
     got = Screener(model, [spec, model.config.task("ss3")]).predict(seqs)
     assert [r.sites for r in got[spec.name]] == sites
-    assert model.side_inputs(memory, model.prompt(model.config.task("ss3"), 3, "cpu")[:, 1])["pointer"] is None
+    assert model.side_inputs(memory, model.prompt(model.config.task("ss3"), 3, "cpu")[:, 1]).pointer is None
     save_model(model, tmp_path / "m")
     again = Screener(load_model(tmp_path / "m"), [spec]).predict(seqs)
     assert [r.sites for r in again[spec.name]] == sites
@@ -240,10 +248,10 @@ def test_pooled_memory_adds_the_masked_mean_and_keeps_batching_exact():
     memory, keep = pooled.encode(tokenize(seqs))
     task = pooled.prompt(pooled.config.task("kingdom"), 3, "cpu")[:, 1]
     side = pooled.side_inputs(memory, task, keep)
-    assert side["skip"] is None and side["pointer"] is None
-    assert torch.allclose(side["pooled"][1], memory[1, :6].mean(0), atol=1e-6)  # <cls> GSHM <eos>
+    assert side.residue is None and side.pointer is None
+    assert torch.allclose(side.pooled[1], memory[1, :6].mean(0), atol=1e-6)  # <cls> GSHM <eos>
     ss3 = pooled.prompt(pooled.config.task("ss3"), 3, "cpu")[:, 1]
-    assert pooled.side_inputs(memory, ss3, keep)["pooled"] is None
+    assert pooled.side_inputs(memory, ss3, keep).pooled is None
     specs = [pooled.config.task(n) for n in ("kingdom", "stability", "location")]
     together = Screener(pooled, specs).predict(seqs)
     without = Screener(plain, specs).predict(seqs)
@@ -267,7 +275,7 @@ def test_task_every_step_adds_the_task_embedding_to_every_input():
     prompt = model.prompt(spec, 2, "cpu")
     task = prompt[:, 1]
     tokens = torch.cat([prompt, torch.full((2, 3), model.vocab.id("H"))], dim=1)
-    got = model.decoder(tokens, kv, keep, task=task)
+    got = model.decoder(tokens, kv, keep, side=SideInputs(task=task))
     with torch.no_grad():
         saved = model.decoder.pos_embed.clone()
         model.decoder.pos_embed += model.decoder.embedding.weight[task[0]]
@@ -275,7 +283,7 @@ def test_task_every_step_adds_the_task_embedding_to_every_input():
         model.decoder.pos_embed.copy_(saved)
     assert torch.allclose(got, want, atol=1e-5)
     assert not torch.allclose(got, model.decoder(tokens, kv, keep), atol=1e-3)
-    tokens = cached_equals_full(model, spec, seqs, kv, keep, prompt, task=task)
+    tokens = cached_equals_full(model, spec, seqs, kv, keep, prompt, side=SideInputs(task=task))
     labels = [[model.vocab.tokens[t] for t in row if t not in (0, model.vocab.eos_id)] for row in tokens.tolist()]
     assert [r.residue_labels for r in Screener(model, [spec]).predict(seqs)[spec.name]] == labels
 
@@ -284,7 +292,8 @@ def test_without_residue_feedback_labels_never_feed_back():
     """With `residue_feedback=False` a per-residue task never reads its previous labels, in
     decoding and in training: changing the label tokens' input embeddings changes nothing, while
     other tasks still read theirs; batched equals one at a time."""
-    from p2t_screen.train.steps import collate, loss_on, make_example
+    from p2t_screen.train.examples import collate, make_example
+    from p2t_screen.train.steps import loss_on
 
     model = tiny_model(seed=8, residue_skip=True, residue_feedback=False)
     ss3, sites = model.config.task("ss3"), model.config.task("positions_k")

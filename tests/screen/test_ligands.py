@@ -16,9 +16,10 @@ from p2t_screen.cli import app
 from p2t_screen.io.ligands import check_smiles, read_ligands, smiles_tokens
 from p2t_screen.model.store import load_model
 from p2t_screen.screen.screener import Screener
+from p2t_screen.tasks.inputs import ModelInput
 from p2t_screen.tasks.metrics import regression_metrics
 from p2t_screen.train.config import load_config
-from p2t_screen.train.fit import fit
+from p2t_screen.train.run import run_training
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,7 +103,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lig")
     write_task(tmp / "aff.csv", 800, seed=1)
     (tmp / "t.toml").write_text(CONFIG.format(out=tmp / "model", epochs=12, data=tmp / "aff.csv"))
-    summary = fit(load_config(tmp / "t.toml"), torch.device("cpu"))
+    summary = run_training(load_config(tmp / "t.toml"), torch.device("cpu"))
     return tmp, [h["loss"] for h in summary["history"]]
 
 
@@ -117,7 +118,7 @@ def test_ligand_task_trains_and_round_trips(trained):
     rng = random.Random(5)
     seq = "ACDEFGHIKLMNPQ"
     smiles = [molecule(rng) for _ in range(60)]
-    out = Screener(model, [spec]).predict([f"{seq} {s}" for s in smiles])[spec.name]
+    out = Screener(model, [spec]).predict([ModelInput(seq, ligand=s) for s in smiles])[spec.name]
     truth = [2 + 2 * s.count("N") for s in smiles]
     assert regression_metrics(truth, [o.value for o in out])["spearman"] > 0.5
 
@@ -155,7 +156,7 @@ def test_a_protein_with_many_ligands_is_encoded_once_per_batch(trained, monkeypa
     spec = model.config.task("ligand_affinity")
     rng = random.Random(7)
     smiles = [molecule(rng) for _ in range(12)]
-    inputs = [f"{p} {s}" for p in ("ACDEFGHIKLMNPQ", "MKWVLLAA") for s in smiles]
+    inputs = [ModelInput(p, ligand=s) for p in ("ACDEFGHIKLMNPQ", "MKWVLLAA") for s in smiles]
     alone = [Screener(model, [spec]).predict([x])[spec.name][0].value for x in inputs]
     encoded = []
     real = model.encoder_hidden

@@ -11,20 +11,20 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-from p2t_screen.interop.prot2token_reference import RefProt2Token
 from typer.testing import CliRunner
 
 from p2t_screen.cli import app
 from p2t_screen.interop.prot2token import import_prot2token
+from p2t_screen.interop.prot2token_reference import RefProt2Token
 from p2t_screen.io.records import ReadPolicy, records_from_sequences
-from p2t_screen.model.encoder import tokenize
+from p2t_screen.model.encoder import encoder_tokens, tokenize
 from p2t_screen.model.store import load_model
 from p2t_screen.screen.expansion import Pairing
 from p2t_screen.screen.screener import Screener
-from p2t_screen.tasks.inputs import pair_input
+from p2t_screen.tasks.inputs import ModelInput, pair_input
 from p2t_screen.tasks.spec import TaskResult
 from p2t_screen.train.config import load_config
-from p2t_screen.train.fit import fit
+from p2t_screen.train.run import run_training
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask"),
               pytest.mark.usefixtures("one_thread")]
@@ -60,11 +60,12 @@ def test_pair_input_cuts_longest_first_like_hf_tokenizers():
     for _ in range(500):
         a, b = "A" * rng.randint(1, 80), "C" * rng.randint(1, 80)
         budget = rng.randint(2, 120)
-        assert pair_input(a, b, budget) == "/".join(hf_longest_first(a, b, budget))
+        pair = pair_input(a, b, budget)
+        assert (pair.protein, pair.partner) == hf_longest_first(a, b, budget)
 
 
 def test_pair_tokens_are_cls_a_eos_b_eos():
-    ids = tokenize(["MK/ST"])[0].tolist()
+    ids = encoder_tokens([ModelInput("MK", partner="ST")])[0].tolist()
     alone = tokenize(["MK", "ST"]).tolist()
     assert ids == [alone[0][0], *alone[0][1:3], alone[0][3], *alone[1][1:3], alone[1][3]]
 
@@ -126,7 +127,7 @@ def test_kinase_checkpoint_decodes_like_the_reference(kinase):
     # Memory of the pair input, and teacher-forced logits over the prompt, equal the reference's.
     with torch.no_grad():
         for a, b in pairs[:4]:
-            memory, keep = model.encode(tokenize([pair_input(a, b, ENC_LEN - 3)]))
+            memory, keep = model.encode(encoder_tokens([pair_input(a, b, ENC_LEN - 3)]))
             ref_memory = ref.memory((a, b))
             torch.testing.assert_close(memory, ref_memory + ref.decoder.protein_encoder_pos_embed,
                                        atol=2e-5, rtol=1e-4)
@@ -139,7 +140,7 @@ def test_kinase_checkpoint_decodes_like_the_reference(kinase):
     # (one pair at a time, full re-forward each step, no constraint), wherever that is grammatical.
     expected = []
     for a, b in pairs:
-        prompt = [VOCAB[str(p)] for p in candidates(pair_input(a, b, ENC_LEN - 3).split("/")[0])] + [SEP]
+        prompt = [VOCAB[str(p)] for p in candidates(pair_input(a, b, ENC_LEN - 3).protein)] + [SEP]
         out = ref.greedy((a, b), BOS, TASK, EOS, prompt)
         expected.append(out[len(prompt):])
     policy = ReadPolicy(max_residues=ENC_LEN - 2)
@@ -150,7 +151,7 @@ def test_kinase_checkpoint_decodes_like_the_reference(kinase):
     assert [r["partner_id"] for r in rows] == [f"s{i}" for i in range(len(pairs))]
     compared = with_sites = 0
     for (a, b), row, exp in zip(pairs, rows, expected):
-        used = pair_input(a, b, ENC_LEN - 3).split("/")[0]
+        used = pair_input(a, b, ENC_LEN - 3).protein
         assert row["status"] == "ok" and set(row["sites"]) <= set(candidates(used))
         assert row["truncated"] == (len(a) + len(b) > ENC_LEN - 3)
         if grammatical(exp, candidates(used)):
@@ -233,7 +234,7 @@ warmup = 10
 name = "kinase_phosphorylation_site"
 data = "{tmp_path / 'kin.csv'}"
 """)
-    summary = fit(load_config(tmp_path / "t.toml"), torch.device("cpu"))
+    summary = run_training(load_config(tmp_path / "t.toml"), torch.device("cpu"))
     losses = [h["loss"] for h in summary["history"]]
     assert losses[-1] < losses[0], losses
     model = load_model(str(tmp_path / "model"))
@@ -245,7 +246,7 @@ data = "{tmp_path / 'kin.csv'}"
     assert len(rows) == 20 and all(r["partner_id"] == "k" and r["status"] == "ok" for r in rows)
     for r, a in zip(rows, subs):
         assert set(r["sites"]) <= set(candidates(a)) and r["sites"] == sorted(r["sites"])
-    outcome = Screener(model, [spec]).predict([f"{subs[0]}/{partners[0]}"])[spec.name][0]
+    outcome = Screener(model, [spec]).predict([ModelInput(subs[0], partner=partners[0])])[spec.name][0]
     assert isinstance(outcome, TaskResult)
 
 

@@ -98,8 +98,9 @@ def test_identical_sequences_are_encoded_once(tmp_path, tiny_model_dir, monkeypa
     from p2t_screen.screen import screener as predict
 
     seen: list[str] = []
-    real = predict.tokenize
-    monkeypatch.setattr(predict, "tokenize", lambda seqs, dev: seen.extend(seqs) or real(seqs, dev))
+    real = predict.encoder_tokens
+    monkeypatch.setattr(predict, "encoder_tokens",
+                        lambda inputs, dev: seen.extend(i.protein for i in inputs) or real(inputs, dev))
     run(tmp_path, tiny_model_dir)
     assert sorted(seen) == sorted(set(seen)) and len(seen) == 4  # 5 runnable records, 2 identical
 

@@ -14,8 +14,9 @@ import pyarrow.dataset as ds
 import pytest
 
 from p2t_screen.errors import UsageError
-from p2t_screen.screen.pipeline import ScreenRequest, parse_shard, screen_file
+from p2t_screen.screen.pipeline import ScreenRequest, screen_file
 from p2t_screen.screen.screener import ScreenConfig, Stopped
+from p2t_screen.screen.sources import parse_shard
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -99,8 +100,8 @@ def test_out_of_memory_splits_batches_then_marks_rows(tmp_path, tiny_model_dir):
     src = library(tmp_path, n=20, seed=3)
     reference = screen_file(request(src, tmp_path / "ref", tiny_model_dir))
 
-    def host_limit(batch: list[str]) -> None:  # an injected memory limit: 40 residues a batch
-        if sum(map(len, batch)) > 40:
+    def host_limit(batch) -> None:  # an injected memory limit: 40 residues a batch
+        if sum(item.residues for item in batch) > 40:
             raise MemoryError("simulated: batch does not fit")
 
     summary = screen_file(request(src, tmp_path / "out", tiny_model_dir), memory_guard=host_limit)

@@ -14,7 +14,7 @@ from p2t_screen.errors import InputError, UsageError
 from p2t_screen.model.store import load_model
 from p2t_screen.screen.screener import Screener
 from p2t_screen.train.config import load_config
-from p2t_screen.train.fit import fit
+from p2t_screen.train.run import run_training
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -101,7 +101,7 @@ def config(tmp_path, epochs=3, train="full", mask=0.05):
 def test_training_lowers_loss_and_the_model_screens(tmp_path):
     cfg = config(tmp_path, epochs=4)
     events = []
-    summary = fit(cfg, torch.device("cpu"), on_event=lambda k, d: events.append((k, d)))
+    summary = run_training(cfg, torch.device("cpu"), on_event=lambda k, d: events.append((k, d)))
     losses = [h["loss"] for h in summary["history"]]
     assert len(losses) == 4 and losses[-1] < losses[0] * 0.8
     assert {k for k, _ in events} >= {"data", "start", "step", "epoch"}
@@ -115,10 +115,10 @@ def test_training_lowers_loss_and_the_model_screens(tmp_path):
 
 def test_frozen_encoder_with_cache_keeps_encoder_weights(tmp_path):
     cfg = config(tmp_path, epochs=1, train="frozen", mask=0.0)
-    fit(cfg, torch.device("cpu"))
+    run_training(cfg, torch.device("cpu"))
     model = load_model(cfg.output)
     torch.manual_seed(cfg.seed)  # a new model with the run's seed has the same random encoder
-    from p2t_screen.train.fit import build_model
+    from p2t_screen.train.build import build_model
 
     fresh = build_model(cfg)
     for key, value in fresh.encoder.state_dict().items():
@@ -135,8 +135,8 @@ def test_encoder_cache_uses_the_models_rotary_frequencies():
 
     from p2t_screen.model.encoder import esm2_forward, rotary_inv_freq, tokenize
     from p2t_screen.model.model import P2TModel
-    from p2t_screen.train.fit import EncoderCache
-    from p2t_screen.train.steps import make_example
+    from p2t_screen.train.encoder_cache import EncoderCache
+    from p2t_screen.train.examples import make_example
 
     base = tiny_model(seed=5, tasks=TASKS[:2])
     odd = tuple(float(f) * 1.5 for f in rotary_inv_freq(8))
@@ -163,15 +163,15 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     b = tmp_path / "b"
     a.mkdir(), b.mkdir()
     cfg_a, cfg_b = config(a, epochs=2), config(b, epochs=2)
-    fit(cfg_a, torch.device("cpu"))
+    run_training(cfg_a, torch.device("cpu"))
 
     def stop_at_5(kind, data):
         if kind == "step" and data["step"] == 5:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        fit(cfg_b, torch.device("cpu"), on_event=stop_at_5)
-    fit(cfg_b, torch.device("cpu"))  # resumes from the checkpoint at step 4
+        run_training(cfg_b, torch.device("cpu"), on_event=stop_at_5)
+    run_training(cfg_b, torch.device("cpu"))  # resumes from the checkpoint at step 4
     wa, wb = load_model(cfg_a.output).state_dict(), load_model(cfg_b.output).state_dict()
     for key in wa:
         if "contact_head" not in key:  # unused by p2t, never saved
@@ -183,7 +183,7 @@ def test_bad_rows_are_reported_with_file_row_and_problem(tmp_path):
     (tmp_path / "has_w.csv").write_text("id,sequence,label,split\np0,MKW,yes,train\n"
                                         "p1,MK1,no,train\np2,MKA,maybe,train\np3,MKA,no,tset\n")
     with pytest.raises(InputError) as err:
-        fit(cfg, torch.device("cpu"))
+        run_training(cfg, torch.device("cpu"))
     text = str(err.value)
     assert "has_w.csv: row 2 (id 'p1'): invalid residue characters ['1']" in text
     assert "row 3 (id 'p2'): unknown class 'maybe'" in text
@@ -216,7 +216,8 @@ tune_threshold = true
 
 def test_tuned_threshold_is_the_best_on_validation_and_saved_with_the_model(tmp_path):
     from p2t_screen.train.evaluate import evaluate
-    from p2t_screen.train.fit import THRESHOLDS, load_labelled
+    from p2t_screen.train.run import load_labelled
+    from p2t_screen.train.thresholds import THRESHOLDS
 
     cfg = config(tmp_path, epochs=1)
     rows = ["id,sequence,label,split"]
@@ -227,7 +228,7 @@ def test_tuned_threshold_is_the_best_on_validation_and_saved_with_the_model(tmp_
     (tmp_path / "train.toml").write_text((tmp_path / "train.toml").read_text() + FLAGS_TASK)
     cfg = load_config(tmp_path / "train.toml", base=tmp_path)
     events = []
-    summary = fit(cfg, torch.device("cpu"), on_event=lambda k, d: events.append((k, d)))
+    summary = run_training(cfg, torch.device("cpu"), on_event=lambda k, d: events.append((k, d)))
     found = summary["thresholds"]["content"]
     scores = {float(t): v for t, v in found["validation"].items()}
     assert sorted(scores) == list(THRESHOLDS) and found["metric"] == "micro_f1"
@@ -272,7 +273,7 @@ def test_tune_threshold_needs_a_flags_task(tmp_path):
     (tmp_path / "content.csv").write_text("id,sequence,label,split\np0,MKW,has_w,train\np1,MKC,,test\n")
     (tmp_path / "novalid.toml").write_text(text)
     with pytest.raises(UsageError, match="task content: tune_threshold needs validation examples"):
-        fit(load_config(tmp_path / "novalid.toml", base=tmp_path), torch.device("cpu"))
+        run_training(load_config(tmp_path / "novalid.toml", base=tmp_path), torch.device("cpu"))
 
 
 def test_auxiliary_task_is_trained_but_not_offered(tmp_path):
@@ -283,8 +284,8 @@ def test_auxiliary_task_is_trained_but_not_offered(tmp_path):
     (b / "train.toml").write_text(CONFIG.format(epochs=1, train="full", mask=0.05).replace(
         'codes = "HC"', 'codes = "HC"\nauxiliary = true'))
     aux = load_config(b / "train.toml", base=b)
-    fit(plain, torch.device("cpu"))
-    summary = fit(aux, torch.device("cpu"))
+    run_training(plain, torch.device("cpu"))
+    summary = run_training(aux, torch.device("cpu"))
     model, full = load_model(aux.output), load_model(plain.output)
     assert [t.name for t in model.config.tasks] == ["hydro", "has_w", "positions_c"]
     assert model.metadata["training"]["auxiliary"] == ["ss"]
@@ -307,7 +308,8 @@ def test_per_example_loss_weighs_every_example_equally():
     loss is their token-weighted mean, the per-example loss the plain mean of their means."""
     from conftest import tiny_model
 
-    from p2t_screen.train.steps import collate, loss_on, make_example
+    from p2t_screen.train.examples import collate, make_example
+    from p2t_screen.train.steps import loss_on
 
     model = tiny_model(seed=2)
     examples = [make_example(model, "kingdom", "MKTAYIAKQR", "bacteria"),

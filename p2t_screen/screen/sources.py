@@ -1,0 +1,110 @@
+"""A run's inputs, checked before any weights load: the records of the library (one shard of
+it, optionally), the partner proteins of pair tasks and the ligands of protein-ligand tasks."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..errors import InputError, UsageError
+from ..io.fasta import read_fasta
+from ..io.ligands import Ligand, check_smiles, read_ligands
+from ..io.records import OnInvalid, ReadPolicy, Record
+from ..tasks.inputs import LIGAND, PAIR
+from ..tasks.spec import TaskSpec
+from .expansion import Pairing
+
+
+def parse_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """'i/N' -> (i, N); without text, SLURM array variables give the default (else no sharding)."""
+    env = os.environ if env is None else env
+    if text is None:
+        if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
+            return None
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like i/N (e.g. 0/8), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageError(f"--shard {text}: need 0 <= i < N")
+    return i, n
+
+
+def in_shard(record: Record, shard: tuple[int, int] | None) -> bool:
+    """Deterministic by sequence hash, so identical sequences always share a shard."""
+    return shard is None or int(record.seq_hash[:16], 16) % shard[1] == shard[0]
+
+
+def library_records(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> Iterator[Record]:
+    """The library's records, one shard of them when `shard` is given."""
+    return (r for r in read_fasta(path, policy) if in_shard(r, shard))
+
+
+def count_library(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> tuple[int, int]:
+    """(records, residues used) of the library or shard, in one streaming pass."""
+    records = residues = 0
+    for record in library_records(path, policy, shard):
+        records += 1
+        residues += record.residues_used
+    return records, residues
+
+
+def load_pairing(partner: Path | None, pair_by_id: bool, tasks: Sequence[TaskSpec],
+                 policy: ReadPolicy) -> Pairing | None:
+    """Partner proteins for pair tasks, checked before any weights load."""
+    pair_tasks = [t.name for t in tasks if t.inputs == PAIR]
+    if partner is None:
+        if pair_tasks:
+            raise UsageError(f"task(s) {', '.join(pair_tasks)} read protein pairs: give the partner "
+                             "proteins with --partner FASTA (or choose other --tasks)")
+        return None
+    if not pair_tasks:
+        raise UsageError("--partner was given, but none of the selected tasks reads protein pairs")
+    if not partner.is_file():
+        raise InputError(f"partner file not found: {partner}")
+    # Every partner must be usable: a bad one would silently drop rows of every record.
+    strict = ReadPolicy(OnInvalid.ERROR, policy.on_long, policy.max_residues)
+    partners = tuple(read_fasta(partner, strict))
+    bad = [p for p in partners if p.status.value != "ok"]
+    if bad:
+        raise InputError(f"{partner}: partner {bad[0].seq_id!r} is {bad[0].status.value} "
+                         f"({bad[0].error}); every partner must be a valid protein")
+    if not partners:
+        raise InputError(f"{partner}: no partner proteins")
+    if pair_by_id:
+        ids = Counter(p.seq_id for p in partners)
+        dupes = sorted(i for i, n in ids.items() if n > 1)
+        if dupes:
+            raise InputError(f"{partner}: partner ids must be unique to pair by id; repeated: "
+                             f"{dupes[:5]}")
+    return Pairing(partners, pair_by_id)
+
+
+def load_ligands(smiles: Sequence[str], path: Path | None, tasks: Sequence[TaskSpec]) -> list[Ligand] | None:
+    """Ligands of protein-ligand tasks, checked before any weights load. A --ligand given on
+    the command line must be valid; a file's invalid SMILES become rows with status invalid."""
+    ligand_tasks = [t.name for t in tasks if t.inputs == LIGAND]
+    if not smiles and path is None:
+        if ligand_tasks:
+            raise UsageError(f"task(s) {', '.join(ligand_tasks)} read a ligand besides each protein: "
+                             "give --ligand SMILES or --ligands FILE.smi (or choose other --tasks)")
+        return None
+    if not ligand_tasks:
+        raise UsageError("--ligand/--ligands was given, but none of the selected tasks reads ligands")
+    out = []
+    for i, text in enumerate(smiles, start=1):
+        try:
+            check_smiles(text)
+        except ValueError as exc:
+            raise UsageError(f"--ligand {text!r}: invalid SMILES: {exc}") from None
+        out.append(Ligand(f"ligand{i}", text))
+    if path is not None:
+        out += read_ligands(path)
+    names = [lig.id for lig in out]
+    if len(set(names)) != len(names):
+        raise UsageError(f"ligand names repeat across --ligand and --ligands: {names}")
+    return out
