@@ -31,23 +31,41 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
-import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
+from common import (
+    ALLOWED,
+    MAX_LEN,
+    MIN_LEN,
+    REPO_ROOT,
+    SPLITS,
+    PrepareError,
+    clean_sequence,
+    easy_cluster,
+    failed_with_tail,
+    fetch_wheel,
+    open_wheel,
+    read_member,
+    report_errors,
+    require_mmseqs,
+    sha256_file,
+    sha_fraction,
+    split_for,
+    train_homologs,
+    write_parquet,
+    write_text,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "aaanalysis"
 VERSION = "1.1.0"
 WHEEL_GLOB = f"aaanalysis-{VERSION}-*.whl"
@@ -56,13 +74,7 @@ LICENCE_PATH = f"aaanalysis-{VERSION}.dist-info/licenses/LICENSE"
 BENCH_DIR = "aaanalysis/_data/benchmarks"
 OVERVIEW_PATH = f"{BENCH_DIR}/Overview.tsv"
 HEADER = ["entry", "gene", "sequence", "label"]
-STANDARD_AA = frozenset("ACDEFGHIKLMNPQRSTVWY")
-AMBIGUOUS_TO_X = {c: "X" for c in "UOBZJ"}
-ALLOWED = STANDARD_AA | {"X"}
-MIN_LEN, MAX_LEN = 30, 1022
-SPLITS = ("train", "valid", "test")
 MMSEQS_ARGS = ["--min-seq-id", "0.3", "-c", "0.8", "--threads", "1"]
-HOMOLOGY_SEARCH = ["--threads", "1", "-e", "1e-3", "--format-output", "query,target,fident,qcov,tcov"]
 SMALL_TASK = 1000  # proteins; below this the split fractions are 70/10/20 instead of 80/5/15
 
 
@@ -105,10 +117,6 @@ TASKS = {
 }
 
 
-class PrepareError(Exception):
-    """A user-facing failure reported without a traceback."""
-
-
 @dataclass(frozen=True)
 class Protein:
     """One cleaned protein with its label in the task's natural string form."""
@@ -134,46 +142,12 @@ class Filters:
     dropped_by_cap: dict[str, int] = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------- fetch
-
-
-def find_wheel(wheel_dir: Path) -> Path | None:
-    """The cached aaanalysis wheel in `wheel_dir`, if any."""
-    found = sorted(wheel_dir.glob(WHEEL_GLOB))
-    return found[0] if found else None
-
-
-def fetch_wheel(wheel_dir: Path) -> Path:
-    """Return the pinned wheel, downloading it with `pip download --no-deps` when absent."""
-    wheel = find_wheel(wheel_dir)
-    if wheel is not None:
-        return wheel
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "-d", str(wheel_dir), f"{PACKAGE}=={VERSION}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheel = find_wheel(wheel_dir)
-    if proc.returncode != 0 or wheel is None:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise PrepareError(f"could not download {PACKAGE}=={VERSION} into {wheel_dir}: "
-                           + (" | ".join(tail) or f"pip exited {proc.returncode}"))
-    return wheel
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # --------------------------------------------------------------------------- read
 
 
 def read_tsv(wheel: zipfile.ZipFile, path: str, header: Sequence[str]) -> list[dict[str, str]]:
     """Rows of a tab-separated file inside the wheel, checking its header."""
-    try:
-        text = wheel.read(path).decode("utf-8")
-    except KeyError:
-        raise PrepareError(f"{path} is missing from the wheel (wrong version?)") from None
+    text = read_member(wheel, path).decode("utf-8")
     reader = csv.DictReader(io.StringIO(text), delimiter="\t")
     if list(reader.fieldnames or [])[: len(header)] != list(header):
         raise PrepareError(f"{path}: unexpected header {reader.fieldnames}")
@@ -211,19 +185,6 @@ def natural_label(task: TaskDef, row: dict[str, str]) -> str:
 
 
 # --------------------------------------------------------------------------- clean
-
-
-def clean_sequence(seq: str, filters: Filters) -> str | None:
-    """Upper-case, map U/O/B/Z/J to X; None when other letters remain."""
-    seq = seq.strip().upper()
-    mapped = Counter(c for c in seq if c in AMBIGUOUS_TO_X)
-    if mapped:
-        filters.mapped_to_x.update(mapped)
-        filters.sequences_with_mapped_letters += 1
-        seq = "".join(AMBIGUOUS_TO_X.get(c, c) for c in seq)
-    if not set(seq) <= ALLOWED:
-        return None
-    return seq
 
 
 def clean_rows(task: TaskDef, rows: list[dict[str, str]], filters: Filters) -> list[Protein]:
@@ -264,61 +225,12 @@ def drop_duplicates(proteins: list[Protein], filters: Filters) -> list[Protein]:
 # --------------------------------------------------------------------------- split
 
 
-def mmseqs_exe() -> str:
-    """Path of the mmseqs binary, or a clear error saying how to install it."""
-    exe = shutil.which("mmseqs")
-    if exe is None:
-        raise PrepareError("mmseqs not found on PATH: apt-get update && apt-get install -y mmseqs2")
-    return exe
-
-
-def run_mmseqs(args: list[str]) -> None:
-    """Run one mmseqs command, raising PrepareError with its last lines on failure."""
-    proc = subprocess.run([mmseqs_exe(), *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise PrepareError(f"mmseqs {args[0]} failed ({proc.returncode}): {' | '.join(tail)}")
-
-
-def write_fasta(path: Path, records: list[tuple[str, str]]) -> None:
-    """Write (id, sequence) pairs as one-line FASTA."""
-    path.write_text("".join(f">{i}\n{s}\n" for i, s in records), encoding="ascii")
-
-
 def mmseqs_clusters(proteins: list[Protein], work: Path) -> dict[str, str]:
     """Map protein id -> cluster representative id from `mmseqs easy-cluster`."""
-    fasta = work / "in.fasta"
-    write_fasta(fasta, [(p.id, p.sequence) for p in proteins])
-    run_mmseqs(["easy-cluster", str(fasta), str(work / "out"), str(work / "tmp"), *MMSEQS_ARGS])
-    rep_of: dict[str, str] = {}
-    for line in (work / "out_cluster.tsv").read_text().splitlines():
-        rep, member = line.split("\t")
-        rep_of[member] = rep
+    require_mmseqs("mmseqs not found on PATH: apt-get update && apt-get install -y mmseqs2")
+    rep_of = easy_cluster([(p.id, p.sequence) for p in proteins], work, MMSEQS_ARGS, failed_with_tail)
     assert set(rep_of) == {p.id for p in proteins}, "mmseqs clusters do not cover every protein"
     return rep_of
-
-
-def train_homologs(rows: list[dict[str, str]]) -> dict[str, Any]:
-    """Valid/test proteins with an MMseqs2 hit in train (30%/90% identity, 80% coverage both ways)."""
-    split_of = {r["id"]: r["split"] for r in rows}
-    with tempfile.TemporaryDirectory(prefix="aaanalysis_homology_") as tmp:
-        work = Path(tmp)
-        write_fasta(work / "train.fa", [(r["id"], r["sequence"]) for r in rows if r["split"] == "train"])
-        write_fasta(work / "query.fa", [(r["id"], r["sequence"]) for r in rows if r["split"] != "train"])
-        run_mmseqs(["easy-search", str(work / "query.fa"), str(work / "train.fa"), str(work / "hits.tsv"),
-                    str(work / "tmp"), *HOMOLOGY_SEARCH])
-        hits = [line.split("\t") for line in (work / "hits.tsv").read_text().splitlines()]
-    out: dict[str, Any] = {"search": "mmseqs easy-search (valid+test vs train) " + " ".join(HOMOLOGY_SEARCH[:4])}
-    for ident in (0.3, 0.9):
-        ids = {q for q, _t, fid, qc, tc in hits if float(fid) >= ident and min(float(qc), float(tc)) >= 0.8}
-        out[f"identity>={ident},coverage>=0.8"] = {
-            s: sorted(i for i in ids if split_of[i] == s) for s in ("valid", "test")}
-    return out
-
-
-def unit_hash(text: str) -> float:
-    """A deterministic number in [0, 1) from the sha256 of `text`."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2**64
 
 
 def split_fractions(n: int) -> tuple[float, float, float]:
@@ -328,10 +240,7 @@ def split_fractions(n: int) -> tuple[float, float, float]:
 
 def assign_split(rep: str, fractions: tuple[float, float, float]) -> str:
     """The split of a whole cluster, from the sha256 of its representative's id."""
-    h = unit_hash(rep)
-    if h < fractions[0]:
-        return "train"
-    return "valid" if h < fractions[0] + fractions[1] else "test"
+    return split_for(sha_fraction(rep), fractions[0], fractions[1])
 
 
 def apply_caps(rows: list[dict[str, str]], caps: dict[str, int], filters: Filters) -> list[dict[str, str]]:
@@ -341,7 +250,7 @@ def apply_caps(rows: list[dict[str, str]], caps: dict[str, int], filters: Filter
     kept = []
     for split in SPLITS:
         in_split = [r for r in rows if r["split"] == split]
-        chosen = sorted(in_split, key=lambda r: unit_hash("cap:" + r["id"]))[: caps.get(split, len(in_split))]
+        chosen = sorted(in_split, key=lambda r: sha_fraction("cap:" + r["id"]))[: caps.get(split, len(in_split))]
         filters.dropped_by_cap[split] = len(in_split) - len(chosen)
         ids = {r["id"] for r in chosen}
         kept.extend(r for r in in_split if r["id"] in ids)
@@ -456,21 +365,6 @@ def provenance(task: TaskDef, rows: list[dict[str, str]], filters: Filters, whee
 # --------------------------------------------------------------------------- write
 
 
-def write_parquet(rows: list[dict[str, str]], path: Path) -> None:
-    """Write data.parquet with string columns id, sequence, label, split."""
-    schema = pa.schema([(c, pa.string()) for c in ("id", "sequence", "label", "split")])
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
-    tmp.replace(path)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write indented JSON atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def check_output(task: TaskDef, rows: list[dict[str, str]]) -> None:
     """Assert the rows obey FORMAT.md."""
     assert len({r["id"] for r in rows}) == len(rows), "duplicate ids"
@@ -507,13 +401,13 @@ def build_task(task: TaskDef, wheel_path: Path, wheel: zipfile.ZipFile, out_root
     order = {s: i for i, s in enumerate(SPLITS)}
     rows.sort(key=lambda r: order[r["split"]])  # stable: source order within a split
     check_output(task, rows)
-    homology = train_homologs(rows)
+    homology = train_homologs(rows, "aaanalysis_homology_")
     prov = provenance(task, rows, filters, wheel_path, overview, n_clusters, fractions,
                       out_root, homology, command)
     out = out_root / task.name
     out.mkdir(parents=True, exist_ok=True)
-    write_parquet(rows, out / "data.parquet")
-    write_json(out / "PROVENANCE.json", prov)
+    write_parquet(out / "data.parquet", rows)
+    write_text(out / "PROVENANCE.json", json.dumps(prov, indent=2) + "\n")
     return prov
 
 
@@ -535,13 +429,9 @@ def create_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Build the requested tasks; return their provenance by task name."""
-    wheel_path = fetch_wheel(args.wheel_dir)
+    wheel_path = fetch_wheel(args.wheel_dir, f"{PACKAGE}=={VERSION}", WHEEL_GLOB)
     command = ("python tools/data/aaanalysis_tasks.py " + " ".join(sys.argv[1:])).strip()
-    try:
-        wheel = zipfile.ZipFile(wheel_path)
-    except zipfile.BadZipFile:
-        raise PrepareError(f"{wheel_path} is not a valid wheel; delete it and rerun") from None
-    with wheel:
+    with open_wheel(wheel_path) as wheel:
         return {name: build_task(TASKS[name], wheel_path, wheel, args.out_root, command)
                 for name in args.tasks}
 
@@ -549,13 +439,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run and print a short summary; errors are one line, no traceback."""
     args = create_parser().parse_args(argv)
-    try:
-        provs = run(args)
-    except (PrepareError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except AssertionError as exc:
-        print(f"error: the source data failed a layout check: {exc}", file=sys.stderr)
+    provs = report_errors(lambda: run(args))
+    if provs is None:
         return 1
     for name, prov in provs.items():
         print(f"{name}: {prov['counts']} labels(train)={prov['label_counts']} "

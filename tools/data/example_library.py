@@ -17,15 +17,11 @@ Run from the repository root after the other tools/data scripts:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import subprocess
 import sys
 from pathlib import Path
 
 from Bio import SeqIO
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrain_corpus import ROOT, homologs_of, read_fasta, task_sequences  # noqa: E402
+from common import REPO_ROOT, homologs_of, read_fasta, run_process, sha_key, task_sequences
 
 LINE_WIDTH = 60
 
@@ -33,7 +29,7 @@ LINE_WIDTH = 60
 def pick(pool: list[tuple[str, str]], size: int, min_len: int, max_len: int) -> list[tuple[str, str]]:
     """`size` (header, sequence) pairs at evenly spaced ranks of (length, sha256)."""
     ranked = sorted((r for r in pool if min_len <= len(r[1]) <= max_len),
-                    key=lambda r: (len(r[1]), hashlib.sha256(r[1].encode()).hexdigest()))
+                    key=lambda r: (len(r[1]), sha_key(r[1])))
     if len(ranked) < size:
         sys.exit(f"only {len(ranked)} held-out sequences without training homologs in "
                  f"{min_len}..{max_len}; need {size}")
@@ -42,8 +38,8 @@ def pick(pool: list[tuple[str, str]], size: int, min_len: int, max_len: int) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT / "data")
-    parser.add_argument("--out", type=Path, default=ROOT / "examples" / "library.fasta")
+    parser.add_argument("--data", type=Path, default=REPO_ROOT / "data")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "examples" / "library.fasta")
     parser.add_argument("--size", type=int, default=80)
     parser.add_argument("--min-len", type=int, default=40)
     parser.add_argument("--max-len", type=int, default=1000)
@@ -61,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         for header, seq in library:
             out.write(f">{header}\n" + "".join(seq[i:i + LINE_WIDTH] + "\n"
                                                 for i in range(0, len(seq), LINE_WIDTH)))
-    version = subprocess.run(["mmseqs", "version"], capture_output=True, text=True).stdout.strip()
+    version = run_process(["mmseqs", "version"]).stdout.strip()
     lengths = sorted(len(s) for _, s in library)
     (args.out.parent / "LIBRARY.md").write_text(f"""# examples/library.fasta
 

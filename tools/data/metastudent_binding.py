@@ -26,26 +26,43 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from common import (
+    ALLOWED,
+    MAX_LEN,
+    MIN_LEN,
+    REPO_ROOT,
+    STANDARD_AA,
+    PrepareError,
+    apt_download,
+    cached_debs,
+    deb_version,
+    easy_cluster,
+    extract_deb,
+    fetch_wheel,
+    require_mmseqs,
+    run_command,
+    sha256_file,
+    sha_fraction,
+    sha_key,
+    split_for,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "metastudent-data"
 DATA_SUBDIR = Path("usr/share/metastudent-data/dataset_201401")
 DB_STEM = "goasp.fasta"
@@ -54,9 +71,8 @@ WHEEL_PREFIX = "p_scldata-2025.6.0-"
 TASK = "binding"
 KIND = "multilabel"
 BLAST_ALPHABET = "-ABCDEFGHIKLMNPQRSTVWXYZU*OJ"
-STANDARD_AA = "ACDEFGHIKLMNPQRSTVWY"
 TO_X = "UOBZJX"
-MIN_LEN, MAX_LEN, MAX_X_FRAC = 30, 1022, 0.05
+MAX_X_FRAC = 0.05
 GRAPH_RELATIONS = ("is_a", "part_of")
 SPLIT_FRACTIONS = (("train", 0.80), ("valid", 0.05), ("test", 0.15))
 # Salts keep the three sha256 draws independent: sampling takes the *lowest* sha256(accession),
@@ -74,10 +90,6 @@ LABELS: tuple[tuple[str, str, str], ...] = (
     ("DNA", "GO:0003677", "DNA binding"),
     ("RNA", "GO:0003723", "RNA binding"),
 )
-
-
-class PrepareError(Exception):
-    """A user-facing failure reported without a traceback."""
 
 
 @dataclass(frozen=True)
@@ -128,57 +140,24 @@ class Filters:
 # --------------------------------------------------------------------------- fetch
 
 
-def run_command(cmd: Sequence[str], cwd: Path | None = None) -> str:
-    """Run a command and return stdout, raising PrepareError on failure."""
-    proc = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise PrepareError(f"command failed ({proc.returncode}): {shlex.join(cmd)}\n{proc.stderr.strip()}")
-    return proc.stdout
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def find_deb(raw_dir: Path) -> Path | None:
-    """Return the cached metastudent-data .deb, if any."""
-    debs = sorted(raw_dir.glob(f"{PACKAGE}_*_all.deb"))
-    return debs[-1] if debs else None
+def failed_command(cmd: Sequence[str], proc: subprocess.CompletedProcess[str]) -> str:
+    """This script's failure text: exit status and command line, then the stripped stderr."""
+    return f"command failed ({proc.returncode}): {shlex.join(cmd)}\n{proc.stderr.strip()}"
 
 
 def fetch_package(raw_dir: Path) -> tuple[Path, Path]:
     """Download and extract metastudent-data unless present; return (.deb, extraction root)."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     root = raw_dir / "metastudent"
-    deb = find_deb(raw_dir)
-    if deb is None:
+    debs = cached_debs(PACKAGE, raw_dir, "_all.deb")
+    if not debs:
         print(f"downloading {PACKAGE} (apt-get update + download, ~225 MB)", file=sys.stderr)
-        run_command(["apt-get", "update", "-qq"])
-        run_command(["apt-get", "download", PACKAGE], cwd=raw_dir)
-        deb = find_deb(raw_dir)
-        if deb is None:
+        run_command(["apt-get", "update", "-qq"], describe=failed_command)
+        debs = apt_download(PACKAGE, raw_dir, "_all.deb", failed_command)
+        if not debs:
             raise PrepareError(f"apt-get download {PACKAGE} produced no .deb in {raw_dir}")
-    if not (root / DATA_SUBDIR / "MFO" / f"{DB_STEM}.pin").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        run_command(["dpkg", "-x", str(deb), str(root)])
-    return deb, root
-
-
-def fetch_wheel(wheel_dir: Path) -> Path:
-    """Download the pinned p-scldata wheel (no dependencies) unless present."""
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    found = sorted(wheel_dir.glob(f"{WHEEL_PREFIX}*.whl"))
-    if not found:
-        run_command([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(wheel_dir), WHEEL_REQ])
-        found = sorted(wheel_dir.glob(f"{WHEEL_PREFIX}*.whl"))
-    if not found:
-        raise PrepareError(f"pip download {WHEEL_REQ} produced no wheel in {wheel_dir}")
-    return found[-1]
+    extract_deb(debs[-1], root, DATA_SUBDIR / "MFO" / f"{DB_STEM}.pin", failed_command)
+    return debs[-1], root
 
 
 # --------------------------------------------------------------------------- BLAST v4 parsing
@@ -376,16 +355,6 @@ def read_scl2205_test(wheel: Path) -> tuple[set[str], set[str], dict[str, int]]:
 # --------------------------------------------------------------------------- selection
 
 
-def sha_key(text: str) -> str:
-    """Deterministic ordering key: hex sha256 of a string."""
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def sha_fraction(text: str) -> float:
-    """Map a string to [0, 1) via the first 64 bits of its sha256."""
-    return int(sha_key(text)[:16], 16) / float(1 << 64)
-
-
 def collect_proteins(
     accs: list[str],
     seq_bytes: bytes,
@@ -448,27 +417,11 @@ def sample_working_set(proteins: list[Protein], n_pos: int, n_neg: int, filters:
     return chosen
 
 
-def write_fasta(proteins: Iterable[Protein], path: Path) -> None:
-    """Write proteins as FASTA with the accession as the header."""
-    with path.open("w") as handle:
-        for p in proteins:
-            handle.write(f">{p.acc}\n{p.seq}\n")
-
-
 def mmseqs_clusters(proteins: list[Protein], work: Path, min_id: float, cov: float, threads: int) -> dict[str, str]:
     """Cluster with MMseqs2 easy-cluster; return accession -> representative accession."""
-    if shutil.which("mmseqs") is None:
-        raise PrepareError("mmseqs not found: apt-get install -y mmseqs2")
-    fasta = work / "in.fasta"
-    write_fasta(proteins, fasta)
-    cmd = ["mmseqs", "easy-cluster", str(fasta), str(work / "out"), str(work / "tmp"),
-           "--min-seq-id", str(min_id), "-c", str(cov), "--threads", str(threads), "-v", "1"]
-    run_command(cmd)
-    rep_of: dict[str, str] = {}
-    with (work / "out_cluster.tsv").open() as handle:
-        for line in handle:
-            rep, member = line.split()
-            rep_of[member] = rep
+    require_mmseqs()
+    options = ["--min-seq-id", str(min_id), "-c", str(cov), "--threads", str(threads), "-v", "1"]
+    rep_of = easy_cluster(((p.acc, p.seq) for p in proteins), work, options, failed_command)
     missing = {p.acc for p in proteins} - set(rep_of)
     assert not missing, f"{len(missing)} sequences missing from MMseqs2 output"
     return rep_of
@@ -476,17 +429,8 @@ def mmseqs_clusters(proteins: list[Protein], work: Path, min_id: float, cov: flo
 
 def assign_splits(proteins: list[Protein], rep_of: dict[str, str]) -> dict[str, str]:
     """Assign whole clusters to splits by sha256 of the salted representative accession."""
-    out: dict[str, str] = {}
-    for p in proteins:
-        frac, acc_frac = sha_fraction(SPLIT_SALT + rep_of[p.acc]), 0.0
-        for name, share in SPLIT_FRACTIONS:
-            acc_frac += share
-            if frac < acc_frac:
-                out[p.acc] = name
-                break
-        else:
-            out[p.acc] = SPLIT_FRACTIONS[-1][0]
-    return out
+    (_, train), (_, valid), _ = SPLIT_FRACTIONS
+    return {p.acc: split_for(sha_fraction(SPLIT_SALT + rep_of[p.acc]), train, valid) for p in proteins}
 
 
 def apply_caps(proteins: list[Protein], split_of: dict[str, str], caps: dict[str, int], filters: Filters) -> list[tuple[Protein, str]]:
@@ -527,13 +471,12 @@ def write_parquet(rows: list[tuple[Protein, str]], path: Path) -> None:
 
 def validate_rows(rows: list[tuple[Protein, str]], rep_of: dict[str, str]) -> None:
     """Assert the FORMAT.md invariants and split separation on the final rows."""
-    allowed = set(STANDARD_AA + "X")
     ids = [p.acc for p, _ in rows]
     assert len(ids) == len(set(ids)), "duplicate ids"
     assert len({p.seq for p, _ in rows}) == len(rows), "duplicate sequences"
     split_of_rep: dict[str, str] = {}
     for p, s in rows:
-        assert MIN_LEN <= len(p.seq) <= MAX_LEN and set(p.seq) <= allowed, p.acc
+        assert MIN_LEN <= len(p.seq) <= MAX_LEN and set(p.seq) <= ALLOWED, p.acc
         assert split_of_rep.setdefault(rep_of[p.acc], s) == s, f"cluster {rep_of[p.acc]} spans splits"
     # propagation sanity: zinc and calcium binding are metal ion binding
     metal = 1 << [t for t, _, _ in LABELS].index("metal_ion")
@@ -562,9 +505,9 @@ def run(args: argparse.Namespace) -> dict:
     """Build the task folder and return its provenance record."""
     t0 = time.time()
     deb, root = fetch_package(args.raw_dir)
-    wheel = fetch_wheel(args.raw_dir / "wheels")
+    wheel = fetch_wheel(args.raw_dir / "wheels", WHEEL_REQ, f"{WHEEL_PREFIX}*.whl")
     data = root / DATA_SUBDIR
-    version = run_command(["dpkg-deb", "-f", str(deb), "Version"]).strip()
+    version = deb_version(deb, failed_command)
 
     names = read_names(data / "nameMapping.txt")
     for token, go, name in LABELS:
@@ -613,6 +556,7 @@ def run(args: argparse.Namespace) -> dict:
     command = "python " + shlex.join([str(Path(sys.argv[0]).resolve().relative_to(REPO_ROOT))
                                        if Path(sys.argv[0]).resolve().is_relative_to(REPO_ROOT) else sys.argv[0],
                                        *sys.argv[1:]])
+    mmseqs_version = run_command(["mmseqs", "version"], describe=failed_command).strip()
     provenance = {
         "task": TASK,
         "kind": KIND,
@@ -649,7 +593,7 @@ def run(args: argparse.Namespace) -> dict:
                                    "follows part_of"},
         "label_counts_full_mfo": full_counts,
         "split_method": (
-            f"MMseqs2 {run_command(['mmseqs', 'version']).strip()} easy-cluster --min-seq-id {args.min_seq_id} "
+            f"MMseqs2 {mmseqs_version} easy-cluster --min-seq-id {args.min_seq_id} "
             f"-c {args.coverage} --threads {args.threads} on the sampled working set; whole clusters assigned "
             f"by sha256('{SPLIT_SALT}' + representative accession) (first 64 bits / 2^64) to train <0.80, "
             f"valid <0.85, test otherwise; then capped per split in sha256('{CAP_SALT}' + accession) order "

@@ -19,62 +19,15 @@ Run from the repository root after the other tools/data scripts:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
-import pyarrow.parquet as pq
-from Bio import SeqIO
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def read_fasta(path: Path) -> list[str]:
-    return [str(r.seq).upper() for r in SeqIO.parse(path, "fasta")]
-
-
-def write_fasta(sequences: list[str], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as out:
-        for seq in sequences:
-            out.write(f">s{hashlib.sha256(seq.encode()).hexdigest()[:16]}\n{seq}\n")
-
-
-def task_sequences(tasks_dir: Path) -> tuple[list[str], list[str], list[str]]:
-    """(train, held-out, task names) over every task table."""
-    train, held, names = [], [], []
-    for table in sorted(tasks_dir.glob("*/data.parquet")):
-        names.append(table.parent.name)
-        data = pq.read_table(table, columns=["sequence", "split"]).to_pydict()
-        for seq, split in zip(data["sequence"], data["split"]):
-            (train if split == "train" else held).append(seq.upper())
-    return train, held, names
-
-
-def homologs_of(queries: list[str], targets: list[str], min_id: float, coverage: float,
-                threads: int) -> set[str]:
-    """Query sequences with an MMseqs2 hit in targets at >= min_id identity."""
-    if shutil.which("mmseqs") is None:
-        sys.exit("mmseqs not found: apt-get install -y mmseqs2")
-    with tempfile.TemporaryDirectory(prefix="p2t_corpus_") as tmp:
-        work = Path(tmp)
-        write_fasta(queries, work / "q.fasta")
-        write_fasta(targets, work / "t.fasta")
-        subprocess.run(["mmseqs", "easy-search", str(work / "q.fasta"), str(work / "t.fasta"),
-                        str(work / "hits.m8"), str(work / "tmp"), "--min-seq-id", str(min_id),
-                        "-c", str(coverage), "--threads", str(threads), "-v", "1"],
-                       check=True, stdout=subprocess.DEVNULL)
-        hit_ids = {line.split("\t")[0] for line in (work / "hits.m8").read_text().splitlines()}
-    return {q for q in queries if f"s{hashlib.sha256(q.encode()).hexdigest()[:16]}" in hit_ids}
+from common import REPO_ROOT, homologs_of, read_fasta, run_process, task_sequences, write_sequences
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT / "data")
+    parser.add_argument("--data", type=Path, default=REPO_ROOT / "data")
     parser.add_argument("--min-seq-id", type=float, default=0.3)
     parser.add_argument("--coverage", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
@@ -88,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     removed = homologs_of(unique, sorted(set(held)), args.min_seq_id, args.coverage, args.threads)
     corpus = [s for s in unique if s not in removed]
     out = args.data / "pretrain"
-    write_fasta(corpus, out / "train.fasta")
-    write_fasta(valid, out / "valid.fasta")
-    version = subprocess.run(["mmseqs", "version"], capture_output=True, text=True).stdout.strip()
+    write_sequences(out / "train.fasta", corpus)
+    write_sequences(out / "valid.fasta", valid)
+    version = run_process(["mmseqs", "version"]).stdout.strip()
     provenance = {
         "sources": [f"data/tasks/{n}/data.parquet (split == train)" for n in names]
         + ["data/selfsup/train.fasta"],

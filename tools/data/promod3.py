@@ -18,32 +18,43 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import struct
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from common import (
+    MAX_LEN,
+    MIN_LEN,
+    REPO_ROOT,
+    SPLITS,
+    STANDARD_AA,
+    PrepareError,
+    apt_download,
+    cached_debs,
+    deb_version,
+    easy_cluster,
+    extract_deb,
+    run_command,
+    sha256_file,
+    sha_key,
+    split_for,
+)
 
 PACKAGE = "promod3-data"
 DB_MEMBER = Path("usr/share/promod3/loop_data/structure_db.dat")
 COPYRIGHT_MEMBER = Path(f"usr/share/doc/{PACKAGE}/copyright")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
-STANDARD_AA = "ACDEFGHIKLMNPQRSTVWY"
-SPLITS = ("train", "valid", "test")
 SPLIT_FRACTIONS = {"train": 0.80, "valid": 0.05, "test": 0.15}
 SPLIT_CAPS = {"train": 5000, "valid": 300, "test": 1000}
-MIN_LEN, MAX_LEN = 30, 1022
 MAX_X_FRACTION = 0.05
 BURIED_RSA = 0.25
 
@@ -76,10 +87,6 @@ ARRAY_ITEM_BYTES = (  # (name, bytes per residue), in file order
     ("aa", 1), ("backbone", 24), ("dihedrals", 4), ("sasa", 2),
     ("depth", 2), ("dssp", 1), ("seq_profile", 40), ("struct_profile", 40),
 )
-
-
-class PrepareError(Exception):
-    """A user-facing failure reported without a traceback."""
 
 
 @dataclass(frozen=True)
@@ -120,39 +127,15 @@ class FilterStats:
 # --------------------------------------------------------------------------- fetch
 
 
-def run_command(cmd: Sequence[str], cwd: Path | None = None) -> str:
-    """Run a command and return its stdout, raising PrepareError on failure."""
-    try:
-        done = subprocess.run(list(cmd), cwd=cwd, check=True, capture_output=True, text=True)
-    except FileNotFoundError as err:
-        raise PrepareError(f"command not found: {cmd[0]}") from err
-    except subprocess.CalledProcessError as err:
-        raise PrepareError(f"{shlex.join(cmd)} failed ({err.returncode}):\n{err.stderr[-2000:]}") from err
-    return done.stdout
-
-
 def fetch_package(raw_dir: Path) -> tuple[Path, Path]:
     """Download the .deb (if absent) and extract it; return (deb path, extraction root)."""
     raw_dir.mkdir(parents=True, exist_ok=True)
-    debs = sorted(raw_dir.glob(f"{PACKAGE}_*.deb"))
-    if not debs:
-        run_command(["apt-get", "download", PACKAGE], cwd=raw_dir)
-        debs = sorted(raw_dir.glob(f"{PACKAGE}_*.deb"))
+    debs = cached_debs(PACKAGE, raw_dir) or apt_download(PACKAGE, raw_dir)
     if len(debs) != 1:
         raise PrepareError(f"expected one {PACKAGE} .deb in {raw_dir}, found {len(debs)}")
     root = raw_dir / "promod3"
-    if not (root / DB_MEMBER).is_file():
-        run_command(["dpkg", "-x", str(debs[0]), str(root)])
+    extract_deb(debs[0], root, DB_MEMBER)
     return debs[0], root
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 8 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 23):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- read
@@ -265,23 +248,11 @@ def select_chains(db: StructureDB, stats: FilterStats) -> list[Chain]:
 # --------------------------------------------------------------------------- split
 
 
-def sha_key(text: str) -> str:
-    """Hex sha256 of a string (the deterministic ordering key)."""
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def cluster(chains: list[Chain], work_dir: Path) -> dict[str, str]:
     """Cluster with MMseqs2 easy-cluster (30% id, 80% coverage, 1 thread); return member -> representative."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    fasta = work_dir / "in.fasta"
-    fasta.write_text("".join(f">{c.id}\n{c.sequence}\n" for c in chains))
-    prefix, tmp = work_dir / "out", work_dir / "tmp"
-    run_command(["mmseqs", "easy-cluster", str(fasta), str(prefix), str(tmp),
-                 "--min-seq-id", "0.3", "-c", "0.8", "--threads", "1"])
-    rep_of = {}
-    for line in (work_dir / "out_cluster.tsv").read_text().splitlines():
-        rep, member = line.split("\t")
-        rep_of[member] = rep
+    rep_of = easy_cluster(((c.id, c.sequence) for c in chains), work_dir,
+                          ["--min-seq-id", "0.3", "-c", "0.8", "--threads", "1"])
     missing = {c.id for c in chains} - rep_of.keys()
     if missing:
         raise PrepareError(f"{len(missing)} chains missing from the MMseqs2 clusters, e.g. {sorted(missing)[:3]}")
@@ -290,12 +261,7 @@ def cluster(chains: list[Chain], work_dir: Path) -> dict[str, str]:
 
 def split_of(rep: str) -> str:
     """Split of a cluster from the sha256 of its representative id."""
-    fraction = int(sha_key(rep), 16) / 2**256
-    if fraction < SPLIT_FRACTIONS["train"]:
-        return "train"
-    if fraction < SPLIT_FRACTIONS["train"] + SPLIT_FRACTIONS["valid"]:
-        return "valid"
-    return "test"
+    return split_for(int(sha_key(rep), 16) / 2**256, SPLIT_FRACTIONS["train"], SPLIT_FRACTIONS["valid"])
 
 
 def assign_splits(chains: list[Chain], rep_of: dict[str, str], stats: FilterStats) -> dict[str, list[Chain]]:
@@ -400,7 +366,7 @@ def run(args: argparse.Namespace) -> dict[str, dict]:
     """Fetch, read, filter, cluster, split and write both tasks; return their provenance."""
     started = time.monotonic()
     deb, root = fetch_package(args.raw_dir)
-    version = run_command(["dpkg-deb", "-f", str(deb), "Version"]).strip()
+    version = deb_version(deb)
     mmseqs_version = run_command(["mmseqs", "version"]).strip()
     db = read_structure_db(root / DB_MEMBER)
     print(f"read {len(db.ids)} chains, {db.aa.size} residues", file=sys.stderr)

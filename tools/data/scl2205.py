@@ -25,23 +25,32 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import shutil
-import subprocess
 import sys
-import tempfile
-import zipfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from common import (
+    ALLOWED,
+    MIN_LEN,
+    REPO_ROOT,
+    PrepareError,
+    clean_sequence,
+    fetch_wheel,
+    open_wheel,
+    read_member,
+    report_errors,
+    sha256_file,
+    train_homologs,
+    write_parquet,
+    write_text,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TASK = "localization"
 PACKAGE = "p-scldata"
 VERSION = "2025.6.0"  # pinned: the 2026.2.0 wheel ships no data
@@ -57,16 +66,7 @@ SPLIT_KEYS = {"train": "trn", "valid": "evl", "test": "tst"}
 EXPECTED_ROWS = 19_074
 EXPECTED_SPLITS = {"train": 15_183, "valid": 1_260, "test": 2_631}
 EXPECTED_CLASSES = 13
-STANDARD_AA = frozenset("ACDEFGHIKLMNPQRSTVWY")
-AMBIGUOUS_TO_X = {c: "X" for c in "UOBZJ"}
-ALLOWED = STANDARD_AA | {"X"}
-MIN_LEN = 30
 SCREEN_MAX_RESIDUES = 1022
-HOMOLOGY_SEARCH = ["--threads", "1", "-e", "1e-3", "--format-output", "query,target,fident,qcov,tcov"]
-
-
-class PrepareError(Exception):
-    """A user-facing failure reported without a traceback."""
 
 
 @dataclass(frozen=True)
@@ -92,36 +92,7 @@ class Filters:
 # --------------------------------------------------------------------------- fetch
 
 
-def fetch_wheel(wheel_dir: Path) -> Path:
-    """Return the pinned wheel, downloading it with `pip download --no-deps` when absent."""
-    wheel = wheel_dir / WHEEL_NAME
-    if wheel.is_file():
-        return wheel
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "-d", str(wheel_dir), f"{PACKAGE}=={VERSION}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or not wheel.is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise PrepareError(f"could not download {PACKAGE}=={VERSION} into {wheel_dir}: "
-                           + (" | ".join(tail) or f"pip exited {proc.returncode}"))
-    return wheel
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # --------------------------------------------------------------------------- read
-
-
-def read_member(wheel: zipfile.ZipFile, name: str) -> bytes:
-    """Bytes of one file inside the wheel, or a clear error naming it."""
-    try:
-        return wheel.read(name)
-    except KeyError:
-        raise PrepareError(f"{name} is missing from the wheel (wrong version?)") from None
 
 
 def read_rows(data: bytes) -> list[Row]:
@@ -165,19 +136,6 @@ def read_splits(data: bytes, entries_data: bytes, rows: list[Row]) -> dict[int, 
 # --------------------------------------------------------------------------- clean
 
 
-def clean_sequence(seq: str, filters: Filters) -> str | None:
-    """Upper-case, map U/O/B/Z/J to X; None when other letters remain."""
-    seq = seq.upper()
-    mapped = Counter(c for c in seq if c in AMBIGUOUS_TO_X)
-    if mapped:
-        filters.mapped_to_x.update(mapped)
-        filters.sequences_with_mapped_letters += 1
-        seq = "".join(AMBIGUOUS_TO_X.get(c, c) for c in seq)
-    if not set(seq) <= ALLOWED:
-        return None
-    return seq
-
-
 def build_records(rows: list[Row], names: list[str], assignment: dict[int, str],
                   filters: Filters) -> list[dict[str, str]]:
     """Cleaned output records (id, sequence, label, split) in train/valid/test, CSV order."""
@@ -217,35 +175,12 @@ def cross_split_duplicates(records: list[dict[str, str]]) -> dict[str, Any]:
     return {"valid_ids_identical_to_train": in_valid, "test_ids_identical_to_train_or_valid": in_test}
 
 
-def run_mmseqs(args: list[str]) -> None:
-    """Run one mmseqs command, raising PrepareError with its last lines on failure."""
-    proc = subprocess.run(args, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise PrepareError(f"{' '.join(args[:2])} failed ({proc.returncode}): {' | '.join(tail)}")
-
-
-def train_homologs(records: list[dict[str, str]]) -> dict[str, Any]:
-    """Valid/test proteins with an MMseqs2 hit in train (30%/90% identity, 80% coverage both ways)."""
+def homology_check(records: list[dict[str, str]]) -> dict[str, Any]:
+    """train_homologs of the valid/test records, or why they were not searched."""
     exe = shutil.which("mmseqs")
     if exe is None:
         return {"checked": False, "reason": "mmseqs not on PATH (apt-get install mmseqs2)"}
-    split_of = {r["id"]: r["split"] for r in records}
-    with tempfile.TemporaryDirectory(prefix="scl2205_homology_") as tmp:
-        work = Path(tmp)
-        for name, splits in (("train", {"train"}), ("query", {"valid", "test"})):
-            (work / f"{name}.fa").write_text("".join(f">{r['id']}\n{r['sequence']}\n" for r in records
-                                                     if r["split"] in splits), encoding="ascii")
-        run_mmseqs([exe, "easy-search", str(work / "query.fa"), str(work / "train.fa"),
-                    str(work / "hits.tsv"), str(work / "tmp"), *HOMOLOGY_SEARCH])
-        hits = [line.split("\t") for line in (work / "hits.tsv").read_text().splitlines()]
-    out: dict[str, Any] = {"checked": True, "search": "mmseqs easy-search (valid+test vs train) "
-                           + " ".join(HOMOLOGY_SEARCH[:4])}
-    for ident in (0.3, 0.9):
-        ids = {q for q, _t, fid, qc, tc in hits if float(fid) >= ident and min(float(qc), float(tc)) >= 0.8}
-        out[f"identity>={ident},coverage>=0.8"] = {
-            s: sorted(i for i in ids if split_of[i] == s) for s in ("valid", "test")}
-    return out
+    return {"checked": True, **train_homologs(records, "scl2205_homology_", exe)}
 
 
 def long_counts(records: list[dict[str, str]]) -> dict[str, int]:
@@ -307,22 +242,6 @@ def provenance(records: list[dict[str, str]], names: list[str], filters: Filters
 # --------------------------------------------------------------------------- write
 
 
-def write_parquet(records: list[dict[str, str]], path: Path) -> None:
-    """Write the records as data.parquet with string columns id, sequence, label, split."""
-    schema = pa.schema([(c, pa.string()) for c in ("id", "sequence", "label", "split")])
-    table = pa.Table.from_pylist(records, schema=schema)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a text file atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def check_output(records: list[dict[str, str]], names: list[str]) -> None:
     """Assert the records obey FORMAT.md (except the documented long sequences)."""
     ids = [r["id"] for r in records]
@@ -350,12 +269,8 @@ def create_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Download, convert and write the task; return its provenance."""
-    wheel_path = fetch_wheel(args.wheel_dir)
-    try:
-        wheel = zipfile.ZipFile(wheel_path)
-    except zipfile.BadZipFile:
-        raise PrepareError(f"{wheel_path} is not a valid wheel; delete it and rerun") from None
-    with wheel:
+    wheel_path = fetch_wheel(args.wheel_dir, f"{PACKAGE}=={VERSION}", WHEEL_NAME)
+    with open_wheel(wheel_path) as wheel:
         rows = read_rows(read_member(wheel, CSV_PATH))
         names = read_class_names(read_member(wheel, LABELS_PATH))
         assignment = read_splits(read_member(wheel, SPLITS_PATH), read_member(wheel, ENTRIES_PATH), rows)
@@ -367,12 +282,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     records = build_records(rows, names, assignment, filters)
     check_output(records, names)
     homology = ({"checked": False, "reason": "--no-homology-check"} if args.no_homology_check
-                else train_homologs(records))
+                else homology_check(records))
     command = "python tools/data/scl2205.py " + " ".join(sys.argv[1:])
     prov = provenance(records, names, filters, wheel_path, len(rows), homology, command.strip())
 
     args.out.mkdir(parents=True, exist_ok=True)
-    write_parquet(records, args.out / "data.parquet")
+    write_parquet(args.out / "data.parquet", records)
     write_text(args.out / "PROVENANCE.json", json.dumps(prov, indent=2) + "\n")
     test_ids = sorted(rows[i].entry for i, s in assignment.items() if s == "test")
     write_text(args.out / "test_ids.txt", "\n".join(test_ids) + "\n")
@@ -382,13 +297,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run and print a short summary; errors are one line, no traceback."""
     args = create_parser().parse_args(argv)
-    try:
-        prov = run(args)
-    except (PrepareError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except AssertionError as exc:
-        print(f"error: the source data failed a layout check: {exc}", file=sys.stderr)
+    prov = report_errors(lambda: run(args))
+    if prov is None:
         return 1
     print(f"{TASK}: {prov['counts']} -> {args.out}")
     print(f"filters: {prov['filters']}")
