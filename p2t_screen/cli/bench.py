@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -11,6 +11,9 @@ from rich.table import Table
 from ..errors import P2TError
 from ..screen.screener import DEFAULT_MAX_TOKENS, ScreenConfig
 from .app import app
+
+if TYPE_CHECKING:
+    from ..screen.bench import BenchReport
 from .common import (
     err,
     fail,
@@ -42,19 +45,27 @@ def bench_cmd(
                                               device, window_records=ScreenConfig.window_records)
         except P2TError as exc:
             raise fail(exc) from None
-        tenth = samples.get(soak // 10, float("nan"))
-        Console().print(f"soak: {rows} rows in {seconds:.1f}s ({soak / seconds:,.0f} records/s); resident "
-                        f"memory {samples['start']:.0f} MiB at start, {tenth:.0f} MiB at {soak // 10} records, "
-                        f"{samples[soak]:.0f} MiB at {soak} records (growth x{samples[soak] / tenth:.2f})",
-                        highlight=False)
-        Console().print("resident MiB by records: " + ", ".join(
-            f"{k}: {v:.0f}" for k, v in samples.items() if isinstance(k, int)), highlight=False)
+        _print_soak(samples, seconds, rows, soak)
         return
     try:
         report = run_bench(model, split_tasks(tasks) if tasks else None, n, min_len, max_len,
                            naive_n, max_tokens, device, dtype, seed, log=lambda m: err.print(m, style="dim"))
     except P2TError as exc:
         raise fail(exc) from None
+    _print_report(report)
+
+
+def _print_soak(samples: dict, seconds: float, rows: int, soak: int) -> None:
+    tenth = samples.get(soak // 10, float("nan"))
+    Console().print(f"soak: {rows} rows in {seconds:.1f}s ({soak / seconds:,.0f} records/s); resident "
+                    f"memory {samples['start']:.0f} MiB at start, {tenth:.0f} MiB at {soak // 10} records, "
+                    f"{samples[soak]:.0f} MiB at {soak} records (growth x{samples[soak] / tenth:.2f})",
+                    highlight=False)
+    Console().print("resident MiB by records: " + ", ".join(
+        f"{k}: {v:.0f}" for k, v in samples.items() if isinstance(k, int)), highlight=False)
+
+
+def _print_report(report: BenchReport) -> None:
     out = Console()
     for title, timings, equal, notes in report.scenarios:
         screen, floor, naive = timings[:3]

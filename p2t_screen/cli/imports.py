@@ -32,7 +32,8 @@ def import_prot2token_cmd(
     memory layout (encoder input padded to its full length, no memory mask), so it predicts what
     the reference does; `p2t screen --fast-memory` trades that fidelity for speed.
     """
-    from ..interop.prot2token import import_prot2token, sidecar
+    from ..interop.prot2token import import_prot2token
+    from ..interop.prot2token_files import sidecar
 
     try:
         out = import_prot2token(checkpoint, config or sidecar(checkpoint, "config.yaml"),

@@ -156,3 +156,22 @@ class TrainProgress:
                                    f"(best validation {info['metric']} "
                                    f"{info['validation'][str(info['threshold'])]:.3f} "
                                    f"on {info['examples']} examples)")
+
+
+class PretrainLog:
+    """Renders `pretrain` events as a plain line every 30 s (and at the last step)."""
+
+    def __init__(self, console: Console, quiet: bool = False, every: float = 30.0) -> None:
+        self.console, self.quiet, self.every, self.last = console, quiet, every, 0.0
+
+    def event(self, name: str, data: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if name == "step" and (now - self.last >= self.every or data["step"] == data["total"]):
+            self.last = now
+            self.console.print(f"p2t pretrain step={data['step']}/{data['total']} epoch={data['epoch']} "
+                               f"loss={data['loss']:.4f} lr={data['lr']:.2e} "
+                               f"residues/s={data['residues_per_s']:,.0f}", highlight=False)
+        elif name == "start" and data["resumed_at"]:
+            self.console.print(f"resuming at step {data['resumed_at']}")

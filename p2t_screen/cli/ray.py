@@ -98,6 +98,30 @@ def _check_input(path: str, policy: ReadPolicy) -> bool:
     return True
 
 
+def _convert(fasta: str, staging: str) -> str:
+    """The FASTA input as Parquet in the staging folder (for Ray Data); returns the folder."""
+    records = fasta_to_parquet(Path(fasta).expanduser(), staging)
+    err.print(f"converted {records} record(s) to Parquet for Ray", highlight=False)
+    return staging
+
+
+def _check_request(input: str, output: str, model: str | None, tasks: str, on_invalid: OnInvalid,
+                   long: OnLong, overwrite: bool, threshold: list[str] | None
+                   ) -> tuple[list[str], tuple[tuple[str, float], ...], ReadPolicy, bool]:
+    """What is checked before Ray starts: tasks and thresholds against the model's config, the
+    input under the read policy, the output folder. Returns (tasks, thresholds, policy, is FASTA)."""
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not names:
+        raise UsageError("--tasks: give at least one task name, or 'all'")
+    config = read_model_config(model)
+    thresholds = parse_thresholds(threshold)
+    with_thresholds(config.select_tasks(names), thresholds)
+    policy = ReadPolicy(on_invalid, long, config.encoder.max_residues)
+    fasta = _check_input(input, policy)
+    prepare_output_dir(output, overwrite)
+    return names, thresholds, policy, fasta
+
+
 def _print_summary(output: str, counts: dict[str, dict[str, int]]) -> None:
     err.print(f"wrote {output}", highlight=False)
     for task, by_status in counts.items():
@@ -129,23 +153,13 @@ def screen_ray(
     staging: str | None = None
     started = False
     try:
-        names = [t.strip() for t in tasks.split(",") if t.strip()]
-        if not names:
-            raise UsageError("--tasks: give at least one task name, or 'all'")
-        config = read_model_config(model)
-        thresholds = parse_thresholds(threshold)
-        with_thresholds(config.select_tasks(names), thresholds)
-        policy = ReadPolicy(on_invalid, long, config.encoder.max_residues)
-        fasta = _check_input(input, policy)
-        prepare_output_dir(output, overwrite)
+        names, thresholds, policy, fasta = _check_request(input, output, model, tasks, on_invalid, long,
+                                                          overwrite, threshold)
         started = _connect(address)
         if started and not address:
             _check_local_cpus(concurrency, cpus_per_actor)
-        source = input
-        if fasta:
-            staging = source = _staging_dir(output)
-            records = fasta_to_parquet(Path(input).expanduser(), staging)
-            err.print(f"converted {records} record(s) to Parquet for Ray", highlight=False)
+        staging = _staging_dir(output) if fasta else None
+        source = _convert(input, staging) if staging else input
         counts = screen_parquet(
             source, output, model, names, overwrite=overwrite, concurrency=concurrency,
             num_gpus=gpus_per_actor, num_cpus=cpus_per_actor, batch_size=batch_size,
@@ -155,9 +169,7 @@ def screen_ray(
         raise fail(exc) from None
     except Exception as exc:  # a failed Ray task: show p2t's own message when there is one
         cause = user_error(exc)
-        if cause is None:
-            raise
-        raise fail(cause) from None
+        raise exc if cause is None else fail(cause)
     finally:
         if staging is not None:
             _remove(staging)

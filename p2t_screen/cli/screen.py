@@ -78,15 +78,19 @@ def screen(
     except P2TError as exc:
         raise fail(exc) from None
     except Stopped:
-        parts = len(existing_parts(output))
-        err.print(f"stopped by {stop.signal_name}: {parts} complete part(s) kept in {output}; "
-                  "rerun the same command to resume", highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED if stop.signal_name == "SIGINT" else EXIT_TERMINATED) from None
+        raise _stopped(stop, output) from None
     if not quiet:
         if summary.already_complete:
             err.print(f"{output} already holds this finished run; nothing to do (--overwrite reruns it)")
         _print_summary(summary)
     raise typer.Exit(EXIT_OK if summary.all_ok else EXIT_ROWS_NOT_OK)
+
+
+def _stopped(stop: StopOnSignal, output: Path) -> typer.Exit:
+    parts = len(existing_parts(output))
+    err.print(f"stopped by {stop.signal_name}: {parts} complete part(s) kept in {output}; "
+              "rerun the same command to resume", highlight=False)
+    return typer.Exit(EXIT_INTERRUPTED if stop.signal_name == "SIGINT" else EXIT_TERMINATED)
 
 
 class StopOnSignal:

@@ -67,37 +67,17 @@ def pretrain_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Masked-language pre-training of an ESM2-architecture encoder (for `encoder.source`)."""
-    import time
-
-    from ..io.fasta import read_fasta
-    from ..io.records import ReadPolicy
     from ..model.runtime import resolve_device
     from ..train.pretrain import PretrainConfig, pretrain
-
-    def sequences(paths: list[Path]) -> list[str]:
-        policy = ReadPolicy(on_invalid="skip", max_residues=100_000)
-        return [r.sequence for p in paths for r in read_fasta(p, policy) if r.residues_used]
-
-    last = [0.0]
-
-    def event(name: str, data: dict) -> None:
-        if quiet:
-            return
-        now = time.monotonic()
-        if name == "step" and (now - last[0] >= 30 or data["step"] == data["total"]):
-            last[0] = now
-            err.print(f"p2t pretrain step={data['step']}/{data['total']} epoch={data['epoch']} "
-                      f"loss={data['loss']:.4f} lr={data['lr']:.2e} "
-                      f"residues/s={data['residues_per_s']:,.0f}", highlight=False)
-        elif name == "start" and data["resumed_at"]:
-            err.print(f"resuming at step {data['resumed_at']}")
+    from .progress import PretrainLog
 
     try:
-        train_seqs = sequences(fasta)
-        valid_seqs = sequences([valid]) if valid else []
+        train_seqs = _sequences(fasta)
+        valid_seqs = _sequences([valid]) if valid else []
         cfg = PretrainConfig(steps=steps, num_layers=layers, embed_dim=dim, attention_heads=heads,
                              crop=crop, max_tokens=max_tokens, lr=lr, warmup=warmup, seed=seed)
-        summary = pretrain(train_seqs, valid_seqs, cfg, output, resolve_device(device), fresh, event)
+        summary = pretrain(train_seqs, valid_seqs, cfg, output, resolve_device(device), fresh,
+                           PretrainLog(err, quiet).event)
     except P2TError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
@@ -108,6 +88,15 @@ def pretrain_cmd(
         extra = (f"; held-out loss {v['loss']:.3f}, perplexity {v['perplexity']:.2f}, "
                  f"accuracy {v['accuracy']:.3f}") if v else ""
         err.print(f"wrote {output} after {summary['steps']} steps{extra}")
+
+
+def _sequences(paths: list[Path]) -> list[str]:
+    """Every usable sequence of FASTA files, whole (pre-training crops windows itself)."""
+    from ..io.fasta import read_fasta
+    from ..io.records import ReadPolicy
+
+    policy = ReadPolicy(on_invalid="skip", max_residues=100_000)
+    return [r.sequence for p in paths for r in read_fasta(p, policy) if r.residues_used]
 
 
 @app.command("eval")

@@ -128,3 +128,11 @@ def test_threshold_option_sets_a_flags_task_decision_and_is_recorded(tmp_path):
                                      str(tmp_path / "bad"), "--threshold", value])
         assert result.exit_code == EXIT_USAGE, (value, result.output)
         assert message in " ".join(result.output.split()), (value, result.output)
+
+
+def test_fail_escapes_markup_and_returns_the_exit_code(capsys):
+    from p2t_screen.cli.common import fail
+
+    exit_ = fail("look at [bold]this[/bold] and [on_long=skip]", 7)
+    assert exit_.exit_code == 7
+    assert "look at [bold]this[/bold] and [on_long=skip]" in capsys.readouterr().err

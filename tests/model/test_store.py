@@ -128,3 +128,41 @@ def test_bundled_model_screens_the_example_library(path):
                 assert set(result.labels) <= set(spec.labels)
             else:
                 assert spec.value_range[0] <= result.value <= spec.value_range[1]
+
+
+def test_saving_over_a_model_is_atomic_and_keeps_its_card(tmp_path, monkeypatch):
+    """A save that fails part-way leaves the previous model whole; a save that succeeds replaces
+    the weights and keeps files that are not model files (a model card)."""
+    from p2t_screen.model import store
+
+    path = save_model(tiny_model(seed=1), tmp_path / "m")
+    (path / "MODEL_CARD.md").write_text("card\n")
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    calls = []
+
+    def failing(tensors, filename, *args, **kwargs):
+        calls.append(filename)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return save_file(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(store, "save_file", failing)
+    with pytest.raises(OSError, match="No space left"):
+        save_model(tiny_model(seed=2), path)
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folder left behind
+    monkeypatch.undo()
+    save_model(tiny_model(seed=2), path)
+    assert (path / "MODEL_CARD.md").read_text() == "card\n"
+    assert (path / "decoder.safetensors").read_bytes() != before["decoder.safetensors"]
+    reloaded = Screener(load_model(path), list(tiny_model().config.tasks)).predict(SEQS)
+    fresh = Screener(tiny_model(seed=2), list(tiny_model().config.tasks)).predict(SEQS)
+    assert [r.value for r in reloaded["stability"]] == [r.value for r in fresh["stability"]]
+
+
+def test_save_without_replace_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    with pytest.raises(ModelError, match="not empty"):
+        save_model(tiny_model(), tmp_path / "m", replace=False)
+    assert [p.name for p in (tmp_path / "m").iterdir()] == ["notes.txt"]
