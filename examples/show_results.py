@@ -17,9 +17,10 @@ import pyarrow.dataset as ds
 from rich.console import Console
 from rich.table import Table
 
-from p2t_screen.fasta import ReadPolicy, read_fasta
-from p2t_screen.metrics import random_site_baseline, site_metrics
-from p2t_screen.modelio import read_model_config
+from p2t_screen.io.fasta import read_fasta
+from p2t_screen.io.records import ReadPolicy
+from p2t_screen.model.store import read_model_config
+from p2t_screen.tasks.metrics import random_site_baseline, site_metrics
 
 
 def short(row: dict, codes: dict[str, str]) -> str:

@@ -13,14 +13,7 @@ __version__ = "0.1.0"
 
 from .errors import InputError, ModelError, P2TError, UsageError  # noqa: E402
 from .io.fasta import read_fasta  # noqa: E402
-from .io.records import (  # noqa: E402
-    OnInvalid,
-    OnLong,
-    ReadPolicy,
-    Record,
-    Status,
-    records_from_sequences,
-)
+from .io.records import OnInvalid, OnLong, ReadPolicy, Record, Status, records_from_sequences  # noqa: E402
 from .io.schema import SCHEMA  # noqa: E402
 from .model.config import ModelConfig  # noqa: E402
 from .model.model import P2TModel  # noqa: E402
@@ -29,9 +22,10 @@ from .screen.pipeline import RunSummary, ScreenRequest, screen_file  # noqa: E40
 from .screen.screener import ScreenConfig, Screener  # noqa: E402
 from .tasks import KINDS, TaskResult, TaskSpec  # noqa: E402
 from .tasks.catalog import CATALOG  # noqa: E402
+from .tasks.inputs import ModelInput  # noqa: E402
 
 __all__ = [
-    "CATALOG", "InputError", "KINDS", "ModelConfig", "ModelError", "OnInvalid", "OnLong", "P2TError",
+    "CATALOG", "InputError", "KINDS", "ModelConfig", "ModelError", "ModelInput", "OnInvalid", "OnLong", "P2TError",
     "P2TModel", "ReadPolicy", "Record", "RunSummary", "SCHEMA", "ScreenConfig", "ScreenRequest",
     "Screener", "Status", "TaskResult", "TaskSpec", "UsageError", "load_model", "read_fasta",
     "records_from_sequences", "save_model", "screen_file",

@@ -21,7 +21,6 @@ from p2t_screen.train.evaluate import baseline, evaluate
 from p2t_screen.train.run import load_labelled, spread
 
 
-
 def create_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", type=Path)

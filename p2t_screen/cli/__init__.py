@@ -2,14 +2,7 @@
 
 from . import bench, imports, info, screen, train  # noqa: F401  (each registers its commands)
 from .app import app, main
-from .common import (
-           EXIT_INTERNAL,
-           EXIT_INTERRUPTED,
-           EXIT_OK,
-           EXIT_ROWS_NOT_OK,
-           EXIT_TERMINATED,
-           EXIT_USAGE,
-)
+from .common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_NOT_OK, EXIT_TERMINATED, EXIT_USAGE
 
 __all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_ROWS_NOT_OK", "EXIT_TERMINATED",
            "EXIT_USAGE", "app", "main"]

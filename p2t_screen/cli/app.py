@@ -6,10 +6,7 @@ import sys
 
 import typer
 
-from .common import (
-    EXIT_CODES_HELP,
-    err,
-)
+from .common import EXIT_CODES_HELP, err
 
 app = typer.Typer(help=f"p2t: protein screening with ESM2 + Prot2Token decoders. {EXIT_CODES_HELP}",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)

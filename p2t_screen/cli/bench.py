@@ -14,11 +14,7 @@ from .app import app
 
 if TYPE_CHECKING:
     from ..screen.bench import BenchReport
-from .common import (
-    err,
-    fail,
-    split_tasks,
-)
+from .common import err, fail, split_tasks
 
 
 @app.command("bench")

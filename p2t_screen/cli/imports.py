@@ -10,11 +10,7 @@ import typer
 from ..errors import P2TError
 from ..model.store import read_model_config
 from .app import app
-from .common import (
-    EXIT_CODES_HELP,
-    err,
-    fail,
-)
+from .common import EXIT_CODES_HELP, err, fail
 
 
 @app.command("import-prot2token", epilog=EXIT_CODES_HELP)

@@ -15,9 +15,7 @@ from ..io.schema import COLUMN_DOCS
 from ..model.store import DEFAULT_MODEL, bundled_models, load_model, read_model_config
 from ..tasks.catalog import CATALOG
 from .app import app
-from .common import (
-    fail,
-)
+from .common import fail
 
 
 @app.command("tasks")

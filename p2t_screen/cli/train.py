@@ -13,12 +13,7 @@ from rich.table import Table
 from ..errors import P2TError
 from ..screen.run_record import parse_thresholds
 from .app import app
-from .common import (
-    EXIT_CODES_HELP,
-    EXIT_INTERRUPTED,
-    err,
-    fail,
-)
+from .common import EXIT_CODES_HELP, EXIT_INTERRUPTED, err, fail
 
 
 @app.command("train", epilog=EXIT_CODES_HELP)

@@ -13,12 +13,7 @@ import pyarrow.parquet as pq
 
 from ..errors import InputError, UsageError
 from ..io.fasta import read_fasta
-from ..io.records import (
-    OnInvalid,
-    OnLong,
-    ReadPolicy,
-    Record,
-)
+from ..io.records import OnInvalid, OnLong, ReadPolicy, Record
 from ..screen.run_record import StatusCounts
 
 DEFAULT_ROWS_PER_FILE = 100_000

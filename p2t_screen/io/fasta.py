@@ -9,16 +9,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 
 from ..errors import InputError
-from .records import (
-    _ASCII_WS,
-    ReadPolicy,
-    Record,
-    _checked,
-    _describe,
-    _forbidden,
-    _make_record,
-    _policy_note,
-)
+from .records import _ASCII_WS, ReadPolicy, Record, _checked, _describe, _forbidden, _make_record, _policy_note
 
 _GZIP_MAGIC = b"\x1f\x8b"
 

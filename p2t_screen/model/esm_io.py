@@ -14,9 +14,7 @@ from esm.model.esm2 import ESM2
 from torch import Tensor
 
 from ..errors import ModelError
-from .encoder import (
-    EncoderConfig,
-)
+from .encoder import EncoderConfig
 
 _PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
 

@@ -240,7 +240,7 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
         for title, ref, m, task_specs in models:
             scenarios.append(run.scenario(title, ref, m, task_specs,
                                           feedback_path if m is model else None))
-    return BenchReport(scenarios, peak_rss_mib(), str(dev), torch.get_num_threads())
+    return BenchReport(scenarios, run.rss, str(dev), torch.get_num_threads())
 
 
 @dataclass
@@ -254,12 +254,14 @@ class _Run:
     dtype: str
     max_tokens: int
     log: Callable[[str], None]
+    rss: float = 0.0  # peak resident MiB right after the last scenario's screen
 
     def scenario(self, title: str, ref: str, model: P2TModel, tasks: list[TaskSpec],
                  feedback_path: Path | None) -> tuple[str, list[Timing], bool, list[str]]:
         """Screen, encoder alone and naive path of one model and task set, plus its extra rows."""
         self.log(f"[{title}] screen of {len(self.seqs)} sequences")
         screen = time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens, "screen")
+        self.rss = peak_rss_mib()  # after the screen, before the other paths run
         self.log(f"[{title}] encoder alone")
         floor = time_encoder(model, self.seqs, self.max_tokens)
         self.log(f"[{title}] naive path on {len(self.sample)} sequences")

@@ -27,13 +27,7 @@ from ..io.schema import SCHEMA_VERSION, schema_with_metadata
 from ..io.writer import SUCCESS_FILE, PartWriter, existing_parts, prepare_output
 from ..model.config import ModelConfig
 from ..model.runtime import dtype_name, resolve_device, resolve_dtype
-from ..model.store import (
-    file_sha256,
-    load_model,
-    model_checksum,
-    read_model_config,
-    resolve_model_path,
-)
+from ..model.store import file_sha256, load_model, model_checksum, read_model_config, resolve_model_path
 from ..tasks.spec import TaskSpec
 from .expansion import Pairing
 from .run_record import StatusCounts, run_metadata, with_thresholds

@@ -12,13 +12,7 @@ from conftest import tiny_model
 from safetensors.torch import load_file, save_file
 
 from p2t_screen.errors import ModelError, UsageError
-from p2t_screen.model.store import (
-    DEFAULT_MODEL,
-    bundled_models,
-    load_model,
-    read_model_config,
-    save_model,
-)
+from p2t_screen.model.store import DEFAULT_MODEL, bundled_models, load_model, read_model_config, save_model
 from p2t_screen.screen.screener import Screener
 
 SEQS = ["MKTAYIAKQRQISFVKSHFSRQ", "MSTYKRN", "GGGSSSTTTYYY"]

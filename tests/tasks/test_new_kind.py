@@ -76,30 +76,10 @@ CONFIG = """
 name = "yes-no"
 output = "model"
 seed = 1
-
-[encoder]
-num_layers = 1
-embed_dim = 16
-attention_heads = 2
-max_residues = 40
-
-[decoder]
-dim = 16
-num_layers = 1
-num_heads = 2
-ffn_dim = 32
-memory_positions = 48
-
-[train]
-epochs = 4
-lr = 3e-3
-warmup = 5
-max_tokens = 512
-
-[[tasks]]
-name = "has_cys"
-kind = "yes_no"
-data = "cys.csv"
+encoder = {num_layers = 1, embed_dim = 16, attention_heads = 2, max_residues = 40}
+decoder = {dim = 16, num_layers = 1, num_heads = 2, ffn_dim = 32, memory_positions = 48}
+train = {epochs = 4, lr = 3e-3, warmup = 5, max_tokens = 512}
+tasks = [{name = "has_cys", kind = "yes_no", data = "cys.csv"}]
 """
 
 
