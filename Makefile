@@ -5,14 +5,22 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test bench data encoder default-model clean
+.PHONY: setup setup-dev demo test bench data encoder default-model clean
 
+# Runtime only (torch, fair-esm, typer, biopython, pyarrow, rich, ...): what `make demo` needs.
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# Runtime plus the test and tool dependencies (pytest, Ray, pandas, polars, DuckDB, ...).
+setup-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
@@ -20,14 +28,14 @@ demo: setup
 	$(BIN)/p2t screen examples/library.fasta --tasks all -o results/demo --overwrite
 	$(BIN)/python examples/show_results.py examples/library.fasta results/demo
 
-test: setup
+test: setup-dev
 	$(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/p2t bench
 
 # Real training data from Debian and PyPI packages (needs root for apt-get; about 10 minutes).
-data: setup
+data: setup-dev
 	command -v mmseqs >/dev/null || (apt-get update && apt-get install -y mmseqs2)
 	$(BIN)/python tools/prepare_sequences.py
 	$(BIN)/python tools/data/promod3.py
@@ -47,7 +55,7 @@ encoder: data
 # cores), test metrics on the whole test splits and the model card.
 default-model: encoder
 	$(BIN)/p2t train examples/train.toml --fresh
-	$(BIN)/python tools/model_card.py examples/train.toml models/p2t-default --max-test 3000
+	$(BIN)/python tools/model_card.py examples/train.toml p2t_screen/bundled_models/p2t-default --max-test 3000
 
 clean:
 	rm -rf results .pytest_cache

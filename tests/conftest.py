@@ -15,6 +15,13 @@ from p2t_screen.screen.decode import Decoded, _choose
 from p2t_screen.tasks.spec import TaskSpec
 
 
+@pytest.fixture(autouse=True)
+def own_p2t_home(tmp_path_factory, monkeypatch):
+    """Tests never read or write the user's models folder: P2T_HOME points into the test's tmp."""
+    monkeypatch.setenv("P2T_HOME", str(tmp_path_factory.mktemp("p2t_home")))
+    monkeypatch.delenv("P2T_MODELS_DIR", raising=False)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one thread is much faster than several contending with other work.

@@ -3,7 +3,7 @@
 Test metrics come from `p2t eval` (the screening path) on each task's held-out test split; the
 baselines are the trivial ones of `p2t_screen.train.evaluate.baseline`, fitted on the train split.
 
-    python tools/model_card.py examples/train.toml models/p2t-default
+    python tools/model_card.py examples/train.toml p2t_screen/bundled_models/p2t-default
 """
 
 from __future__ import annotations

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
+from .. import __version__
 from .common import EXIT_CODES_HELP, err
 
 app = typer.Typer(help=f"p2t: protein screening with ESM2 + Prot2Token decoders. {EXIT_CODES_HELP}",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"p2t {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="print p2t's version and exit")] = False) -> None:
+    """p2t: protein screening with ESM2 + Prot2Token decoders."""
 
 
 def _register_ray() -> None:

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from ..errors import P2TError
 from ..io.schema import COLUMN_DOCS
-from ..model.store import DEFAULT_MODEL, bundled_models, load_model, read_model_config
+from ..model.locations import DEFAULT_MODEL, installed_models, resolve_model_path, where_looked
+from ..model.store import describe_model, read_model_config
 from ..tasks.catalog import CATALOG
 from .app import app
 from .common import fail
@@ -51,30 +52,27 @@ def models_cmd(
     paths: Annotated[Optional[list[str]], typer.Argument(help="model directories to describe as well")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Bundled models (and any given paths): encoder, size, tasks."""
-    refs = [str(p) for p in bundled_models()] + list(paths or [])
-    rows = []
+    """Installed models (bundled, user, P2T_MODELS_DIR) and any paths given: encoder, size, tasks.
+    Exits 2, saying where it looked, when there are none."""
+    found = [(m.path, m.origin) for m in installed_models()] + [(Path(p), "given") for p in paths or []]
+    if not found:
+        raise fail(f"no p2t models found; looked in: {where_looked()}. Install one with `p2t pull NAME` "
+                   "(`p2t pull --list` shows them) or set P2T_MODELS_DIR")
     try:
-        for ref in refs:
-            model = load_model(ref)
-            cfg = model.config
-            rows.append({
-                "name": cfg.name, "path": model.source, "sha256": model.checksum[:12],
-                "encoder": f"ESM2 {cfg.encoder.num_layers}L/{cfg.encoder.embed_dim} ({cfg.encoder.source})",
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "tasks": [t.name for t in cfg.tasks], "default": Path(model.source).name == DEFAULT_MODEL,
-            })
+        rows = [{**describe_model(resolve_model_path(path)), "origin": origin,
+                 "default": path.name == DEFAULT_MODEL and origin != "given"} for path, origin in found]
     except P2TError as exc:
         raise fail(exc) from None
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="models")
-    for col in ("name", "encoder", "parameters", "tasks", "path"):
+    for col in ("name", "origin", "encoder", "parameters", "tasks", "path"):
         table.add_column(col)
     for r in rows:
         name = r["name"] + (" (default)" if r["default"] else "")
-        table.add_row(name, r["encoder"], f"{r['parameters'] / 1e6:.1f}M", ", ".join(r["tasks"]), r["path"])
+        table.add_row(name, r["origin"], r["encoder"], f"{r['parameters'] / 1e6:.1f}M", ", ".join(r["tasks"]),
+                      r["path"])
     Console().print(table)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from dataclasses import asdict
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import ModelError
@@ -24,6 +26,7 @@ from .config import MASKED, ModelConfig
 from .decoder import DecoderConfig
 from .encoder import EncoderConfig
 from .esm_io import load_encoder_state, load_esm2
+from .locations import CONFIG_FILE, DEFAULT_MODEL, bundled_models, resolve_model_path  # noqa: F401
 from .model import P2TModel
 from .molecule import MoleculeConfig
 
@@ -33,7 +36,7 @@ FORMAT = "p2t-model"
 FORMAT_VERSION = 1
 
 
-CONFIG_FILE, ENCODER_FILE, DECODER_FILE = "config.json", "encoder.safetensors", "decoder.safetensors"
+ENCODER_FILE, DECODER_FILE = "encoder.safetensors", "decoder.safetensors"
 
 
 MOLECULE_FILE = "molecule.safetensors"
@@ -42,36 +45,10 @@ MOLECULE_FILE = "molecule.safetensors"
 BUNDLED = "bundled"  # encoder source meaning "weights stored in the model directory"
 
 
-DEFAULT_MODEL = "p2t-default"
 
 
 # The LM head's weight is tied to the token embedding; it is stored once, as the embedding.
 _TIED = ("lm_head.weight",)
-
-
-def models_dir() -> Path:
-    """The folder of bundled models (override with P2T_MODELS_DIR)."""
-    env = os.environ.get("P2T_MODELS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
-
-
-def bundled_models() -> list[Path]:
-    """Model directories shipped with p2t."""
-    root = models_dir()
-    return sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file()) if root.is_dir() else []
-
-
-def resolve_model_path(ref: str | os.PathLike | None) -> Path:
-    """A model directory path, or the name of a bundled model (None: the default model)."""
-    ref = DEFAULT_MODEL if ref is None else ref
-    path = Path(ref).expanduser()
-    if (path / CONFIG_FILE).is_file():
-        return path
-    bundled = models_dir() / str(ref)
-    if (bundled / CONFIG_FILE).is_file():
-        return bundled
-    names = ", ".join(p.name for p in bundled_models()) or "none"
-    raise ModelError(f"no p2t model at '{ref}' (a directory with {CONFIG_FILE}); bundled models: {names}")
 
 
 def config_to_json(config: ModelConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -257,3 +234,21 @@ def load_model(ref: str | os.PathLike | None = None, device: str | torch.device 
                       ("format", "format_version", "name", "encoder", "decoder", "vocab", "tasks", "memory",
                        "molecule")}
     return model.to(device=device, dtype=dtype).eval()
+
+
+def stored_parameters(path: Path) -> int:
+    """Parameters stored in a model directory's weight files, read from their headers only."""
+    total = 0
+    for name in (ENCODER_FILE, DECODER_FILE, MOLECULE_FILE):
+        if (path / name).is_file():
+            with safe_open(str(path / name), framework="pt") as fh:
+                total += sum(math.prod(fh.get_slice(key).get_shape()) for key in fh.keys())
+    return total
+
+
+def describe_model(path: Path) -> dict[str, Any]:
+    """What `p2t models` shows of one model directory, without loading its weights."""
+    cfg = read_model_config(path)
+    return {"name": cfg.name, "path": str(path), "sha256": model_checksum(path)[:12],
+            "encoder": f"ESM2 {cfg.encoder.num_layers}L/{cfg.encoder.embed_dim} ({cfg.encoder.source})",
+            "parameters": stored_parameters(path), "tasks": [t.name for t in cfg.tasks]}

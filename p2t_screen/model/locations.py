@@ -1,0 +1,86 @@
+"""Where models live, searched in this order:
+
+1. the folders in `P2T_MODELS_DIR` (separated by the OS path separator, ':' on Linux);
+2. the user's models folder, `$P2T_HOME/models`; `P2T_HOME` defaults to `$XDG_DATA_HOME/p2t`,
+   else `~/.local/share/p2t` (`p2t pull` installs models there);
+3. the models bundled with the package (`p2t_screen/bundled_models`, installed with it).
+
+A model is named by its directory's name; the first folder that has it wins.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelError
+
+CONFIG_FILE = "config.json"
+DEFAULT_MODEL = "p2t-default"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled_models"
+
+
+def p2t_home() -> Path:
+    """p2t's own data folder: `P2T_HOME`, else `$XDG_DATA_HOME/p2t`, else `~/.local/share/p2t`."""
+    if os.environ.get("P2T_HOME"):
+        return Path(os.environ["P2T_HOME"]).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data).expanduser() / "p2t"
+
+
+def user_models_dir() -> Path:
+    """Where `p2t pull` installs models: `$P2T_HOME/models`."""
+    return p2t_home() / "models"
+
+
+def search_path() -> list[tuple[str, Path]]:
+    """(origin, folder) pairs searched for models by name, first to last."""
+    extra = [p for p in os.environ.get("P2T_MODELS_DIR", "").split(os.pathsep) if p]
+    return ([("P2T_MODELS_DIR", Path(p).expanduser()) for p in extra]
+            + [("user", user_models_dir()), ("bundled", BUNDLED_DIR)])
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """A model directory found on the search path."""
+
+    name: str
+    path: Path
+    origin: str  # "P2T_MODELS_DIR", "user" or "bundled"
+
+
+def installed_models() -> list[InstalledModel]:
+    """Every model on the search path, each name once (the first folder wins)."""
+    found: dict[str, InstalledModel] = {}
+    for origin, root in search_path():
+        if not root.is_dir():
+            continue
+        for path in sorted(root.iterdir()):
+            if (path / CONFIG_FILE).is_file() and path.name not in found:
+                found[path.name] = InstalledModel(path.name, path, origin)
+    return list(found.values())
+
+
+def bundled_models() -> list[Path]:
+    """Model directories shipped with p2t."""
+    return sorted(p for p in BUNDLED_DIR.iterdir() if (p / CONFIG_FILE).is_file()) if BUNDLED_DIR.is_dir() else []
+
+
+def where_looked() -> str:
+    """The search path as a person reads it, for messages."""
+    return "; ".join(f"{origin} {path}" for origin, path in search_path())
+
+
+def resolve_model_path(ref: str | os.PathLike | None) -> Path:
+    """A model directory path, or the name of an installed model (None: the default model)."""
+    ref = DEFAULT_MODEL if ref is None else ref
+    path = Path(ref).expanduser()
+    if (path / CONFIG_FILE).is_file():
+        return path
+    for model in installed_models():
+        if model.name == str(ref):
+            return model.path
+    names = ", ".join(m.name for m in installed_models()) or "none"
+    raise ModelError(f"no p2t model at '{ref}' (a directory with {CONFIG_FILE}); installed models: {names} "
+                     f"(looked in: {where_looked()}); `p2t pull --list` shows models to download")
