@@ -21,9 +21,8 @@ import argparse
 from pathlib import Path
 
 import torch
-import yaml
 
-from p2t_screen.interop.prot2token_reference import RefProt2Token
+from p2t_screen.interop.prot2token_reference import RefProt2Token, write_published
 
 STABILITY_VOCAB = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<task_stability>": 3,
                    **{str(d): 4 + d for d in range(10)}, ".": 14}
@@ -46,17 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     ref = RefProt2Token(args.esm_layers, args.esm_width, args.esm_heads, len(STABILITY_VOCAB), args.dim,
                         args.heads, args.layers, args.ffn, args.max_len, args.encoder_max_len)
-    args.output.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_state_dict": ref.published_state_dict(), "epoch": 0},
-               args.output / "checkpoint.pth")
-    config = {"prot2token_model": {
-        "positional_encoding_type": "learned",
-        "protein_encoder": {"model_name": f"synthetic_esm2_t{args.esm_layers}_{args.esm_width}",
-                            "max_len": args.encoder_max_len, "drop_positional_encoding": True},
-        "decoder": {"dimension": args.dim, "dim_feedforward": args.ffn, "num_heads": args.heads,
-                    "num_layers": args.layers, "max_len": args.max_len, "activation_function": "gelu"}}}
-    (args.output / "config.yaml").write_text(yaml.safe_dump(config))
-    (args.output / "decoder_tokenizer.yaml").write_text(yaml.safe_dump(STABILITY_VOCAB))
+    write_published(args.output, ref, STABILITY_VOCAB, dim=args.dim, heads=args.heads, layers=args.layers,
+                    ffn=args.ffn, max_len=args.max_len)
     print(f"wrote {args.output}/checkpoint.pth, config.yaml, decoder_tokenizer.yaml")
     return 0
 

@@ -1,6 +1,6 @@
 """The `p2t` command: a thin layer over the library, one module per command group."""
 
-from . import bench, imports, info, screen, train  # noqa: F401  (each registers its commands)
+from . import bench, imports, info, pull, screen, train  # noqa: F401  (each registers its commands)
 from .app import app, main
 from .common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_NOT_OK, EXIT_TERMINATED, EXIT_USAGE
 

@@ -11,12 +11,14 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
 
@@ -175,3 +177,58 @@ class PretrainLog:
                                f"residues/s={data['residues_per_s']:,.0f}", highlight=False)
         elif name == "start" and data["resumed_at"]:
             self.console.print(f"resuming at step {data['resumed_at']}")
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+class RichTransfer:
+    """A download bar: bytes, rate and time left."""
+
+    def __init__(self, console: Console) -> None:
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                            TransferSpeedColumn(), TimeRemainingColumn(), console=console)
+        self.task = None
+
+    def start(self, name: str, total: int | None, done: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task(name, total=total, completed=done)
+
+    def advance(self, nbytes: int) -> None:
+        self.bar.update(self.task, advance=nbytes)
+
+    def finish(self) -> None:
+        self.bar.stop()
+
+
+class LogTransfer:
+    """Plain lines for logs: one at the start, one every `every` seconds, one at the end."""
+
+    def __init__(self, stream: TextIO = sys.stderr, every: float = 30.0) -> None:
+        self.stream, self.every = stream, every
+
+    def start(self, name: str, total: int | None, done: int) -> None:
+        self.name, self.total, self.done, self.from_ = name, total, done, done
+        self.started = self.last = time.perf_counter()
+        self._line("start" if not done else f"resume at {_bytes(done)}")
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            self._line("progress")
+
+    def finish(self) -> None:
+        self._line("done")
+
+    def _line(self, event: str) -> None:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = (self.done - self.from_) / elapsed
+        total = _bytes(self.total) if self.total else "?"
+        print(f"p2t pull {event} {self.name} {_bytes(self.done)}/{total} {_bytes(rate)}/s", file=self.stream,
+              flush=True)

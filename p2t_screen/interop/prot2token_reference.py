@@ -11,7 +11,10 @@ re-runs the whole prefix every step, stopping at `<eos>` or `max_len - 2` tokens
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+import yaml
 from esm.data import Alphabet
 from esm.model.esm2 import ESM2
 from torch import Tensor, nn
@@ -167,3 +170,22 @@ class RefProt2Token(nn.Module):
             if next_id.item() == eos:
                 break
         return generated[0, 2:].tolist()
+
+
+def write_published(folder: Path, ref: RefProt2Token, vocab: dict[str, int], *, dim: int, heads: int,
+                    layers: int, ffn: int, max_len: int, checkpoint: str = "checkpoint.pth") -> tuple[Path, Path, Path]:
+    """Write `ref` as the published files are laid out: a `torch.save` dict with `model_state_dict`,
+    `config.yaml` and `decoder_tokenizer.yaml`; returns their paths (checkpoint, config, tokenizer)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / checkpoint
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model_state_dict": ref.published_state_dict(), "epoch": 0}, path)
+    config = {"prot2token_model": {
+        "positional_encoding_type": "learned",
+        "protein_encoder": {"model_name": f"synthetic_esm2_t{len(ref.esm.layers)}_{ref.esm.embed_dim}",
+                            "max_len": ref.encoder_max_len, "drop_positional_encoding": True},
+        "decoder": {"dimension": dim, "dim_feedforward": ffn, "num_heads": heads, "num_layers": layers,
+                    "max_len": max_len, "activation_function": "gelu"}}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "decoder_tokenizer.yaml").write_text(yaml.safe_dump(vocab))
+    return path, folder / "config.yaml", folder / "decoder_tokenizer.yaml"
