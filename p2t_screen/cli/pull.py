@@ -26,7 +26,8 @@ def pull_cmd(
     """Download (or, with --from, copy in) ESM2 weights into the torch hub cache and published
     Prot2Token checkpoints, imported into the user models folder. The only p2t command that uses
     the network. Base URLs: P2T_ESM_URL (fair-esm), HF_ENDPOINT (Hugging Face)."""
-    from ..interop.pull import CATALOGUE, lookup, pull
+    from ..interop.pull import pull
+    from ..model.remote import CATALOGUE, lookup
 
     if list_ or not names:
         _print_catalogue(list(CATALOGUE.values()), as_json)

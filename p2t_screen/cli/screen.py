@@ -39,7 +39,7 @@ from .progress import LogProgress, RichProgress
 def screen(
     input: Annotated[Path, typer.Argument(help="FASTA library (.fasta or .fasta.gz)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="output folder (Parquet dataset)")] = Path("results"),
-    model: Annotated[Optional[str], typer.Option(help=f"model directory or bundled name [default: {DEFAULT_MODEL}]")] = None,
+    model: Annotated[Optional[str], typer.Option(help=f"model directory or installed name [default: the model offering each task ({DEFAULT_MODEL} first); {DEFAULT_MODEL} for all]")] = None,
     tasks: Annotated[str, typer.Option(help="comma-separated task names, or 'all'")] = "all",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16 (CPU: fp32)")] = "auto",

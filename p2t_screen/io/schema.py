@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: ligand_id added; partner_id and ligand filled
+SCHEMA_VERSION = 3  # 2: ligand_id added; partner_id and ligand filled. 3: model added
 
 
 METADATA_KEY = b"p2t"
@@ -43,6 +43,7 @@ SCHEMA = pa.schema([
     pa.field("partner_id", pa.string()),
     pa.field("ligand", pa.string()),
     pa.field("ligand_id", pa.string()),
+    pa.field("model", pa.string()),
 ])
 
 
@@ -69,6 +70,7 @@ COLUMN_DOCS = {
     "partner_id": "id of the partner protein (--partner) of a pair task; null for one-protein tasks",
     "ligand": "SMILES of the ligand (--ligand/--ligands) of a protein-ligand task; null otherwise",
     "ligand_id": "name of that ligand (the .smi file's second column, else 'ligand1'...)",
+    "model": "name of the model that answered the task (the run metadata has each model's path and sha256)",
 }
 
 

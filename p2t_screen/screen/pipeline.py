@@ -26,10 +26,13 @@ from ..io.records import OnInvalid, OnLong, ReadPolicy, Record
 from ..io.schema import SCHEMA_VERSION, schema_with_metadata
 from ..io.writer import SUCCESS_FILE, PartWriter, existing_parts, prepare_output
 from ..model.config import ModelConfig
+from ..model.model import P2TModel
 from ..model.runtime import dtype_name, resolve_device, resolve_dtype
-from ..model.store import file_sha256, load_model, model_checksum, read_model_config, resolve_model_path
+from ..model.store import file_sha256, load_model, model_checksum
 from ..tasks.spec import TaskSpec
 from .expansion import Pairing
+from .multi import MultiScreener
+from .routing import route_tasks
 from .run_record import StatusCounts, run_metadata, with_thresholds
 from .screener import HostMemoryGuard, ScreenConfig, Screener, StopFn
 from .sources import count_library, library_records, load_ligands, load_pairing
@@ -74,7 +77,7 @@ class ScreenRequest:
 
     input: Path
     output: Path
-    model: str | None = None  # model directory or bundled name; None = default model
+    model: str | None = None  # model directory or installed name; None: each task's model (`route_tasks`)
     tasks: tuple[str, ...] = ("all",)
     device: str = "auto"
     dtype: str = "auto"
@@ -98,12 +101,19 @@ class ScreenRequest:
 
 
 @dataclass(frozen=True)
+class _Route:
+    """One model of a run and the tasks it answers."""
+
+    path: Path
+    config: ModelConfig
+    tasks: list[TaskSpec]
+
+
+@dataclass(frozen=True)
 class _Plan:
     """Everything a run has checked before loading weights."""
 
-    model_path: Path
-    config: ModelConfig
-    tasks: list[TaskSpec]
+    routes: list[_Route]
     device: torch.device
     dtype: torch.dtype
     policy: ReadPolicy
@@ -112,16 +122,47 @@ class _Plan:
     records: int
     residues: int
     fingerprint: dict[str, Any]
+    requested: tuple[str, ...] = ()  # the task names as asked ("all" selects every task of the model)
+
+    @property
+    def tasks(self) -> list[TaskSpec]:
+        """Every task of the run, in the order they were asked."""
+        return _in_order(self.routes, self.requested)
+
+    @property
+    def order(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+
+def _in_order(routes: list[_Route], requested: tuple[str, ...]) -> list[TaskSpec]:
+    """The routes' tasks in the order they were asked ('all': the model's own order)."""
+    found = {t.name: t for r in routes for t in r.tasks}
+    asked = [n for n in dict.fromkeys(requested) if n in found]
+    return [found[n] for n in asked] or list(found.values())
+
+
+def _routes(req: ScreenRequest) -> list[_Route]:
+    routes = []
+    for path, config, names in route_tasks(list(req.tasks), req.model):
+        routes.append(_Route(path, config, config.select_tasks(names)))
+    tasks = with_thresholds([t for r in routes for t in r.tasks], req.thresholds)
+    by_name = {t.name: t for t in tasks}
+    routes = [_Route(r.path, r.config, [by_name[t.name] for t in r.tasks]) for r in routes]
+    limits = {r.config.encoder.max_residues for r in routes}
+    if len(limits) > 1:
+        raise UsageError(f"the models for these tasks read different sequence lengths "
+                         f"({', '.join(f'{r.path.name}: {r.config.encoder.max_residues}' for r in routes)}); "
+                         "screen them in separate runs")
+    return routes
 
 
 def _plan(req: ScreenRequest) -> _Plan:
-    """Resolve and check the request (model config, tasks, device, input, partners, ligands)."""
-    model_path = resolve_model_path(req.model)
-    config = read_model_config(model_path)
-    tasks = with_thresholds(config.select_tasks(list(req.tasks)), req.thresholds)
+    """Resolve and check the request (models and tasks, device, input, partners, ligands)."""
+    routes = _routes(req)
+    tasks = _in_order(routes, req.tasks)
     device = resolve_device(req.device)
     dtype = resolve_dtype(req.dtype, device)
-    policy = ReadPolicy(req.on_invalid, req.on_long, config.encoder.max_residues)
+    policy = ReadPolicy(req.on_invalid, req.on_long, routes[0].config.encoder.max_residues)
     if not req.input.is_file():
         raise InputError(f"input file not found: {req.input}")
     if policy.on_invalid is OnInvalid.ERROR or policy.on_long is OnLong.ERROR:
@@ -129,8 +170,10 @@ def _plan(req: ScreenRequest) -> _Plan:
     pairing = load_pairing(req.partner, req.pair_by_id, tasks, policy)
     ligands = load_ligands(req.ligand, req.ligands, tasks)
     records, residues = count_library(req.input, policy, req.shard)
+    checksums = [model_checksum(r.path) for r in routes]
     fingerprint = {
-        "input_sha256": file_sha256(req.input), "model_sha256": model_checksum(model_path),
+        "input_sha256": file_sha256(req.input),
+        **({"model_sha256": checksums[0]} if len(routes) == 1 else {"models_sha256": checksums}),
         **({"partner_sha256": file_sha256(req.partner), "pair_by_id": req.pair_by_id}
            if pairing else {}),
         **({"ligands": [[lig.id, lig.smiles] for lig in ligands]} if ligands else {}),
@@ -141,21 +184,23 @@ def _plan(req: ScreenRequest) -> _Plan:
         **({"memory": req.screen.memory_layout} if req.screen.memory_layout else {}),
         **({"thresholds": dict(req.thresholds)} if req.thresholds else {}),
     }
-    return _Plan(model_path, config, tasks, device, dtype, policy, pairing, ligands, records,
-                 residues, fingerprint)
+    return _Plan(routes, device, dtype, policy, pairing, ligands, records, residues, fingerprint, req.tasks)
 
 
-def _run_metadata(req: ScreenRequest, plan: _Plan, checksum: str) -> dict[str, Any]:
+def _run_metadata(req: ScreenRequest, plan: _Plan, models: list[P2TModel]) -> dict[str, Any]:
     """The run record of a local screen: the shared facts, then where and how it ran."""
+    first = plan.routes[0]
     return {
-        **run_metadata(plan.config, plan.model_path, checksum, plan.tasks, str(plan.device), plan.dtype,
+        **run_metadata(first.config, first.path, models[0].checksum, plan.tasks, str(plan.device), plan.dtype,
                        plan.policy, req.screen.max_tokens),
+        "models": [{"name": r.config.name, "path": str(r.path), "sha256": m.checksum,
+                    "tasks": [t.name for t in r.tasks]} for r, m in zip(plan.routes, models)],
         "created": datetime.now(timezone.utc).isoformat(),
         "command": req.command or " ".join(sys.argv), "input": str(req.input),
         "torch": torch.__version__, "python": platform.python_version(),
         "host": platform.node() or os.uname().nodename,
         "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None, "fingerprint": plan.fingerprint,
-        "memory": req.screen.memory_layout or plan.config.memory_layout,
+        "memory": req.screen.memory_layout or first.config.memory_layout,
         **({"partner": str(req.partner), "pair_by_id": req.pair_by_id} if plan.pairing else {}),
         **({"ligands": len(plan.ligands)} if plan.ligands else {}),
     }
@@ -173,17 +218,19 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None, should_sto
     if state.complete:
         done = json.loads((req.output / SUCCESS_FILE).read_text())
         return RunSummary(**{**done, "already_complete": True})
-    model = load_model(plan.model_path, plan.device, plan.dtype)
-    run = _run_metadata(req, plan, model.checksum)
+    models = [load_model(r.path, plan.device, plan.dtype) for r in plan.routes]
+    run = _run_metadata(req, plan, models)
     schema = schema_with_metadata(run)
     writer = PartWriter(req.output, schema, run, first_part=state.parts_done)
-    screener = Screener(model, plan.tasks, req.screen, schema, memory_guard, plan.pairing, plan.ligands)
+    screeners = [Screener(m, r.tasks, req.screen, schema, memory_guard, plan.pairing, plan.ligands)
+                 for m, r in zip(models, plan.routes)]
+    screener = screeners[0] if len(screeners) == 1 else MultiScreener(screeners, schema, plan.order)
 
     def records() -> Iterator[Record]:
         return library_records(req.input, plan.policy, req.shard)
 
     residues = plan.residues
-    if plan.pairing or plan.ligands:  # progress counts the residues of every pair and ligand
+    if plan.pairing or plan.ligands or len(screeners) > 1:  # progress counts every model's, pair's, ligand's
         residues = sum(screener.work(r) for r in records())
     summary = RunSummary(output=str(req.output), records=plan.records, residues=residues,
                          resumed_parts=state.parts_done)

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 
 import pyarrow as pa
 import torch
@@ -78,6 +79,8 @@ class Screener:
         self.schema = schema
         self.device = next(model.parameters()).device
         self.memory_layout = config.memory_layout or model.config.memory_layout  # the layout it runs
+        # The `model` column: the model directory's name (what --model and routing name), else its config name.
+        self.model_name = Path(model.source).name if model.source else model.config.name
 
     @torch.inference_mode()
     def predict(self, inputs: Sequence[ModelInput | str],
@@ -222,6 +225,8 @@ class Screener:
                 for item in items:
                     outcome = item.failure or (results[item.input][spec.name] if item.input else None)
                     rows.append(output_row(record, spec, outcome, item))
+        for row in rows:
+            row["model"] = self.model_name
         return rows_to_batch(rows, self.schema)
 
     def _run_batches(self, copies: Counter[ModelInput], progress: ProgressFn | None,

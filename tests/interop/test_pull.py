@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 
 from p2t_screen.cli import EXIT_USAGE, app
 from p2t_screen.interop.prot2token_reference import RefProt2Token, write_published
-from p2t_screen.interop.pull import CATALOGUE, PROT2TOKEN_REPO
 from p2t_screen.model.encoder import EncoderConfig
 from p2t_screen.model.esm_io import hub_checkpoint_path, load_esm2, save_esm_checkpoint
 from p2t_screen.model.locations import user_models_dir
+from p2t_screen.model.remote import CATALOGUE, PROT2TOKEN_REPO
 from p2t_screen.model.store import load_model
 
 runner = CliRunner()
