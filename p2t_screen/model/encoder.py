@@ -84,13 +84,19 @@ def tokenize(sequences: Sequence[str], device: torch.device | None = None) -> Te
     return encoder_tokens([ModelInput(s) for s in sequences], device)
 
 
-def esm2_forward(model: ESM2, tokens: Tensor, inv_freq: tuple[float, ...] | None = None) -> Tensor:
-    """Last-layer representations (B, T, E), numerically equivalent to fair-esm's forward.
+@dataclass
+class EncoderState:
+    """The encoder's running state between layers: hidden states (B, T, E), the attention keep-mask
+    (B, 1, 1, T) and the rotary tables; `layers_done` layers have been applied."""
 
-    Same weights and operations, but attention runs through `scaled_dot_product_attention`
-    (fused kernels, no (B, H, T, T) weight tensor kept) instead of fair-esm's explicit bmm.
-    `inv_freq` overrides the rotary frequencies (EncoderConfig.rotary_inv_freq).
-    """
+    x: Tensor
+    keep: Tensor
+    rotary: tuple[Tensor, Tensor]
+    layers_done: int = 0
+
+
+def esm2_embed(model: ESM2, tokens: Tensor, inv_freq: tuple[float, ...] | None = None) -> EncoderState:
+    """Token embeddings (with ESM2's token-dropout scaling) and the masks every layer uses."""
     padding = tokens.eq(model.padding_idx)  # (B, T)
     x = model.embed_tokens(tokens)
     if model.token_dropout:
@@ -101,11 +107,28 @@ def esm2_forward(model: ESM2, tokens: Tensor, inv_freq: tuple[float, ...] | None
     x = x * (~padding).unsqueeze(-1).to(x.dtype)
     keep = (~padding)[:, None, None, :]  # (B, 1, 1, T): True = attend
     rotary = _rotary_tables(model.embed_dim // model.attention_heads, tokens.shape[1], x, inv_freq)
-    for layer in model.layers:
-        x = x + _self_attention(layer.self_attn, layer.self_attn_layer_norm(x), keep, rotary)
+    return EncoderState(x, keep, rotary)
+
+
+def esm2_layers(model: ESM2, state: EncoderState, stop: int | None = None) -> EncoderState:
+    """Apply `model`'s layers from `state.layers_done` up to `stop` (default: all)."""
+    x = state.x
+    stop = len(model.layers) if stop is None else stop
+    for layer in model.layers[state.layers_done:stop]:
+        x = x + _self_attention(layer.self_attn, layer.self_attn_layer_norm(x), state.keep, state.rotary)
         h = layer.final_layer_norm(x)
         x = x + layer.fc2(F.gelu(layer.fc1(h)))
-    return model.emb_layer_norm_after(x)
+    return EncoderState(x, state.keep, state.rotary, max(stop, state.layers_done))
+
+
+def esm2_forward(model: ESM2, tokens: Tensor, inv_freq: tuple[float, ...] | None = None) -> Tensor:
+    """Last-layer representations (B, T, E), numerically equivalent to fair-esm's forward.
+
+    Same weights and operations, but attention runs through `scaled_dot_product_attention`
+    (fused kernels, no (B, H, T, T) weight tensor kept) instead of fair-esm's explicit bmm.
+    `inv_freq` overrides the rotary frequencies (EncoderConfig.rotary_inv_freq).
+    """
+    return model.emb_layer_norm_after(esm2_layers(model, esm2_embed(model, tokens, inv_freq)).x)
 
 
 def _self_attention(attn: torch.nn.Module, x: Tensor, keep: Tensor,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from esm.model.esm2 import ESM2
@@ -38,7 +40,8 @@ class P2TModel(nn.Module):
         return self.config.vocab
 
     def encode(self, tokens: Tensor, layout: str | None = None, molecules: Tensor | None = None,
-               rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+               rows: Tensor | None = None, hidden: Callable[[Tensor], Tensor] | None = None
+               ) -> tuple[Tensor, Tensor | None]:
         """ESM token ids (B, T) -> decoder memory (B, S, D) and its keep-mask (B, S) or None.
 
         `layout` overrides the model's own memory layout (`config.memory_layout`). PADDED pads the
@@ -47,8 +50,9 @@ class P2TModel(nn.Module):
         (protein-ligand tasks) append the molecule encoder's memory: S grows by M, and a mask is
         returned. `rows` (B,): batch row b uses protein `tokens[rows[b]]` (inputs sharing a
         protein, such as one protein with many ligands, encode it once); B is then len(rows).
+        `hidden` replaces `encoder_hidden` (an encoder trunk shared with other models).
         """
-        out, keep = self._encode_protein(tokens, layout)
+        out, keep = self._encode_protein(tokens, layout, hidden or self.encoder_hidden)
         if rows is not None:
             out, keep = out[rows], (None if keep is None else keep[rows])
         if molecules is None:
@@ -65,14 +69,15 @@ class P2TModel(nn.Module):
         rotary frequencies (imported checkpoints carry theirs)."""
         return esm2_forward(self.encoder, tokens, self.config.encoder.rotary_inv_freq)
 
-    def _encode_protein(self, tokens: Tensor, layout: str | None) -> tuple[Tensor, Tensor | None]:
+    def _encode_protein(self, tokens: Tensor, layout: str | None,
+                        hidden: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor | None]:
         layout = check_memory_layout(layout or self.config.memory_layout)
         if layout == PADDED:
             width = self.config.encoder.max_residues + 2
             if tokens.shape[1] > width:
                 raise ValueError(f"{tokens.shape[1]} encoder tokens exceed the model's {width}")
             tokens = F.pad(tokens, (0, width - tokens.shape[1]), value=self.encoder.padding_idx)
-        out = self.decoder.project_memory(self.encoder_hidden(tokens))
+        out = self.decoder.project_memory(hidden(tokens))
         return out, (None if layout == PADDED else tokens.ne(self.encoder.padding_idx))
 
     def feeds_back(self, spec: TaskSpec) -> bool:

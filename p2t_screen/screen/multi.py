@@ -1,5 +1,9 @@
 """Several models in one run: each window of records goes through every model's Screener, and
-their rows are merged back into one batch, by record and then in the order the tasks were asked."""
+their rows are merged back into one batch, by record and then in the order the tasks were asked.
+
+When the models' encoders share their bottom layers (same tensors, by sha256: `model.trunk`) and
+the models batch alike, each batch runs that trunk once and every model only its own top layers,
+projection and decoder; the outputs are those of running each model alone."""
 
 from __future__ import annotations
 
@@ -9,20 +13,31 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..io.records import Record
-from .screener import ProgressFn, Screener, StopFn
+from ..model.trunk import SharedTrunk, shared_depth
+from ..tasks.inputs import INPUTS, ModelInput
+from .batching import token_budget_batches
+from .outcome import Outcome
+from .screener import ProgressFn, Screener, StopFn, Stopped, WindowPlan
 
 
 class MultiScreener:
     """Screeners of different models over the same records, windowed alike (the first one's
     windows); rows come out as one batch per window, in input order."""
 
-    def __init__(self, screeners: list[Screener], schema: pa.Schema, order: list[str] | None = None) -> None:
-        """`order`: task names in the order their rows come for each record (default: by screener)."""
+    def __init__(self, screeners: list[Screener], schema: pa.Schema, order: list[str] | None = None,
+                 share: bool = True) -> None:
+        """`order`: task names in the order their rows come for each record (default: by screener).
+        `share`: run a shared encoder trunk once per batch (False: each model runs its whole encoder)."""
         if not screeners:
             raise ValueError("MultiScreener needs at least one screener")
         self.screeners, self.schema = screeners, schema
         names = order or [t.name for s in screeners for t in s.tasks]
         self.order = {name: i for i, name in enumerate(names)}
+        alike = len({(s.memory_layout, s.config.max_tokens) for s in screeners}) == 1
+        self.depth = shared_depth([s.model for s in screeners]) if share and alike else 0
+        self.trunk = SharedTrunk(screeners[0].model, self.depth) if self.depth else None
+        for s in screeners:
+            s.trunk = self.trunk
 
     def work(self, record: Record) -> int:
         """Residues all models together spend on one record (the unit of progress)."""
@@ -34,11 +49,32 @@ class MultiScreener:
         it, index, first = iter(records), 0, self.screeners[0]
         while window := first._next_window(it):
             if index >= windows_done:
-                batches = [s._screen_window(window, None, should_stop) for s in self.screeners]
-                yield self._merge(batches)
+                yield self._screen_window(window, should_stop)
             if progress:
                 progress(len(window), sum(self.work(r) for r in window))
             index += 1
+
+    def _screen_window(self, window: list[Record], should_stop: StopFn | None) -> pa.RecordBatch:
+        plans = [s._window_plan(window) for s in self.screeners]
+        if self.trunk is not None and len({frozenset(p.copies) for p in plans}) == 1:
+            results = self._run_together(plans[0], should_stop)
+        else:
+            results = [s._run_batches(p.copies, None, should_stop) for s, p in zip(self.screeners, plans)]
+        return self._merge([s._window_rows(window, p, r) for s, p, r in zip(self.screeners, plans, results)])
+
+    def _run_together(self, plan: WindowPlan, should_stop: StopFn | None) -> list[dict[ModelInput, dict[str, Outcome]]]:
+        """Every model on each batch in turn, so the shared trunk runs once per batch."""
+        results: list[dict[ModelInput, dict[str, Outcome]]] = [{} for _ in self.screeners]
+        length, budget = self.screeners[0].batch_length(), self.screeners[0].config.max_tokens
+        for form in INPUTS:
+            keys = [k for k in plan.copies if k.inputs == form]
+            for batch in token_budget_batches(keys, length, budget):
+                if should_stop and should_stop():
+                    raise Stopped("stopped on request")
+                for s, found in zip(self.screeners, results):
+                    if s.by_input[form]:
+                        found.update(s._predict_splitting(batch, s.by_input[form]))
+        return results
 
     def _merge(self, batches: list[pa.RecordBatch]) -> pa.RecordBatch:
         table = pa.Table.from_batches(batches, schema=self.schema)

@@ -29,6 +29,7 @@ from ..model.config import ModelConfig
 from ..model.model import P2TModel
 from ..model.runtime import dtype_name, resolve_device, resolve_dtype
 from ..model.store import file_sha256, load_model, model_checksum
+from ..model.trunk import shared_depth
 from ..tasks.spec import TaskSpec
 from .expansion import Pairing
 from .multi import MultiScreener
@@ -220,6 +221,8 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None, should_sto
         return RunSummary(**{**done, "already_complete": True})
     models = [load_model(r.path, plan.device, plan.dtype) for r in plan.routes]
     run = _run_metadata(req, plan, models)
+    if len(models) > 1:  # the encoder layers the models share run once per batch (model.trunk)
+        run["shared_encoder_layers"] = shared_depth(models)
     schema = schema_with_metadata(run)
     writer = PartWriter(req.output, schema, run, first_part=state.parts_done)
     screeners = [Screener(m, r.tasks, req.screen, schema, memory_guard, plan.pairing, plan.ligands)

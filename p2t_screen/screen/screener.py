@@ -22,11 +22,12 @@ from ..io.schema import SCHEMA, rows_to_batch
 from ..model.config import MASKED, check_memory_layout
 from ..model.encoder import encoder_tokens
 from ..model.model import P2TModel
+from ..model.trunk import SharedTrunk
 from ..tasks.inputs import INPUTS, LIGAND, PAIR, PROTEIN, ModelInput, as_input
 from ..tasks.spec import TaskSpec
 from .batching import token_budget_batches
 from .decode import Decoded, greedy_decode
-from .expansion import Expansion, Pairing
+from .expansion import Companion, Expansion, Pairing
 from .outcome import Failure, Outcome
 from .rows import output_row
 
@@ -35,6 +36,15 @@ ProgressFn = Callable[[int, int], None]  # (records done, residues done) increme
 StopFn = Callable[[], bool]
 HostMemoryGuard = Callable[[list[ModelInput]], None]  # raises MemoryError for a batch that must not run
 _NEEDS = {PAIR: ("a partner protein", "--partner"), LIGAND: ("a ligand", "--ligand(s)")}
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """A window's distinct inputs (each with the number of rows it serves) and, per pair or ligand
+    form, each ok record's companions."""
+
+    copies: Counter[ModelInput]
+    companions: dict[str, dict[int, list[Companion]]]
 
 
 class Stopped(Exception):
@@ -81,6 +91,7 @@ class Screener:
         self.memory_layout = config.memory_layout or model.config.memory_layout  # the layout it runs
         # The `model` column: the model directory's name (what --model and routing name), else its config name.
         self.model_name = Path(model.source).name if model.source else model.config.name
+        self.trunk: SharedTrunk | None = None  # set by MultiScreener when encoders share layers
 
     @torch.inference_mode()
     def predict(self, inputs: Sequence[ModelInput | str],
@@ -99,8 +110,12 @@ class Screener:
         unique = {p: i for i, p in enumerate(dict.fromkeys(encoded))}  # each protein encoded once
         rows = None if len(unique) == len(encoded) else torch.tensor(
             [unique[p] for p in encoded], device=self.device)
+        hidden = None
+        if self.trunk is not None:  # the bottom encoder layers are shared with other models
+            key = (self.memory_layout, tuple(unique))
+            hidden = lambda tokens: self.trunk.hidden(model, tokens, key)  # noqa: E731
         memory, keep = model.encode(encoder_tokens(list(unique), self.device), self.memory_layout,
-                                    molecules, rows)
+                                    molecules, rows, hidden)
         memory_kv = model.decoder.memory_kv(memory)
         proteins = [i.protein for i in items]
         return {spec.name: self._decode_task(spec, proteins, memory, memory_kv, keep)
@@ -197,6 +212,14 @@ class Screener:
 
     def _screen_window(self, window: list[Record], progress: ProgressFn | None,
                        should_stop: StopFn | None = None) -> pa.RecordBatch:
+        plan = self._window_plan(window)
+        results = self._run_batches(plan.copies, progress, should_stop)
+        if progress:
+            progress(len(window) - sum(plan.copies[k] for k in plan.copies if k.inputs == PROTEIN), 0)
+        return self._window_rows(window, plan, results)
+
+    def _window_plan(self, window: list[Record]) -> WindowPlan:
+        """The distinct inputs of a window (with how many rows each serves) and its companions."""
         ok = [r for r in window if r.status is Status.OK]
         copies: Counter[ModelInput] = Counter()
         if self.by_input[PROTEIN]:
@@ -206,9 +229,10 @@ class Screener:
         for per_record in companions.values():
             for items in per_record.values():
                 copies.update(c.input for c in items if c.input)
-        results = self._run_batches(copies, progress, should_stop)
-        if progress:
-            progress(len(window) - sum(copies[k] for k in copies if k.inputs == PROTEIN), 0)
+        return WindowPlan(copies, companions)
+
+    def _window_rows(self, window: list[Record], plan: WindowPlan,
+                     results: dict[ModelInput, dict[str, Outcome]]) -> pa.RecordBatch:
         rows = []
         for record in window:
             for spec in self.tasks:
@@ -217,7 +241,7 @@ class Screener:
                                if record.status is Status.OK else None)
                     rows.append(output_row(record, spec, outcome))
                     continue
-                items = companions[spec.inputs].get(record.input_index, []) if record.status is Status.OK \
+                items = plan.companions[spec.inputs].get(record.input_index, []) if record.status is Status.OK \
                     else self.expansion.companions(record, spec.inputs)
                 if not items:  # pairing by id found no partner: the record still gets a row
                     rows.append(output_row(record, spec, Failure(
@@ -229,13 +253,16 @@ class Screener:
             row["model"] = self.model_name
         return rows_to_batch(rows, self.schema)
 
+    def batch_length(self) -> Callable[[ModelInput], int]:
+        """What a batch's token budget counts per input: a padded memory costs the full width."""
+        full = self.model.config.encoder.max_residues
+        return (lambda k: k.encoder_length) if self.memory_layout == MASKED else (lambda k: full)
+
     def _run_batches(self, copies: Counter[ModelInput], progress: ProgressFn | None,
                      should_stop: StopFn | None) -> dict[ModelInput, dict[str, Outcome]]:
         """Outcomes of every distinct input, in length-sorted batches within the token budget."""
         results: dict[ModelInput, dict[str, Outcome]] = {}
-        # A padded memory costs the full encoder width whatever the length.
-        full = self.model.config.encoder.max_residues
-        length = (lambda k: k.encoder_length) if self.memory_layout == MASKED else (lambda k: full)
+        length = self.batch_length()
         for form in INPUTS:
             keys = [k for k in copies if k.inputs == form]
             for batch in token_budget_batches(keys, length, self.config.max_tokens):
