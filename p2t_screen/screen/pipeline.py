@@ -24,7 +24,7 @@ from ..io.fasta import check_fasta
 from ..io.ligands import Ligand
 from ..io.records import OnInvalid, OnLong, ReadPolicy, Record
 from ..io.schema import SCHEMA_VERSION, schema_with_metadata
-from ..io.writer import SUCCESS_FILE, PartWriter, existing_parts, prepare_output
+from ..io.writer import SUCCESS_FILE, OutputLock, OutputState, PartWriter, inspect_output
 from ..model.config import ModelConfig
 from ..model.model import P2TModel
 from ..model.runtime import dtype_name, resolve_device, resolve_dtype
@@ -93,6 +93,7 @@ class ScreenRequest:
     ligand: tuple[str, ...] = ()  # SMILES for protein-ligand tasks (--ligand, repeatable)
     ligands: Path | None = None  # a .smi file of ligands (--ligands)
     thresholds: tuple[tuple[str, float], ...] = ()  # (task, p): decision thresholds of "flags" tasks
+    wait: bool = False  # another run holds the output folder: wait for it instead of refusing
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -215,16 +216,24 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None, should_sto
     `should_stop` (polled between batches) stops cleanly with `Stopped`; completed parts stay.
     """
     plan = _plan(req)
-    state = prepare_output(req.output, plan.fingerprint, req.overwrite)
-    if state.complete:
-        done = json.loads((req.output / SUCCESS_FILE).read_text())
-        return RunSummary(**{**done, "already_complete": True})
-    models = [load_model(r.path, plan.device, plan.dtype) for r in plan.routes]
+    with OutputLock(req.output, req.wait, req.command):
+        state = inspect_output(req.output, plan.fingerprint, req.overwrite)
+        if state.complete:
+            done = json.loads((req.output / SUCCESS_FILE).read_text())
+            return RunSummary(**{**done, "already_complete": True})
+        # Weights load before the folder is touched: a model that fails to load leaves it as it was.
+        models = [load_model(r.path, plan.device, plan.dtype) for r in plan.routes]
+        return _screen(req, plan, state, models, progress, should_stop, memory_guard)
+
+
+def _screen(req: ScreenRequest, plan: _Plan, state: OutputState, models: list[P2TModel],
+            progress: Progress | None, should_stop: StopFn | None,
+            memory_guard: HostMemoryGuard | None) -> RunSummary:
     run = _run_metadata(req, plan, models)
     if len(models) > 1:  # the encoder layers the models share run once per batch (model.trunk)
         run["shared_encoder_layers"] = shared_depth(models)
     schema = schema_with_metadata(run)
-    writer = PartWriter(req.output, schema, run, first_part=state.parts_done)
+    writer = PartWriter(req.output, schema, run, state)
     screeners = [Screener(m, r.tasks, req.screen, schema, memory_guard, plan.pairing, plan.ligands)
                  for m, r in zip(models, plan.routes)]
     screener = screeners[0] if len(screeners) == 1 else MultiScreener(screeners, schema, plan.order)
@@ -238,7 +247,7 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None, should_sto
     summary = RunSummary(output=str(req.output), records=plan.records, residues=residues,
                          resumed_parts=state.parts_done)
     counts = StatusCounts(t.name for t in plan.tasks)
-    counts.add_parts(existing_parts(req.output)[:state.parts_done])
+    counts.add_parts(req.output / p["file"] for p in state.parts)
     start = time.perf_counter()
     if progress:
         progress.start(plan.records, residues)
