@@ -48,7 +48,8 @@ def screen(
     long: Annotated[OnLong, typer.Option("--long", help="sequences over the encoder limit: truncate | skip | error")] = OnLong.TRUNCATE,
     overwrite: Annotated[bool, typer.Option(help="discard results already in the output folder and start fresh")] = False,
     shard: Annotated[Optional[str], typer.Option(help="i/N: screen only shard i of N (by sequence hash); default from SLURM_ARRAY_TASK_ID/COUNT")] = None,
-    window_records: Annotated[int, typer.Option(min=1, help="records per output part (memory bound)")] = ScreenConfig.window_records,
+    window_records: Annotated[int, typer.Option(min=1, help="records per output part at most (memory bound)")] = ScreenConfig.window_records,
+    part_seconds: Annotated[float, typer.Option(min=0.001, help="close a part after about this many seconds of work: an interruption loses at most that much")] = 60.0,
     partner: Annotated[Optional[Path], typer.Option(help="FASTA of partner proteins for pair tasks (e.g. kinases): each record is paired with every partner")] = None,
     pair_by_id: Annotated[bool, typer.Option("--pair-by-id", help="pair each record only with the partner of the same id")] = False,
     ligand: Annotated[Optional[list[str]], typer.Option(help="SMILES for protein-ligand tasks (repeatable)")] = None,
@@ -68,7 +69,7 @@ def screen(
         request = ScreenRequest(
             input=input, output=output, model=model, tasks=tuple(split_tasks(tasks)), device=device,
             dtype=dtype, on_invalid=on_invalid, on_long=long,
-            screen=ScreenConfig(max_tokens=max_tokens, window_records=window_records,
+            screen=ScreenConfig(max_tokens=max_tokens, window_records=window_records, window_seconds=part_seconds,
                                 memory_layout=MASKED if fast_memory else None),
             overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard),
             partner=partner, pair_by_id=pair_by_id, ligand=tuple(ligand or ()), ligands=ligands,

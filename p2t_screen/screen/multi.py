@@ -7,6 +7,7 @@ projection and decoder; the outputs are those of running each model alone."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
@@ -44,15 +45,16 @@ class MultiScreener:
         return sum(s.work(record) for s in self.screeners)
 
     def screen(self, records: Iterable[Record], progress: ProgressFn | None = None,
-               windows_done: int = 0, should_stop: StopFn | None = None) -> Iterator[pa.RecordBatch]:
-        """As `Screener.screen`: one merged record batch per window, after the first `windows_done`."""
-        it, index, first = iter(records), 0, self.screeners[0]
-        while window := first._next_window(it):
-            if index >= windows_done:
-                yield self._screen_window(window, should_stop)
+               resume_after: int = -1, should_stop: StopFn | None = None) -> Iterator[pa.RecordBatch]:
+        """As `Screener.screen`: one merged record batch per window (the first screener's windows)."""
+        windows = self.screeners[0].windows(records, resume_after, progress, self.work)
+        while window := windows.next():
+            started = time.perf_counter()
+            batch = self._screen_window(window, should_stop)
+            windows.took(time.perf_counter() - started, sum(r.residues_used for r in window))
             if progress:
                 progress(len(window), sum(self.work(r) for r in window))
-            index += 1
+            yield batch
 
     def _screen_window(self, window: list[Record], should_stop: StopFn | None) -> pa.RecordBatch:
         plans = [s._window_plan(window) for s in self.screeners]

@@ -181,7 +181,6 @@ def _plan(req: ScreenRequest) -> _Plan:
         **({"ligands": [[lig.id, lig.smiles] for lig in ligands]} if ligands else {}),
         "tasks": [t.name for t in tasks], "dtype": dtype_name(dtype),
         "policy": [policy.on_invalid.value, policy.on_long.value],
-        "windows": [req.screen.window_records, req.screen.window_residues],
         "shard": list(req.shard) if req.shard else None, "schema_version": SCHEMA_VERSION,
         **({"memory": req.screen.memory_layout} if req.screen.memory_layout else {}),
         **({"thresholds": dict(req.thresholds)} if req.thresholds else {}),
@@ -253,7 +252,8 @@ def _screen(req: ScreenRequest, plan: _Plan, state: OutputState, models: list[P2
         progress.start(plan.records, residues)
     try:
         for batch in screener.screen(records(), progress.advance if progress else None,
-                                     windows_done=state.parts_done, should_stop=should_stop):
+                                     resume_after=state.parts[-1]["last"] if state.parts else -1,
+                                     should_stop=should_stop):
             writer.write(batch)
             counts.add(batch)
     finally:

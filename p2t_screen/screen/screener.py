@@ -6,10 +6,10 @@ per window of input; rows come out in input order, one per (record, task).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,6 +30,7 @@ from .decode import Decoded, greedy_decode
 from .expansion import Companion, Expansion, Pairing
 from .outcome import Failure, Outcome
 from .rows import output_row
+from .windows import Windows
 
 DEFAULT_MAX_TOKENS = 16384
 ProgressFn = Callable[[int, int], None]  # (records done, residues done) increments
@@ -58,6 +59,9 @@ class ScreenConfig:
     max_tokens: int = DEFAULT_MAX_TOKENS  # padded encoder tokens per batch
     window_records: int = 20_000  # records sorted together; bounds memory
     window_residues: int = 2_000_000
+    # A window also closes after about this many seconds of work (None: by size only), so an
+    # interrupted run keeps all but about a minute of its work.
+    window_seconds: float | None = 60.0
     # Memory layout overriding the model's own (`ModelConfig.memory_layout`); None keeps it.
     # MASKED runs a PADDED model (imported Prot2Token checkpoints) on length-bucketed memory:
     # much faster on short sequences, but not what the model was trained with (outputs drift).
@@ -67,6 +71,8 @@ class ScreenConfig:
         for name in ("max_tokens", "window_records", "window_residues"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.window_seconds is not None and not self.window_seconds > 0:
+            raise ValueError(f"window_seconds must be positive or None, got {self.window_seconds}")
         if self.memory_layout is not None:
             check_memory_layout(self.memory_layout)
 
@@ -177,38 +183,33 @@ class Screener:
         return total
 
     def screen(self, records: Iterable[Record], progress: ProgressFn | None = None,
-               windows_done: int = 0, should_stop: StopFn | None = None) -> Iterator[pa.RecordBatch]:
-        """Typed rows for every (record, task), one record batch per input window.
+               resume_after: int = -1, should_stop: StopFn | None = None) -> Iterator[pa.RecordBatch]:
+        """Typed rows for every (record, task), one record batch per window (`screen.windows`).
 
         Pair tasks give one row per (record, partner), ligand tasks one per (record, ligand).
-        Windows depend only on the input and the window sizes, so a resumed run passes over the
-        first `windows_done` (already written). `should_stop` is polled between batches; when
-        it returns True the current window is abandoned and `Stopped` is raised.
+        Records up to input index `resume_after` are passed over (a resumed run has them).
+        `should_stop` is polled between batches; when it returns True the current window is
+        abandoned and `Stopped` is raised.
         """
         for form, given in ((PAIR, self.pairs), (LIGAND, self.ligands)):
             if self.by_input[form] and given is None:
                 names = ", ".join(t.name for t in self.by_input[form])
                 what, option = _NEEDS[form]
                 raise UsageError(f"task(s) {names} read {what} besides each protein: give {option}")
-        it = iter(records)
-        index = 0
-        while window := self._next_window(it):
-            if index < windows_done:
-                if progress:
-                    progress(len(window), sum(self.work(r) for r in window))
-            else:
-                yield self._screen_window(window, progress, should_stop)
-            index += 1
+        windows = self.windows(records, resume_after, progress, self.work)
+        while window := windows.next():
+            started = time.perf_counter()
+            batch = self._screen_window(window, progress, should_stop)
+            windows.took(time.perf_counter() - started, sum(r.residues_used for r in window))
+            yield batch
 
-    def _next_window(self, it: Iterator[Record]) -> list[Record]:
-        window: list[Record] = []
-        residues = 0
-        for record in islice(it, self.config.window_records):
-            window.append(record)
-            residues += record.residues_used
-            if residues >= self.config.window_residues:
-                break
-        return window
+    def windows(self, records: Iterable[Record], resume_after: int, progress: ProgressFn | None,
+                work: Callable[[Record], int]) -> Windows:
+        """This screener's windowing of `records` (passed-over records still count as progress)."""
+        skipped = (lambda r: progress(1, work(r))) if progress else None
+        cfg = self.config
+        return Windows(iter(records), cfg.window_records, cfg.window_residues, cfg.window_seconds,
+                       resume_after, skipped)
 
     def _screen_window(self, window: list[Record], progress: ProgressFn | None,
                        should_stop: StopFn | None = None) -> pa.RecordBatch:
