@@ -17,3 +17,7 @@ class ModelError(P2TError):
 
 class UsageError(P2TError):
     """Options that contradict each other or the model (e.g. an unknown task)."""
+
+
+class OutputError(P2TError):
+    """The output cannot be written (disk full, read-only, permissions, a vanished folder)."""

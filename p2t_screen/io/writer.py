@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 
 PART_PATTERN = "part-{:05d}.parquet"
 RUN_FILE, SUCCESS_FILE = "_p2t_run.json", "_SUCCESS"
@@ -64,8 +64,12 @@ class OutputLock:
         self.wait, self.command, self.fh = wait, command, None
 
     def __enter__(self) -> OutputLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = self.path.open("a+")
+        try:  # the first write of a run: an unwritable place fails here, before any work
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = self.path.open("a+")
+        except OSError as exc:
+            raise OutputError(f"cannot write the output folder {self.out_dir}: {exc.strerror or exc} "
+                              f"({self.path.parent})") from None
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
         except BlockingIOError:

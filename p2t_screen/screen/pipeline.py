@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, OutputError, UsageError
 from ..io.fasta import check_fasta
 from ..io.ligands import Ligand
 from ..io.records import OnInvalid, OnLong, ReadPolicy, Record
@@ -36,7 +36,7 @@ from .multi import MultiScreener
 from .routing import route_tasks
 from .run_record import StatusCounts, run_metadata, with_thresholds
 from .screener import HostMemoryGuard, ScreenConfig, Screener, StopFn
-from .sources import count_library, library_records, load_ligands, load_pairing
+from .sources import check_protein_library, count_library, library_records, load_ligands, load_pairing
 
 
 class Progress(Protocol):
@@ -94,6 +94,7 @@ class ScreenRequest:
     ligands: Path | None = None  # a .smi file of ligands (--ligands)
     thresholds: tuple[tuple[str, float], ...] = ()  # (task, p): decision thresholds of "flags" tasks
     wait: bool = False  # another run holds the output folder: wait for it instead of refusing
+    allow_nucleotide: bool = False  # screen a library that looks like DNA/RNA anyway
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -165,13 +166,16 @@ def _plan(req: ScreenRequest) -> _Plan:
     device = resolve_device(req.device)
     dtype = resolve_dtype(req.dtype, device)
     policy = ReadPolicy(req.on_invalid, req.on_long, routes[0].config.encoder.max_residues)
+    if req.input.is_dir():
+        raise InputError(f"{req.input} is a directory, not a FASTA file")
     if not req.input.is_file():
         raise InputError(f"input file not found: {req.input}")
     if policy.on_invalid is OnInvalid.ERROR or policy.on_long is OnLong.ERROR:
         check_fasta(req.input, policy)
     pairing = load_pairing(req.partner, req.pair_by_id, tasks, policy)
     ligands = load_ligands(req.ligand, req.ligands, tasks)
-    records, residues = count_library(req.input, policy, req.shard)
+    records, residues, nucleotide_share = count_library(req.input, policy, req.shard)
+    check_protein_library(req.input, nucleotide_share, req.allow_nucleotide)
     checksums = [model_checksum(r.path) for r in routes]
     fingerprint = {
         "input_sha256": file_sha256(req.input),
@@ -232,6 +236,17 @@ def _screen(req: ScreenRequest, plan: _Plan, state: OutputState, models: list[P2
     if len(models) > 1:  # the encoder layers the models share run once per batch (model.trunk)
         run["shared_encoder_layers"] = shared_depth(models)
     schema = schema_with_metadata(run)
+    try:
+        return _write(req, plan, state, models, run, schema, progress, should_stop, memory_guard)
+    except OSError as exc:  # disk full, read-only, permissions, the folder removed under us
+        where = exc.filename or req.output
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}; finished parts are kept: fix that "
+                          "and rerun the same command to resume") from None
+
+
+def _write(req: ScreenRequest, plan: _Plan, state: OutputState, models: list[P2TModel], run: dict[str, Any],
+           schema: Any, progress: Progress | None, should_stop: StopFn | None,
+           memory_guard: HostMemoryGuard | None) -> RunSummary:
     writer = PartWriter(req.output, schema, run, state)
     screeners = [Screener(m, r.tasks, req.screen, schema, memory_guard, plan.pairing, plan.ligands)
                  for m, r in zip(models, plan.routes)]

@@ -23,8 +23,12 @@ def parse_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[in
     if text is None:
         if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
             return None
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+        task, count, first = (_env_int(env, name, default) for name, default in (
+            ("SLURM_ARRAY_TASK_ID", None), ("SLURM_ARRAY_TASK_COUNT", None), ("SLURM_ARRAY_TASK_MIN", "0")))
+        if not (count >= 1 and 0 <= task - first < count):
+            raise UsageError(f"SLURM_ARRAY_TASK_ID={task} (SLURM_ARRAY_TASK_MIN={first}) is not one of the "
+                             f"SLURM_ARRAY_TASK_COUNT={count} shards; pass --shard i/N")
+        return task - first, count
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
@@ -32,6 +36,14 @@ def parse_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[in
     if not (n >= 1 and 0 <= i < n):
         raise UsageError(f"--shard {text}: need 0 <= i < N")
     return i, n
+
+
+def _env_int(env: dict[str, str], name: str, default: str | None) -> int:
+    text = env.get(name, default)
+    try:
+        return int(str(text))
+    except ValueError:
+        raise UsageError(f"environment variable {name}={text!r} is not a whole number; fix it or pass --shard i/N") from None
 
 
 def in_shard(record: Record, shard: tuple[int, int] | None) -> bool:
@@ -44,13 +56,27 @@ def library_records(path: Path, policy: ReadPolicy, shard: tuple[int, int] | Non
     return (r for r in read_fasta(path, policy) if in_shard(r, shard))
 
 
-def count_library(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> tuple[int, int]:
-    """(records, residues used) of the library or shard, in one streaming pass."""
-    records = residues = 0
+NUCLEOTIDES = "ACGTUN"
+NUCLEOTIDE_SHARE = 0.9  # above this share of A/C/G/T/U/N, a library looks like DNA or RNA
+
+
+def count_library(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> tuple[int, int, float]:
+    """(records, residues used, share of A/C/G/T/U/N among the residues) of the library or shard,
+    in one streaming pass."""
+    records = residues = nucleotides = 0
     for record in library_records(path, policy, shard):
         records += 1
         residues += record.residues_used
-    return records, residues
+        used = record.used_sequence
+        nucleotides += sum(used.count(c) for c in NUCLEOTIDES)
+    return records, residues, nucleotides / residues if residues else 0.0
+
+
+def check_protein_library(path: Path, share: float, allow_nucleotide: bool) -> None:
+    """Refuse a library that looks like nucleotides, saying what was seen."""
+    if share > NUCLEOTIDE_SHARE and not allow_nucleotide:
+        raise InputError(f"{path} looks like nucleotide sequences: {share:.0%} of its residues are A, C, G, T, U "
+                         "or N; p2t screens proteins (translate them first), or pass --allow-nucleotide")
 
 
 def load_pairing(partner: Path | None, pair_by_id: bool, tasks: Sequence[TaskSpec],

@@ -102,6 +102,8 @@ def load_task(spec: TaskSpec, source: TaskSource, max_residues: int) -> dict[str
             zip(ids, sequences, labels, splits, partners), start=1):
         try:
             name = _split(split)
+            if label is None or label != label:  # a null cell, or NaN in a numeric column
+                raise ValueError(f"no label in column {source.label_column!r} (null or NaN)")
             out[name].append(_validate(spec, str(rid), seq, label, name, max_residues, partner))
         except ValueError as exc:
             problems.append(f"{source.path}: row {row} (id {rid!r}): {exc}")

@@ -136,3 +136,76 @@ def test_overwrite_stopped_before_its_first_part_keeps_the_old_results(finished,
         screen_file(ScreenRequest(**{**request(src, out, tiny_model_dir, overwrite=True).__dict__,
                                      "tasks": ("kingdom",)}), should_stop=lambda: True)
     assert rows(out) == expected and (out / SUCCESS_FILE).exists()
+
+
+def test_an_unwritable_output_is_one_clear_error_before_any_work(tmp_path, tiny_model_dir, monkeypatch):
+    from p2t_screen.errors import OutputError
+
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):  # root ignores permissions: a read-only place cannot be made here
+        pytest.skip("running as a user whom file permissions do not bind (root)")
+    with pytest.raises(OutputError, match=f"cannot write the output folder {locked / 'out'}"):
+        screen_file(request(library(tmp_path), locked / "out", tiny_model_dir))
+
+
+def test_a_write_failing_mid_run_keeps_finished_parts_and_resumes(tmp_path, tiny_model_dir, monkeypatch):
+    """Disk full on the third part: one line naming the file, the two finished parts kept; the
+    rerun completes the run exactly."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    from p2t_screen.errors import OutputError
+    from p2t_screen.io import writer
+
+    src, out = library(tmp_path), tmp_path / "out"
+    real, calls = pq.write_table, []
+
+    def filling_up(table, where, **kwargs):
+        calls.append(where)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(where))
+        return real(table, where, **kwargs)
+
+    monkeypatch.setattr(writer.pq, "write_table", filling_up)
+    with pytest.raises(OutputError, match=r"cannot write .*part-00002.*No space left on device.*rerun"):
+        screen_file(request(src, out, tiny_model_dir))
+    monkeypatch.undo()
+    assert [p["file"] for p in json.loads((out / RUN_FILE).read_text())["parts"]] == ["part-00000.parquet",
+                                                                                       "part-00001.parquet"]
+    assert screen_file(request(src, out, tiny_model_dir)).resumed_parts == 2
+    assert len(rows(out)) == 60
+
+
+def test_directories_and_nucleotides_are_refused_saying_what_p2t_saw(tmp_path, tiny_model_dir):
+    from p2t_screen.errors import InputError
+
+    with pytest.raises(InputError, match="is a directory, not a FASTA file"):
+        screen_file(request(tmp_path, tmp_path / "out", tiny_model_dir))
+    dna = tmp_path / "dna.fasta"
+    dna.write_text(">g1\nATGCGTACGTTAGC\n>g2\nATGAAACCCGGGTTTNA\n")
+    with pytest.raises(InputError, match=r"looks like nucleotide sequences: 100% .*--allow-nucleotide"):
+        screen_file(request(dna, tmp_path / "out", tiny_model_dir))
+    assert not (tmp_path / "out").exists()
+    screen_file(request(dna, tmp_path / "out", tiny_model_dir, allow_nucleotide=True))
+    assert len(rows(tmp_path / "out")) == 4
+
+
+def test_bad_slurm_variables_name_the_variable():
+    from p2t_screen.screen.sources import parse_shard
+
+    with pytest.raises(UsageError, match="SLURM_ARRAY_TASK_ID='abc' is not a whole number"):
+        parse_shard(None, {"SLURM_ARRAY_TASK_ID": "abc", "SLURM_ARRAY_TASK_COUNT": "4"})
+    with pytest.raises(UsageError, match="SLURM_ARRAY_TASK_ID=9 .* is not one of the SLURM_ARRAY_TASK_COUNT=4"):
+        parse_shard(None, {"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_COUNT": "4"})
+    assert parse_shard(None, {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "3"}) == (2, 4)
+
+
+def test_an_output_under_a_file_is_one_clear_error_before_any_work(tmp_path, tiny_model_dir):
+    from p2t_screen.errors import OutputError
+
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OutputError, match=f"cannot write the output folder {tmp_path / 'file' / 'out'}"):
+        screen_file(request(library(tmp_path), tmp_path / "file" / "out", tiny_model_dir))

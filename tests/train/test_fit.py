@@ -358,3 +358,16 @@ def test_example_recipes_are_valid_configs(recipe):
     """The shipped recipes parse and check (their data and weights need not be here)."""
     cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / recipe)
     assert cfg.tasks and cfg.train.epochs >= 1
+
+
+def test_missing_labels_are_errors_naming_file_row_and_column(tmp_path):
+    from p2t_screen.tasks.spec import TaskSpec
+    from p2t_screen.train.data import TaskSource, load_task
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "sequence": ["MKTA", "MSTY", "GGSS"],
+                             "value": [0.3, float("nan"), 0.5], "where": ["1;2", None, "3"]}), path)
+    with pytest.raises(InputError, match=r"t.parquet: row 2 \(id 'b'\): no label in column 'value' \(null or NaN\)"):
+        load_task(TaskSpec("v", "regression", value_range=(0, 1)), TaskSource(path, label_column="value"), 100)
+    with pytest.raises(InputError, match=r"row 2 \(id 'b'\): no label in column 'where'"):
+        load_task(TaskSpec("s", "sites"), TaskSource(path, label_column="where"), 100)
