@@ -21,3 +21,30 @@ class UsageError(P2TError):
 
 class OutputError(P2TError):
     """The output cannot be written (disk full, read-only, permissions, a vanished folder)."""
+
+
+_SIMPLE = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def check_fields(obj: object, positive: tuple[str, ...] = (), at_least_zero: tuple[str, ...] = (),
+                 ceilings: dict[str, float] | None = None) -> None:
+    """Check a dataclass's plain fields against their annotations (int, float, bool, str, each
+    optionally `| None`) and bounds; ValueError names the field and the value."""
+    import dataclasses
+    import math
+
+    for f in dataclasses.fields(obj):
+        value, kind = getattr(obj, f.name), str(f.type).replace(" ", "")
+        optional = kind.endswith("|None")
+        base = kind.removesuffix("|None")
+        if base not in _SIMPLE or (optional and value is None):
+            continue
+        wrong = not isinstance(value, _SIMPLE[base]) or (base != "bool" and isinstance(value, bool))
+        if wrong or (base == "float" and not math.isfinite(value)):
+            raise ValueError(f"{f.name} must be {'a whole number' if base == 'int' else 'a ' + base}, got {value!r}")
+        if f.name in positive and not value > 0:
+            raise ValueError(f"{f.name} must be positive, got {value!r}")
+        if f.name in at_least_zero and value < 0:
+            raise ValueError(f"{f.name} must not be negative, got {value!r}")
+        if ceilings and f.name in ceilings and value > ceilings[f.name]:
+            raise ValueError(f"{f.name} = {value!r} is beyond p2t's sanity limit of {ceilings[f.name]:g}")

@@ -74,8 +74,7 @@ def screen(
                                 memory_layout=MASKED if fast_memory else None),
             overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard),
             partner=partner, pair_by_id=pair_by_id, ligand=tuple(ligand or ()), ligands=ligands,
-            thresholds=parse_thresholds(threshold), wait=wait,
-            allow_nucleotide=allow_nucleotide)
+            thresholds=parse_thresholds(threshold), wait=wait, allow_nucleotide=allow_nucleotide)
         progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
         with stop:
             summary = screen_file(request, progress, should_stop=stop)
@@ -84,8 +83,6 @@ def screen(
     except Stopped:
         raise _stopped(stop, output) from None
     if not quiet:
-        if summary.already_complete:
-            err.print(f"{output} already holds this finished run; nothing to do (--overwrite reruns it)")
         _print_summary(summary)
     raise typer.Exit(EXIT_OK if summary.all_ok else EXIT_ROWS_NOT_OK)
 
@@ -124,6 +121,8 @@ class StopOnSignal:
 
 
 def _print_summary(summary: RunSummary) -> None:
+    if summary.already_complete:
+        err.print(f"{summary.output} already holds this finished run; nothing to do (--overwrite reruns it)")
     table = Table(title=f"p2t screen: {summary.records} records", caption=f"-> {summary.output}")
     statuses = sorted({s for c in summary.status_counts.values() for s in c} - {"ok"})
     for col in ("task", "ok", *statuses):

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import check_fields
+
 
 @dataclass(frozen=True)
 class DecoderConfig:
@@ -51,6 +53,11 @@ class DecoderConfig:
     residue_feedback: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self, positive=("vocab_size", "memory_dim", "dim", "num_layers", "num_heads", "ffn_dim",
+                                     "max_len"), at_least_zero=("memory_positions", "dropout", "memory_dropout"),
+                     ceilings={"vocab_size": 1e7, "memory_dim": 1 << 15, "dim": 1 << 15, "num_layers": 512,
+                               "num_heads": 1024, "ffn_dim": 1 << 17, "max_len": 1 << 17, "memory_positions": 1 << 17,
+                               "dropout": 1.0, "memory_dropout": 1.0})
         if self.dim % self.num_heads:
             raise ValueError(f"decoder dim {self.dim} is not divisible by {self.num_heads} heads")
 

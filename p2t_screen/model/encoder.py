@@ -15,9 +15,11 @@ from esm.data import Alphabet
 from esm.model.esm2 import ESM2
 from torch import Tensor
 
+from ..errors import check_fields
 from ..tasks.inputs import ModelInput
 
 ALPHABET = Alphabet.from_architecture("ESM-1b")
+MAX_PARAMETERS = 100e9  # a sanity limit on a config's implied size (ESM2-15B: 15e9), before allocating
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,16 @@ class EncoderConfig:
     rotary_inv_freq: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        check_fields(self, positive=("num_layers", "embed_dim", "attention_heads", "max_residues"),
+                     ceilings={"num_layers": 512, "embed_dim": 1 << 15, "attention_heads": 1024,
+                               "max_residues": 1 << 16})
+        if self.embed_dim % self.attention_heads or (self.embed_dim // self.attention_heads) % 2:
+            raise ValueError(f"encoder width {self.embed_dim} does not split into {self.attention_heads} heads "
+                             "of even size")
+        if self.num_layers * 12 * self.embed_dim**2 > MAX_PARAMETERS:
+            raise ValueError(f"an encoder of {self.num_layers} layers x width {self.embed_dim} would hold "
+                             f"~{self.num_layers * 12 * self.embed_dim**2 / 1e9:.0f}B parameters, beyond p2t's "
+                             f"sanity limit of {MAX_PARAMETERS / 1e9:.0f}B")
         if self.rotary_inv_freq is not None:
             freqs = tuple(float(f) for f in self.rotary_inv_freq)
             if len(freqs) * 2 * self.attention_heads != self.embed_dim:

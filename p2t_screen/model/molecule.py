@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from ..errors import check_fields
 from ..io.ligands import smiles_tokens
 
 SPECIALS = ("<pad>", "<cls>", "<eos>", "<unk>")
@@ -33,6 +34,9 @@ class MoleculeConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
+        check_fields(self, positive=("dim", "num_layers", "num_heads", "ffn_dim", "max_len"),
+                     at_least_zero=("dropout",), ceilings={"dim": 1 << 15, "num_layers": 256, "num_heads": 1024,
+                                                           "ffn_dim": 1 << 17, "max_len": 1 << 14, "dropout": 1.0})
         object.__setattr__(self, "tokens", tuple(self.tokens))
         if self.tokens[: len(SPECIALS)] != SPECIALS:
             raise ValueError(f"molecule vocabulary must start with {SPECIALS}")

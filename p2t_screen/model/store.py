@@ -67,6 +67,8 @@ def config_to_json(config: ModelConfig, extra: dict[str, Any] | None = None) -> 
 
 def config_from_json(doc: dict[str, Any], origin: str) -> ModelConfig:
     """Validate and rebuild a ModelConfig; errors name the file and the problem."""
+    if not isinstance(doc, dict):
+        raise ModelError(f"{origin}: expected a JSON object, got {type(doc).__name__}")
     if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
         raise ModelError(f"{origin}: not a {FORMAT} v{FORMAT_VERSION} config "
                          f"(format={doc.get('format')!r}, version={doc.get('format_version')!r})")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, check_fields
 from ..tasks.catalog import CATALOG
 from ..tasks.spec import TaskSpec
 from .data import TaskSource
@@ -31,6 +31,9 @@ class EncoderSection:
     max_residues: int = 1022
     train: str = "full"  # "frozen" | "full" | "last:N"
     cache: bool = True  # frozen encoder: compute its outputs once per sequence
+
+    def __post_init__(self) -> None:
+        check_fields(self, positive=("num_layers", "embed_dim", "attention_heads", "max_residues"))
 
     def trainable_layers(self) -> int | None:
         """None: all; 0: frozen; N: the last N layers."""
@@ -60,6 +63,10 @@ class DecoderSection:
     task_every_step: bool = False  # every decoder input adds the task token's embedding
     residue_feedback: bool = True  # per-residue tasks read their previous labels (Prot2Token)
 
+    def __post_init__(self) -> None:
+        check_fields(self, positive=("dim", "num_layers", "num_heads", "ffn_dim"),
+                     at_least_zero=("memory_positions", "dropout"), ceilings={"dropout": 1.0})
+
 
 @dataclass(frozen=True)
 class MoleculeSection:
@@ -87,6 +94,9 @@ class TrainSection:
     loss: str = "token"  # "token": every output token weighs the same; "example": every example
 
     def __post_init__(self) -> None:
+        check_fields(self, positive=("epochs", "lr", "max_tokens", "grad_clip", "valid_max", "checkpoint_every",
+                                     "max_steps"), at_least_zero=("weight_decay", "warmup", "mask_prob"),
+                     ceilings={"mask_prob": 1.0})
         if self.loss not in ("token", "example"):
             raise ValueError(f"train.loss must be 'token' or 'example', got {self.loss!r}")
 

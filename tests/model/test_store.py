@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -160,3 +161,23 @@ def test_save_without_replace_refuses_a_non_empty_folder(tmp_path):
     with pytest.raises(ModelError, match="not empty"):
         save_model(tiny_model(), tmp_path / "m", replace=False)
     assert [p.name for p in (tmp_path / "m").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: [d], "expected a JSON object, got list"),
+    (lambda d: {**d, "encoder": {**d["encoder"], "num_layers": "four"}}, "num_layers must be a whole number, got 'four'"),
+    (lambda d: {**d, "encoder": {**d["encoder"], "attention_heads": 0}}, "attention_heads must be positive, got 0"),
+    (lambda d: {**d, "decoder": {**d["decoder"], "ffn_dim": -3}}, "ffn_dim must be positive, got -3"),
+    (lambda d: {**d, "encoder": {**d["encoder"], "embed_dim": 10**9}}, "embed_dim = 1000000000 is beyond"),
+    (lambda d: {**d, "decoder": {**d["decoder"], "max_len": 10**9}}, "max_len = 1000000000 is beyond"),
+    (lambda d: {**d, "decoder": {**d["decoder"], "dim": "32"}}, "dim must be a whole number, got '32'"),
+    (lambda d: {**d, "encoder": {**d["encoder"], "num_layers": 400, "embed_dim": 16384, "attention_heads": 16}},
+     "beyond p2t's sanity limit of 100B"),
+])
+def test_model_configs_are_checked_before_anything_is_allocated(tmp_path, tiny_model_dir, change, message):
+    path = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, path)
+    doc = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(change(doc)))
+    with pytest.raises(ModelError, match=re.escape(message)):
+        load_model(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -371,3 +372,22 @@ def test_missing_labels_are_errors_naming_file_row_and_column(tmp_path):
         load_task(TaskSpec("v", "regression", value_range=(0, 1)), TaskSource(path, label_column="value"), 100)
     with pytest.raises(InputError, match=r"row 2 \(id 'b'\): no label in column 'where'"):
         load_task(TaskSpec("s", "sites"), TaskSource(path, label_column="where"), 100)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "lr", -0.001, "lr must be positive, got -0.001"),
+    ("train", "lr", "fast", "lr must be a float, got 'fast'"),
+    ("train", "checkpoint_every", 0, "checkpoint_every must be positive, got 0"),
+    ("train", "epochs", 0, "epochs must be positive, got 0"),
+    ("decoder", "num_heads", 0, "num_heads must be positive, got 0"),
+])
+def test_training_configs_name_the_key_and_the_problem(tmp_path, section, key, value, message):
+    import tomllib
+
+    from p2t_screen.train.config import parse_config
+
+    synthetic(tmp_path)
+    doc = tomllib.loads(CONFIG.format(epochs=1, train="full", mask=0.05))
+    doc[section][key] = value
+    with pytest.raises(UsageError, match=rf"\[{section}\]: {re.escape(message)}"):
+        parse_config(doc, "t.toml", tmp_path)
