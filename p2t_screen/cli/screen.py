@@ -56,6 +56,7 @@ def screen(
     ligands: Annotated[Optional[Path], typer.Option(help=".smi file (SMILES [name] per line) for protein-ligand tasks")] = None,
     threshold: Annotated[Optional[list[str]], typer.Option(help=THRESHOLD_HELP)] = None,
     fast_memory: Annotated[bool, typer.Option("--fast-memory", help="run models made for a padded memory (imported Prot2Token checkpoints) on length-bucketed memory: faster, but outputs drift from the published model")] = False,
+    force: Annotated[bool, typer.Option("--force", help="use an output folder that holds files but no p2t run (with --overwrite: replace it)")] = False,
     allow_nucleotide: Annotated[bool, typer.Option("--allow-nucleotide", help="screen a library that looks like DNA/RNA (>90% A/C/G/T/U/N) anyway")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="another run is writing the output folder: wait for it instead of refusing")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
@@ -74,7 +75,8 @@ def screen(
                                 memory_layout=MASKED if fast_memory else None),
             overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard),
             partner=partner, pair_by_id=pair_by_id, ligand=tuple(ligand or ()), ligands=ligands,
-            thresholds=parse_thresholds(threshold), wait=wait, allow_nucleotide=allow_nucleotide)
+            thresholds=parse_thresholds(threshold), wait=wait, allow_nucleotide=allow_nucleotide,
+            force=force)
         progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
         with stop:
             summary = screen_file(request, progress, should_stop=stop)

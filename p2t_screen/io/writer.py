@@ -103,21 +103,24 @@ class OutputState:
         return len(self.parts)
 
 
-def inspect_output(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool) -> OutputState:
+def inspect_output(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool, force: bool = False) -> OutputState:
     """What the folder holds for this run, changing nothing. A folder written by the same run (same
-    fingerprint: input, models, tasks, policies, windows) resumes after its last verified part;
-    anything else is refused with what differs (or, with `overwrite`, will be replaced)."""
+    fingerprint: input, models, tasks, policies) resumes after its last verified part; another
+    p2t run is refused with what differs (or, with `overwrite`, will be replaced); a non-empty
+    folder that holds no p2t run is refused unless `force` (then replaced with `overwrite`, else
+    written into)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output path {out_dir} exists and is not a folder")
     held = [p for p in out_dir.iterdir() if not p.name.startswith(".")] if out_dir.is_dir() else []
-    if overwrite:
-        return OutputState(replace=bool(held))
     if not held:
         return OutputState()
     record = _read_record(out_dir / RUN_FILE)
-    if record is None:
-        raise UsageError(f"output folder {out_dir} holds results of unknown origin; pass "
-                         "--overwrite to replace them or choose another folder")
+    if record is None and not force:
+        names = ", ".join(sorted(p.name for p in held)[:3])
+        raise UsageError(f"output folder {out_dir} holds {len(held)} file(s) that are no p2t run ({names}); "
+                         "choose another folder, or pass --force to use it anyway (with --overwrite: replace it)")
+    if overwrite or record is None:
+        return OutputState(replace=overwrite)
     previous = record.get("fingerprint", {})
     differs = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
     if differs:

@@ -95,6 +95,7 @@ class ScreenRequest:
     thresholds: tuple[tuple[str, float], ...] = ()  # (task, p): decision thresholds of "flags" tasks
     wait: bool = False  # another run holds the output folder: wait for it instead of refusing
     allow_nucleotide: bool = False  # screen a library that looks like DNA/RNA anyway
+    force: bool = False  # use an output folder that holds files but no p2t run
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -220,7 +221,7 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None, should_sto
     """
     plan = _plan(req)
     with OutputLock(req.output, req.wait, req.command):
-        state = inspect_output(req.output, plan.fingerprint, req.overwrite)
+        state = inspect_output(req.output, plan.fingerprint, req.overwrite, req.force)
         if state.complete:
             done = json.loads((req.output / SUCCESS_FILE).read_text())
             return RunSummary(**{**done, "already_complete": True})

@@ -209,3 +209,19 @@ def test_an_output_under_a_file_is_one_clear_error_before_any_work(tmp_path, tin
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(OutputError, match=f"cannot write the output folder {tmp_path / 'file' / 'out'}"):
         screen_file(request(library(tmp_path), tmp_path / "file" / "out", tiny_model_dir))
+
+
+def test_a_folder_of_other_files_is_neither_used_nor_replaced_without_force(tmp_path, tiny_model_dir):
+    src, out = library(tmp_path), tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    for overwrite in (False, True):
+        with pytest.raises(UsageError, match=r"holds 1 file\(s\) that are no p2t run \(notes.txt\).*--force"):
+            screen_file(request(src, out, tiny_model_dir, overwrite=overwrite))
+        assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    screen_file(request(src, out, tiny_model_dir, force=True))  # written beside the notes
+    assert (out / "notes.txt").exists() and (out / SUCCESS_FILE).exists()
+    screen_file(request(src, tmp_path / "other", tiny_model_dir))
+    (tmp_path / "other" / RUN_FILE).unlink()
+    screen_file(request(src, tmp_path / "other", tiny_model_dir, overwrite=True, force=True))  # replaced
+    assert json.loads((tmp_path / "other" / RUN_FILE).read_text())["parts"]
