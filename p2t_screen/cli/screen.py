@@ -77,9 +77,8 @@ def screen(
             partner=partner, pair_by_id=pair_by_id, ligand=tuple(ligand or ()), ligands=ligands,
             thresholds=parse_thresholds(threshold), wait=wait, allow_nucleotide=allow_nucleotide,
             force=force)
-        progress = None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
         with stop:
-            summary = screen_file(request, progress, should_stop=stop)
+            summary = screen_file(request, _progress(quiet), should_stop=stop)
     except P2TError as exc:
         raise fail(exc) from None
     except Stopped:
@@ -87,6 +86,11 @@ def screen(
     if not quiet:
         _print_summary(summary)
     raise typer.Exit(EXIT_OK if summary.all_ok else EXIT_ROWS_NOT_OK)
+
+
+def _progress(quiet: bool) -> RichProgress | LogProgress | None:
+    """A rich bar on a terminal, plain log lines otherwise, nothing when quiet."""
+    return None if quiet else (RichProgress(err) if err.is_terminal else LogProgress())
 
 
 def _stopped(stop: StopOnSignal, output: Path) -> typer.Exit:
