@@ -60,13 +60,28 @@ class RichProgress:
         self.bar.stop()
 
 
-class LogProgress:
-    """Plain `key=value` lines every `every` seconds (cron jobs, batch schedulers)."""
+class _Periodic:
+    """Plain lines to a stream, at most one every `every` seconds between the first and the last."""
 
     def __init__(self, stream: TextIO = sys.stderr, every: float = 30.0) -> None:
         self.stream, self.every = stream, every
-        self.records = self.residues = 0
         self.started = self.last = 0.0
+
+    def _due(self) -> bool:
+        """True at most once every `every` seconds."""
+        now = time.perf_counter()
+        if now - self.last < self.every:
+            return False
+        self.last = now
+        return True
+
+
+class LogProgress(_Periodic):
+    """Plain `key=value` lines every `every` seconds (cron jobs, batch schedulers)."""
+
+    def __init__(self, stream: TextIO = sys.stderr, every: float = 30.0) -> None:
+        super().__init__(stream, every)
+        self.records = self.residues = 0
 
     def start(self, records: int, residues: int) -> None:
         self.total_records, self.total_residues = records, residues
@@ -76,9 +91,7 @@ class LogProgress:
     def advance(self, records: int, residues: int) -> None:
         self.records += records
         self.residues += residues
-        now = time.perf_counter()
-        if now - self.last >= self.every:
-            self.last = now
+        if self._due():
             self._line("progress")
 
     def finish(self) -> None:
@@ -205,11 +218,8 @@ class RichTransfer:
         self.bar.stop()
 
 
-class LogTransfer:
+class LogTransfer(_Periodic):
     """Plain lines for logs: one at the start, one every `every` seconds, one at the end."""
-
-    def __init__(self, stream: TextIO = sys.stderr, every: float = 30.0) -> None:
-        self.stream, self.every = stream, every
 
     def start(self, name: str, total: int | None, done: int) -> None:
         self.name, self.total, self.done, self.from_ = name, total, done, done
@@ -218,9 +228,7 @@ class LogTransfer:
 
     def advance(self, nbytes: int) -> None:
         self.done += nbytes
-        now = time.perf_counter()
-        if now - self.last >= self.every:
-            self.last = now
+        if self._due():
             self._line("progress")
 
     def finish(self) -> None:
