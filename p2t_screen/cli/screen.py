@@ -37,7 +37,7 @@ from .progress import LogProgress, RichProgress
 
 @app.command(epilog=EXIT_CODES_HELP)
 def screen(
-    input: Annotated[Path, typer.Argument(help="FASTA library (.fasta or .fasta.gz)")],
+    input: Annotated[Path, typer.Argument(help="FASTA library (.fasta or .fasta.gz; - or a pipe: read once from the stream)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="output folder (Parquet dataset)")] = Path("results"),
     model: Annotated[Optional[str], typer.Option(help=f"model directory or installed name [default: the model offering each task ({DEFAULT_MODEL} first); {DEFAULT_MODEL} for all]")] = None,
     tasks: Annotated[str, typer.Option(help="comma-separated task names, or 'all'")] = "all",

@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,7 +36,7 @@ from .multi import MultiScreener
 from .routing import route_tasks
 from .run_record import StatusCounts, run_metadata, with_thresholds
 from .screener import HostMemoryGuard, ScreenConfig, Screener, StopFn
-from .sources import check_protein_library, count_library, library_records, load_ligands, load_pairing
+from .sources import check_protein_library, count_library, library_records, load_ligands, load_pairing, readable_input
 
 
 class Progress(Protocol):
@@ -96,6 +96,7 @@ class ScreenRequest:
     wait: bool = False  # another run holds the output folder: wait for it instead of refusing
     allow_nucleotide: bool = False  # screen a library that looks like DNA/RNA anyway
     force: bool = False  # use an output folder that holds files but no p2t run
+    input_label: str | None = None  # how the run record names the input (a stream: "-")
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -202,7 +203,7 @@ def _run_metadata(req: ScreenRequest, plan: _Plan, models: list[P2TModel]) -> di
         "models": [{"name": r.config.name, "path": str(r.path), "sha256": m.checksum,
                     "tasks": [t.name for t in r.tasks]} for r, m in zip(plan.routes, models)],
         "created": datetime.now(timezone.utc).isoformat(),
-        "command": req.command or " ".join(sys.argv), "input": str(req.input),
+        "command": req.command or " ".join(sys.argv), "input": req.input_label or str(req.input),
         "torch": torch.__version__, "python": platform.python_version(),
         "host": platform.node() or os.uname().nodename,
         "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None, "fingerprint": plan.fingerprint,
@@ -219,6 +220,13 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None, should_sto
     Rerunning the same request after an interruption resumes after the last complete part.
     `should_stop` (polled between batches) stops cleanly with `Stopped`; completed parts stay.
     """
+    with readable_input(req.input, req.output) as path:
+        return _screen_file(replace(req, input=path, input_label=req.input_label or str(req.input)), progress,
+                            should_stop, memory_guard)
+
+
+def _screen_file(req: ScreenRequest, progress: Progress | None, should_stop: StopFn | None,
+                 memory_guard: HostMemoryGuard | None) -> RunSummary:
     plan = _plan(req)
     with OutputLock(req.output, req.wait, req.command):
         state = inspect_output(req.output, plan.fingerprint, req.overwrite, req.force)

@@ -4,8 +4,13 @@ it, optionally), the partner proteins of pair tasks and the ligands of protein-l
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+import sys
+import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InputError, UsageError
@@ -134,3 +139,33 @@ def load_ligands(smiles: Sequence[str], path: Path | None, tasks: Sequence[TaskS
     if len(set(names)) != len(names):
         raise UsageError(f"ligand names repeat across --ligand and --ligands: {names}")
     return out
+
+
+def is_stream(path: Path) -> bool:
+    """`-`, `/dev/stdin`, a FIFO or a process substitution (`<(...)`): input that can be read once."""
+    if str(path) == "-":
+        return True
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+@contextmanager
+def readable_input(path: Path, near: Path) -> Iterator[Path]:
+    """A path p2t can read as often as it needs: `path` itself, or a stream (`is_stream`) copied
+    once to a temporary file beside `near` (removed afterwards). The run then fingerprints the
+    bytes as read, so rerunning with the same bytes on the stream resumes exactly."""
+    if not is_stream(path):
+        yield path
+        return
+    near.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{near.name}.p2t-input-", dir=near.parent))
+    try:
+        spooled = folder / "input"
+        with (sys.stdin.buffer if str(path) == "-" else path.open("rb")) as src, spooled.open("wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        yield spooled
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -225,3 +225,31 @@ def test_a_folder_of_other_files_is_neither_used_nor_replaced_without_force(tmp_
     (tmp_path / "other" / RUN_FILE).unlink()
     screen_file(request(src, tmp_path / "other", tiny_model_dir, overwrite=True, force=True))  # replaced
     assert json.loads((tmp_path / "other" / RUN_FILE).read_text())["parts"]
+
+
+def test_streams_are_read_once_and_fingerprinted_as_read(tmp_path, tiny_model_dir):
+    """`-` (a pipe), a FIFO: read once into a temporary file; the same bytes again are the same run
+    (finished: nothing to do), other bytes a different run."""
+    import threading
+
+    text = library(tmp_path).read_text()
+    cmd = [sys.executable, "-m", "p2t_screen", "screen", "-", "-o", str(tmp_path / "out"), "--model",
+           str(tiny_model_dir), "--tasks", "kingdom", "--device", "cpu"]
+    env = {**os.environ, "P2T_HOME": str(tmp_path / "home")}
+    first = subprocess.run(cmd, input=text, capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    assert len(rows(tmp_path / "out")) == 30
+    assert json.loads((tmp_path / "out" / RUN_FILE).read_text())["input"] == "-"
+    again = subprocess.run(cmd, input=text, capture_output=True, text=True, env=env)
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+    other = subprocess.run(cmd, input=text + ">extra\nMKV\n", capture_output=True, text=True, env=env)
+    assert other.returncode == 2 and "input_sha256" in other.stderr
+    assert not list(tmp_path.glob(".out.p2t-input-*"))  # the spooled copies are gone
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text(text))
+    writer.start()
+    screen_file(ScreenRequest(input=fifo, output=tmp_path / "from-fifo", model=str(tiny_model_dir),
+                              tasks=("kingdom",), device="cpu"))
+    writer.join()
+    assert rows(tmp_path / "from-fifo") == rows(tmp_path / "out")
