@@ -2,7 +2,15 @@
 
 from . import bench, imports, info, pull, screen, train  # noqa: F401  (each registers its commands)
 from .app import app, main
-from .common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_NOT_OK, EXIT_TERMINATED, EXIT_USAGE
+from .common import (
+                     EXIT_INTERNAL,
+                     EXIT_INTERRUPTED,
+                     EXIT_NO_RECORDS,
+                     EXIT_OK,
+                     EXIT_ROWS_NOT_OK,
+                     EXIT_TERMINATED,
+                     EXIT_USAGE,
+)
 
-__all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_ROWS_NOT_OK", "EXIT_TERMINATED",
+__all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_NO_RECORDS", "EXIT_OK", "EXIT_ROWS_NOT_OK", "EXIT_TERMINATED",
            "EXIT_USAGE", "app", "main"]

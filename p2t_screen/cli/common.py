@@ -8,9 +8,10 @@ from rich.markup import escape
 
 from ..errors import P2TError
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_ROWS_NOT_OK = 0, 1, 2, 3
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_ROWS_NOT_OK, EXIT_NO_RECORDS = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 EXIT_CODES_HELP = ("Exit codes: 0 all rows ok; 3 finished, some rows not ok; "
+                   "4 the input held no records (an empty dataset was written); "
                    "2 usage, input or model error (nothing written); 1 internal error; "
                    "130/143 stopped by SIGINT/SIGTERM (rerun to resume).")
 

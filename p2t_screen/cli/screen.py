@@ -25,6 +25,7 @@ from .app import app
 from .common import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
+    EXIT_NO_RECORDS,
     EXIT_OK,
     EXIT_ROWS_NOT_OK,
     EXIT_TERMINATED,
@@ -85,7 +86,16 @@ def screen(
         raise _stopped(stop, output) from None
     if not quiet:
         _print_summary(summary)
-    raise typer.Exit(EXIT_OK if summary.all_ok else EXIT_ROWS_NOT_OK)
+    raise typer.Exit(_exit_code(summary, request.shard is not None, quiet))
+
+
+def _exit_code(summary: RunSummary, sharded: bool, quiet: bool) -> int:
+    """0 all ok, 3 some rows not ok, 4 an input with no records (an empty shard of a library is fine)."""
+    if summary.records == 0 and not sharded:
+        if not quiet:
+            err.print("the input holds no FASTA records; an empty dataset (with the schema) was written", highlight=False)
+        return EXIT_NO_RECORDS
+    return EXIT_OK if summary.all_ok else EXIT_ROWS_NOT_OK
 
 
 def _progress(quiet: bool) -> RichProgress | LogProgress | None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from p2t_screen.cli import EXIT_ROWS_NOT_OK, EXIT_USAGE, app
+from p2t_screen.cli import EXIT_NO_RECORDS, EXIT_ROWS_NOT_OK, EXIT_USAGE, app
 from p2t_screen.tasks.kind import KINDS
 from p2t_screen.tasks.spec import TaskSpec
 from p2t_screen.tasks.vocab import Vocab
@@ -57,10 +57,12 @@ def test_junk_records_become_rows_with_statuses(tmp_path, tiny_model_dir):
 
 
 def test_empty_and_blank_files_give_empty_datasets(tmp_path, tiny_model_dir):
+    """An input with no records has its own exit code and message; the dataset is still readable."""
     for i, data in enumerate([b"", b"\n\n  \n"]):
         (tmp_path / str(i)).mkdir()
         result, out = screen(tmp_path / str(i), tiny_model_dir, data)
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == EXIT_NO_RECORDS, result.output
+        assert "holds no FASTA records" in result.output
         assert ds.dataset(out).to_table().num_rows == 0
 
 
