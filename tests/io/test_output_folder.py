@@ -253,3 +253,28 @@ def test_streams_are_read_once_and_fingerprinted_as_read(tmp_path, tiny_model_di
                               tasks=("kingdom",), device="cpu"))
     writer.join()
     assert rows(tmp_path / "from-fifo") == rows(tmp_path / "out")
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 96 KiB tmpfs, mounted for the test (skipped, saying why, where mounts are not allowed)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({(done.stderr or done.stdout).strip() or 'mount failed'})")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_filesystem_that_fills_up_mid_run_keeps_the_finished_parts(tmp_path, tiny_model_dir, small_tmpfs):
+    from p2t_screen.errors import OutputError
+
+    src, out = library(tmp_path, n=300), small_tmpfs / "out"
+    with pytest.raises(OutputError, match="No space left on device.*finished parts are kept"):
+        screen_file(request(src, out, tiny_model_dir))
+    kept = json.loads((out / RUN_FILE).read_text())["parts"]
+    assert kept and len(kept) < 43  # 300 records in windows of 7: 43 parts when complete
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_tmpfs)], check=True)  # space freed
+    resumed = screen_file(request(src, out, tiny_model_dir))
+    assert resumed.resumed_parts == len(kept) and len(rows(out)) == 600
