@@ -168,6 +168,17 @@ def _swap_in(new: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _encoder_source(source: str, model_dir: Path) -> str:
+    """A relative `.pt` path is the model directory's own file and must stay inside it; a fair-esm
+    name or an absolute path is used as given."""
+    if not (source.endswith(".pt") or os.sep in source) or Path(source).expanduser().is_absolute():
+        return source
+    inside = (model_dir / source).resolve()
+    if not inside.is_relative_to(model_dir.resolve()):
+        raise ModelError(f"{model_dir / CONFIG_FILE}: encoder source {source!r} points outside the model directory")
+    return str(inside)
+
+
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelError(f"model file missing: {path}")
@@ -220,7 +231,7 @@ def load_model(ref: str | os.PathLike | None = None, device: str | torch.device 
         encoder = config.encoder.build()
         load_encoder_state(encoder, _read_safetensors(path / ENCODER_FILE), str(path / ENCODER_FILE))
     else:
-        found, encoder = load_esm2(config.encoder.source)
+        found, encoder = load_esm2(_encoder_source(config.encoder.source, path))
         shape = (found.num_layers, found.embed_dim, found.attention_heads)
         want = (config.encoder.num_layers, config.encoder.embed_dim, config.encoder.attention_heads)
         if shape != want:

@@ -278,3 +278,20 @@ def test_a_filesystem_that_fills_up_mid_run_keeps_the_finished_parts(tmp_path, t
     subprocess.run(["mount", "-o", "remount,size=16m", str(small_tmpfs)], check=True)  # space freed
     resumed = screen_file(request(src, out, tiny_model_dir))
     assert resumed.resumed_parts == len(kept) and len(rows(out)) == 600
+
+
+def test_two_runs_started_together_on_one_folder_never_mix(tmp_path, tiny_model_dir):
+    """Two processes with different tasks, started at once on one folder: one finishes, the other
+    is refused (the folder is locked, or holds the other's run), and the folder holds one run."""
+    src, out = library(tmp_path, n=60), tmp_path / "out"
+    env = {**os.environ, "P2T_HOME": str(tmp_path / "home")}
+    base = [sys.executable, "-m", "p2t_screen", "screen", str(src), "-o", str(out), "--model", str(tiny_model_dir),
+            "--device", "cpu", "-q", "--tasks"]
+    procs = [subprocess.Popen(base + [tasks], stderr=subprocess.PIPE, text=True, env=env)
+             for tasks in ("kingdom", "stability")]
+    codes = sorted(p.wait() for p in procs)
+    errors = " ".join(p.stderr.read() for p in procs)
+    assert codes == [0, 2], errors
+    assert "being written by another p2t run" in errors or "holds a different run" in errors
+    record = json.loads((out / RUN_FILE).read_text())
+    assert {t for _, t, _, _ in rows(out)} == set(record["tasks"]) and len(rows(out)) == 60

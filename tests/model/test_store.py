@@ -181,3 +181,25 @@ def test_model_configs_are_checked_before_anything_is_allocated(tmp_path, tiny_m
     (path / "config.json").write_text(json.dumps(change(doc)))
     with pytest.raises(ModelError, match=re.escape(message)):
         load_model(path)
+
+
+def test_a_relative_encoder_path_is_the_model_directorys_own_and_stays_inside(tmp_path, esm_checkpoint,
+                                                                              monkeypatch):
+    from p2t_screen.model.encoder import EncoderConfig
+    from p2t_screen.model.model import create_model
+    from p2t_screen.tasks.spec import TaskSpec
+
+    folder = tmp_path / "m"
+    (folder / "weights").mkdir(parents=True)
+    shutil.copy(esm_checkpoint, folder / "weights" / "enc.pt")
+    shutil.copy(esm_checkpoint.with_name(esm_checkpoint.stem + "-contact-regression.pt"), folder / "weights")
+    enc = EncoderConfig(source="weights/enc.pt", num_layers=2, embed_dim=32, attention_heads=4)
+    save_model(create_model("rel", enc, [TaskSpec("k", "class", labels=("a", "b"))], dim=16, num_layers=1,
+                            num_heads=2, ffn_dim=32), folder)
+    monkeypatch.chdir(tmp_path / "weights" if (tmp_path / "weights").exists() else tmp_path)  # not the model dir
+    assert load_model(folder).config.encoder.source == "weights/enc.pt"
+    doc = json.loads((folder / "config.json").read_text())
+    doc["encoder"]["source"] = "../outside.pt"
+    (folder / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="points outside the model directory"):
+        load_model(folder)
