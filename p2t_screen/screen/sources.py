@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, OutputError, UsageError
 from ..io.fasta import read_fasta
 from ..io.ligands import Ligand, check_smiles, read_ligands
 from ..io.records import OnInvalid, ReadPolicy, Record
@@ -160,12 +160,19 @@ def readable_input(path: Path, near: Path) -> Iterator[Path]:
     if not is_stream(path):
         yield path
         return
-    near.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{near.name}.p2t-input-", dir=near.parent))
+    try:
+        near.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f".{near.name}.p2t-input-", dir=near.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot keep a copy of the input stream beside {near}: {exc.strerror or exc}") from None
     try:
         spooled = folder / "input"
-        with (sys.stdin.buffer if str(path) == "-" else path.open("rb")) as src, spooled.open("wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
+        try:
+            with (sys.stdin.buffer if str(path) == "-" else path.open("rb")) as src, spooled.open("wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        except OSError as exc:
+            raise OutputError(f"cannot keep a copy of the input stream {path} beside {near}: "
+                              f"{exc.strerror or exc}") from None
         yield spooled
     finally:
         shutil.rmtree(folder, ignore_errors=True)
