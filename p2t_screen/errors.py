@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 
 class P2TError(Exception):
     """Base class for errors that carry a message meant for the user."""
@@ -30,9 +33,6 @@ def check_fields(obj: object, positive: tuple[str, ...] = (), at_least_zero: tup
                  ceilings: dict[str, float] | None = None) -> None:
     """Check a dataclass's plain fields against their annotations (int, float, bool, str, each
     optionally `| None`) and bounds; ValueError names the field and the value."""
-    import dataclasses
-    import math
-
     for f in dataclasses.fields(obj):
         value, kind = getattr(obj, f.name), str(f.type).replace(" ", "")
         optional = kind.endswith("|None")

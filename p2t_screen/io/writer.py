@@ -173,10 +173,6 @@ class PartWriter:
     def parts(self) -> int:
         return len(self.record["parts"])
 
-    @property
-    def rows(self) -> int:
-        return sum(p["rows"] for p in self.record["parts"])
-
     def _tidy(self) -> None:
         """Remove what the record does not vouch for: unlisted or damaged parts, temporary files,
         an old `_SUCCESS` (the run is not finished until `finish`)."""

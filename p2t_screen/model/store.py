@@ -219,8 +219,9 @@ def model_checksum(path: Path) -> str:
 
 
 def load_model(ref: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32) -> P2TModel:
-    """Load a model directory (or bundled model name) for inference, on `device` in `dtype`."""
+               dtype: torch.dtype = torch.float32, checksum: str | None = None) -> P2TModel:
+    """Load a model directory (or installed model name) for inference, on `device` in `dtype`;
+    `checksum`: its `model_checksum`, when the caller has just computed it (saves reading it twice)."""
     path = resolve_model_path(ref)
     try:
         doc = json.loads((path / CONFIG_FILE).read_text())
@@ -242,7 +243,7 @@ def load_model(ref: str | os.PathLike | None = None, device: str | torch.device 
     if model.molecule is not None:
         _load_strict(model.molecule, path / MOLECULE_FILE, "molecule encoder")
     model.source = str(path)
-    model.checksum = model_checksum(path)
+    model.checksum = checksum or model_checksum(path)
     model.metadata = {k: v for k, v in doc.items() if k not in
                       ("format", "format_version", "name", "encoder", "decoder", "vocab", "tasks", "memory",
                        "molecule")}

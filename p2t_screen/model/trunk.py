@@ -27,22 +27,22 @@ def _digest(module: torch.nn.Module, extra: str = "") -> str:
     return digest.hexdigest()
 
 
-def encoder_digests(model: P2TModel) -> list[str]:
-    """sha256 of the embedding (with what shapes its output: token dropout, rotary frequencies,
-    memory layout, residue limit), then of each encoder layer, bottom first."""
+def _embedding_digest(model: P2TModel) -> str:
+    """sha256 of the embedding, with what shapes its output: token dropout, rotary frequencies,
+    memory layout, residue limit, heads."""
     cfg = model.config
     head = (f"{cfg.encoder.token_dropout}|{cfg.encoder.rotary_inv_freq}|{cfg.memory_layout}|"
             f"{cfg.encoder.max_residues}|{cfg.encoder.attention_heads}")
-    return [_digest(model.encoder.embed_tokens, head)] + [_digest(layer) for layer in model.encoder.layers]
+    return _digest(model.encoder.embed_tokens, head)
 
 
 def shared_depth(models: list[P2TModel]) -> int:
-    """Encoder layers all `models` share from the bottom (0 when they share no layer)."""
-    digests = [encoder_digests(m) for m in models]
-    if len(models) < 2 or any(d[0] != digests[0][0] for d in digests):
+    """Encoder layers all `models` share from the bottom (0 when they share no layer); layers are
+    hashed bottom up and only until the first that differs."""
+    if len(models) < 2 or len({_embedding_digest(m) for m in models}) > 1:
         return 0
-    depth = 0
-    while all(len(d) > depth + 1 for d in digests) and len({d[depth + 1] for d in digests}) == 1:
+    depth, most = 0, min(len(m.encoder.layers) for m in models)
+    while depth < most and len({_digest(m.encoder.layers[depth]) for m in models}) == 1:
         depth += 1
     return depth
 

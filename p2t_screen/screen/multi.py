@@ -26,16 +26,19 @@ class MultiScreener:
     windows); rows come out as one batch per window, in input order."""
 
     def __init__(self, screeners: list[Screener], schema: pa.Schema, order: list[str] | None = None,
-                 share: bool = True) -> None:
+                 share: bool = True, depth: int | None = None) -> None:
         """`order`: task names in the order their rows come for each record (default: by screener).
-        `share`: run a shared encoder trunk once per batch (False: each model runs its whole encoder)."""
+        `share`: run a shared encoder trunk once per batch (False: each model runs its whole encoder);
+        `depth`: the layers the models share, when already known (`model.trunk.shared_depth`)."""
         if not screeners:
             raise ValueError("MultiScreener needs at least one screener")
         self.screeners, self.schema = screeners, schema
         names = order or [t.name for s in screeners for t in s.tasks]
         self.order = {name: i for i, name in enumerate(names)}
         alike = len({(s.memory_layout, s.config.max_tokens) for s in screeners}) == 1
-        self.depth = shared_depth([s.model for s in screeners]) if share and alike else 0
+        if depth is None:
+            depth = shared_depth([s.model for s in screeners])
+        self.depth = depth if share and alike else 0
         self.trunk = SharedTrunk(screeners[0].model, self.depth) if self.depth else None
         for s in screeners:
             s.trunk = self.trunk

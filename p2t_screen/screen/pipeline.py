@@ -127,6 +127,7 @@ class _Plan:
     records: int
     residues: int
     fingerprint: dict[str, Any]
+    checksums: list[str] = field(default_factory=list)  # each route's model checksum, computed once
     requested: tuple[str, ...] = ()  # the task names as asked ("all" selects every task of the model)
 
     @property
@@ -178,7 +179,7 @@ def _plan(req: ScreenRequest) -> _Plan:
     ligands = load_ligands(req.ligand, req.ligands, tasks)
     records, residues, nucleotide_share = count_library(req.input, policy, req.shard)
     check_protein_library(req.input, nucleotide_share, req.allow_nucleotide)
-    checksums = [model_checksum(r.path) for r in routes]
+    checksums = [model_checksum(r.path) for r in routes]  # load_model reuses them
     fingerprint = {
         "input_sha256": file_sha256(req.input),
         **({"model_sha256": checksums[0]} if len(routes) == 1 else {"models_sha256": checksums}),
@@ -191,7 +192,7 @@ def _plan(req: ScreenRequest) -> _Plan:
         **({"memory": req.screen.memory_layout} if req.screen.memory_layout else {}),
         **({"thresholds": dict(req.thresholds)} if req.thresholds else {}),
     }
-    return _Plan(routes, device, dtype, policy, pairing, ligands, records, residues, fingerprint, req.tasks)
+    return _Plan(routes, device, dtype, policy, pairing, ligands, records, residues, fingerprint, checksums, req.tasks)
 
 
 def _run_metadata(req: ScreenRequest, plan: _Plan, models: list[P2TModel]) -> dict[str, Any]:
@@ -234,7 +235,7 @@ def _screen_file(req: ScreenRequest, progress: Progress | None, should_stop: Sto
             done = json.loads((req.output / SUCCESS_FILE).read_text())
             return RunSummary(**{**done, "already_complete": True})
         # Weights load before the folder is touched: a model that fails to load leaves it as it was.
-        models = [load_model(r.path, plan.device, plan.dtype) for r in plan.routes]
+        models = [load_model(r.path, plan.device, plan.dtype, checksum=c) for r, c in zip(plan.routes, plan.checksums)]
         return _screen(req, plan, state, models, progress, should_stop, memory_guard)
 
 
@@ -242,11 +243,12 @@ def _screen(req: ScreenRequest, plan: _Plan, state: OutputState, models: list[P2
             progress: Progress | None, should_stop: StopFn | None,
             memory_guard: HostMemoryGuard | None) -> RunSummary:
     run = _run_metadata(req, plan, models)
-    if len(models) > 1:  # the encoder layers the models share run once per batch (model.trunk)
-        run["shared_encoder_layers"] = shared_depth(models)
+    depth = shared_depth(models) if len(models) > 1 else 0  # layers run once per batch (model.trunk)
+    if len(models) > 1:
+        run["shared_encoder_layers"] = depth
     schema = schema_with_metadata(run)
     try:
-        return _write(req, plan, state, models, run, schema, progress, should_stop, memory_guard)
+        return _write(req, plan, state, models, run, schema, depth, progress, should_stop, memory_guard)
     except OSError as exc:  # disk full, read-only, permissions, the folder removed under us
         where = exc.filename or req.output
         raise OutputError(f"cannot write {where}: {exc.strerror or exc}; finished parts are kept: fix that "
@@ -254,12 +256,12 @@ def _screen(req: ScreenRequest, plan: _Plan, state: OutputState, models: list[P2
 
 
 def _write(req: ScreenRequest, plan: _Plan, state: OutputState, models: list[P2TModel], run: dict[str, Any],
-           schema: Any, progress: Progress | None, should_stop: StopFn | None,
+           schema: Any, depth: int, progress: Progress | None, should_stop: StopFn | None,
            memory_guard: HostMemoryGuard | None) -> RunSummary:
     writer = PartWriter(req.output, schema, run, state)
     screeners = [Screener(m, r.tasks, req.screen, schema, memory_guard, plan.pairing, plan.ligands)
                  for m, r in zip(models, plan.routes)]
-    screener = screeners[0] if len(screeners) == 1 else MultiScreener(screeners, schema, plan.order)
+    screener = screeners[0] if len(screeners) == 1 else MultiScreener(screeners, schema, plan.order, depth=depth)
 
     def records() -> Iterator[Record]:
         return library_records(req.input, plan.policy, req.shard)

@@ -11,10 +11,10 @@ from .outcome import Failure, Outcome
 
 
 def output_row(record: Record, spec: TaskSpec, outcome: Outcome | None,
-               companion: Companion | None = None) -> dict[str, Any]:
-    """The row of one (record, task): the record's columns, then its status and the result's
-    columns. A record that is not ok gives its own status; `outcome` is then unused."""
-    row: dict[str, Any] = {
+               companion: Companion | None = None, model: str | None = None) -> dict[str, Any]:
+    """The row of one (record, task): the record's columns, the answering model, then its status
+    and the result's columns. A record that is not ok gives its own status; `outcome` is then unused."""
+    row: dict[str, Any] = {"model": model,
         "seq_id": record.seq_id, "header": record.header, "input_index": record.input_index,
         "seq_hash": record.seq_hash, "length": len(record.sequence),
         "residues_used": record.residues_used, "truncated": record.truncated, "task": spec.name,

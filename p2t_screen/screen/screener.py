@@ -240,18 +240,16 @@ class Screener:
                 if spec.inputs == PROTEIN:
                     outcome = (results[ModelInput(record.used_sequence)][spec.name]
                                if record.status is Status.OK else None)
-                    rows.append(output_row(record, spec, outcome))
+                    rows.append(output_row(record, spec, outcome, model=self.model_name))
                     continue
                 items = plan.companions[spec.inputs].get(record.input_index, []) if record.status is Status.OK \
                     else self.expansion.companions(record, spec.inputs)
                 if not items:  # pairing by id found no partner: the record still gets a row
                     rows.append(output_row(record, spec, Failure(
-                        Status.ERROR, f"no partner for {record.seq_id!r} (pairing by id)")))
+                        Status.ERROR, f"no partner for {record.seq_id!r} (pairing by id)"), model=self.model_name))
                 for item in items:
                     outcome = item.failure or (results[item.input][spec.name] if item.input else None)
-                    rows.append(output_row(record, spec, outcome, item))
-        for row in rows:
-            row["model"] = self.model_name
+                    rows.append(output_row(record, spec, outcome, item, self.model_name))
         return rows_to_batch(rows, self.schema)
 
     def batch_length(self) -> Callable[[ModelInput], int]:

@@ -48,11 +48,6 @@ class ModelInput:
         (one protein, many ligands) share one encoder pass."""
         return self if self.ligand is None else ModelInput(self.protein)
 
-    @property
-    def key(self) -> tuple[str, str | None, str | None]:
-        """Identity for deduplication: identical inputs are computed once."""
-        return self.protein, self.partner, self.ligand
-
 
 def pair_input(a: str, b: str, budget: int) -> ModelInput:
     """The pair (A, B) with A and B cut longest-first until len(A) + len(B) <= budget (HF

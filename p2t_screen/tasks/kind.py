@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .spec import TaskResult, TaskSpec
 
 # (protein, label) pairs: what baselines are fitted on and scored against.
-Labelled = Sequence[tuple[str, Any]]
+ProteinLabels = Sequence[tuple[str, Any]]
 
 
 class SideInput(str, Enum):
@@ -146,7 +146,7 @@ class TaskKind:
         """This kind's metrics for predictions against true labels (both in natural form)."""
         raise NotImplementedError
 
-    def baseline(self, spec: TaskSpec, train: Labelled, test: Labelled) -> tuple[str, dict[str, float]]:
+    def baseline(self, spec: TaskSpec, train: ProteinLabels, test: ProteinLabels) -> tuple[str, dict[str, float]]:
         """A trivial baseline fitted on `train`, scored on `test`: (description, metrics)."""
         raise NotImplementedError
 
