@@ -242,7 +242,7 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
                                           feedback_path if m is model else None))
         from .bench_multi import together_scenario
 
-        scenarios.append(together_scenario(model, Path(tmp), seqs, max_tokens, dev, dtype, log))
+        scenarios.append(together_scenario(model, specs, Path(tmp), seqs, max_tokens, dev, dtype, log))
     return BenchReport(scenarios, run.rss, str(dev), torch.get_num_threads())
 
 

@@ -15,6 +15,7 @@ from ..io.schema import SCHEMA
 from ..model.model import P2TModel
 from ..model.runtime import resolve_dtype
 from ..model.store import load_model
+from ..tasks.spec import TaskSpec
 from .bench import Timing, _sync, scalar_twin
 from .multi import MultiScreener
 from .screener import ScreenConfig, Screener
@@ -25,23 +26,24 @@ def _screen(screener: Screener | MultiScreener, seqs: list[str], policy: ReadPol
 
 
 @torch.inference_mode()
-def time_models_together(models: list[P2TModel], seqs: list[str], max_tokens: int
-                         ) -> tuple[list[Timing], bool, int]:
+def time_models_together(models: list[P2TModel], seqs: list[str], max_tokens: int,
+                         tasks: list[list[TaskSpec]] | None = None) -> tuple[list[Timing], bool, int]:
     """(timings: separately, together sharing the trunk, together without; whether all three
     wrote the same rows; shared encoder layers)."""
     config = ScreenConfig(max_tokens=max_tokens)
+    tasks = tasks or [list(m.config.tasks) for m in models]  # each model's tasks (default: all of them)
     policy = ReadPolicy(on_invalid="skip", max_residues=models[0].config.encoder.max_residues)
     residues = sum(len(s) for s in seqs)
     device = next(models[0].parameters()).device
     timings, tables = [], []
     start = time.perf_counter()
-    alone = [_screen(Screener(m, list(m.config.tasks), config), seqs, policy) for m in models]
+    alone = [_screen(Screener(m, t, config), seqs, policy) for m, t in zip(models, tasks)]
     _sync(device)
     timings.append(Timing(f"{len(models)} models, one after another", len(seqs), residues,
                           time.perf_counter() - start))
     depth = 0
     for share in (True, False):
-        multi = MultiScreener([Screener(m, list(m.config.tasks), config) for m in models], SCHEMA, share=share)
+        multi = MultiScreener([Screener(m, t, config) for m, t in zip(models, tasks)], SCHEMA, share=share)
         depth = max(depth, multi.depth)
         start = time.perf_counter()
         tables.append(_screen(multi, seqs, policy))
@@ -58,14 +60,14 @@ def _answers(table: pa.Table) -> list[tuple]:
     return sorted(tuple(str(v) for v in r.values()) for r in rows)
 
 
-def together_scenario(model: P2TModel, tmp: Path, seqs: list[str], max_tokens: int, dev: torch.device, dtype: str,
+def together_scenario(model: P2TModel, specs: list[TaskSpec], tmp: Path, seqs: list[str], max_tokens: int, dev: torch.device, dtype: str,
               log: Callable[[str], None]) -> tuple[str, list[Timing], bool, list[str]]:
     """Two models that share one encoder (the model and a twin with other task heads) screened
     one after another, and together with and without the shared trunk."""
     twin = load_model(scalar_twin(model.float().cpu(), tmp / "together"), dev, resolve_dtype(dtype, dev))
     pair = [load_model(model.source, dev, resolve_dtype(dtype, dev)), twin]
     log("[several models] one after another, then together")
-    timings, same, depth = time_models_together(pair, seqs, max_tokens)
+    timings, same, depth = time_models_together(pair, seqs, max_tokens, [specs, list(twin.config.tasks)])
     title = f"several models: {model.config.name} + a twin with other task heads, sharing its encoder"
     notes = [f"shared encoder layers: {depth} of {model.config.encoder.num_layers}; together vs one after "
              f"another: {timings[0].seconds / timings[1].seconds:.2f}x faster with the shared trunk, "
