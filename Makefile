@@ -25,7 +25,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 demo: setup
-	$(BIN)/p2t screen examples/library.fasta --tasks all -o results/demo --overwrite
+	$(BIN)/p2t screen examples/library.fasta --tasks all -o results/demo --overwrite --report
 	$(BIN)/python examples/show_results.py examples/library.fasta results/demo
 
 test: setup-dev

@@ -1,6 +1,6 @@
 """The `p2t` command: a thin layer over the library, one module per command group."""
 
-from . import bench, imports, info, pull, screen, train  # noqa: F401  (each registers its commands)
+from . import bench, imports, info, pull, results, screen, train  # noqa: F401  (each registers its commands)
 from .app import app, main
 from .common import (
                      EXIT_INTERNAL,

@@ -20,7 +20,10 @@ from ..model.store import DEFAULT_MODEL
 from ..screen.pipeline import RunSummary, ScreenRequest, screen_file
 from ..screen.run_record import THRESHOLD_HELP, parse_thresholds
 from ..screen.screener import DEFAULT_MAX_TOKENS, ScreenConfig, Stopped
-from ..screen.sources import parse_shard
+from ..results.dataset import Results
+from ..results.report import ReportRequest, write_report
+from ..results.summary import summarise
+from ..screen.sources import is_stream, parse_shard
 from .app import app
 from .common import (
     EXIT_CODES_HELP,
@@ -60,6 +63,7 @@ def screen(
     force: Annotated[bool, typer.Option("--force", help="use an output folder that holds files but no p2t run (with --overwrite: replace it)")] = False,
     allow_nucleotide: Annotated[bool, typer.Option("--allow-nucleotide", help="screen a library that looks like DNA/RNA (>90% A/C/G/T/U/N) anyway")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="another run is writing the output folder: wait for it instead of refusing")] = False,
+    report: Annotated[bool, typer.Option("--report", help="at the end, write an HTML report (OUTPUT/_report.html; see p2t report)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
 ) -> None:
     """Screen a FASTA library: one typed Parquet row per (record, task).
@@ -85,7 +89,14 @@ def screen(
     except Stopped:
         raise _stopped(stop, output) from None
     if not quiet:
-        _print_summary(summary)
+        _print_summary(summary, _found(output))
+    if report:
+        try:
+            done = write_report(ReportRequest(output, fasta=None if is_stream(input) else input))
+        except P2TError as exc:
+            raise fail(exc) from None
+        if not quiet:
+            err.print(f"report -> {done.path}", highlight=False)
     raise typer.Exit(_exit_code(summary, request.shard is not None, quiet))
 
 
@@ -136,15 +147,27 @@ class StopOnSignal:
             signal.signal(sig, handler)
 
 
-def _print_summary(summary: RunSummary) -> None:
+def _found(output: Path) -> dict[str, str]:
+    """Each task's one-line 'what was found', read back from the finished output."""
+    try:
+        return {f.task: f.summary.headline() if f.summary.rows else "-"
+                for f in summarise(Results.open(output)).values()}
+    except P2TError:  # results that cannot be read back (e.g. no task specs): the counts alone
+        return {}
+
+
+def _print_summary(summary: RunSummary, found: dict[str, str]) -> None:
     if summary.already_complete:
         err.print(f"{summary.output} already holds this finished run; nothing to do (--overwrite reruns it)")
     table = Table(title=f"p2t screen: {summary.records} records", caption=f"-> {summary.output}")
     statuses = sorted({s for c in summary.status_counts.values() for s in c} - {"ok"})
     for col in ("task", "ok", *statuses):
         table.add_column(col, justify="left" if col == "task" else "right")
+    if found:
+        table.add_column("found", overflow="fold")
     for task, counts in summary.status_counts.items():
-        table.add_row(task, str(counts.get("ok", 0)), *(str(counts.get(s, 0)) for s in statuses))
+        table.add_row(task, str(counts.get("ok", 0)), *(str(counts.get(s, 0)) for s in statuses),
+                      *([found.get(task, "-")] if found else []))
     err.print(table)
     rate = summary.residues / summary.seconds if summary.seconds else 0.0
     err.print(f"{summary.rows} rows in {summary.parts} part(s); {summary.residues} residues in "

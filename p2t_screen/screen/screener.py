@@ -247,8 +247,9 @@ class Screener:
                 if not items:  # pairing by id found no partner: the record still gets a row
                     rows.append(output_row(record, spec, Failure(
                         Status.ERROR, f"no partner for {record.seq_id!r} (pairing by id)"), model=self.model_name))
-                for item in items:
-                    outcome = item.failure or (results[item.input][spec.name] if item.input else None)
+                for item in items:  # a record that is not ok was not run: its row gives its own status
+                    outcome = None if record.status is not Status.OK else \
+                        item.failure or results[item.input][spec.name]
                     rows.append(output_row(record, spec, outcome, item, self.model_name))
         return rows_to_batch(rows, self.schema)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .grammar import Grammar
+from .readout import ResidueTrack, TaskSummary, WideColumn
 from .vocab import Vocab
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class TaskKind:
     one_pass_without_feedback = False
     scalar = False  # a handful of output tokens per protein, whatever its length
     default_input_dropout = 0.0  # training: chance each previous label token is hidden
+    residue_tracks = False  # residue_track() lays the answer along the residues (per-residue formats)
 
     def validate(self, spec: TaskSpec) -> None:
         """Raise ValueError when the spec lacks what this kind needs."""
@@ -148,6 +150,24 @@ class TaskKind:
 
     def baseline(self, spec: TaskSpec, train: ProteinLabels, test: ProteinLabels) -> tuple[str, dict[str, float]]:
         """A trivial baseline fitted on `train`, scored on `test`: (description, metrics)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- read by people (results/)
+
+    def wide_columns(self, spec: TaskSpec) -> tuple[WideColumn, ...]:
+        """The columns this task adds to the one-row-per-protein table (`<task><suffix>`)."""
+        raise NotImplementedError
+
+    def wide_values(self, spec: TaskSpec, row: dict[str, Any]) -> tuple[Any, ...]:
+        """Those columns' values for one ok output row, in human form."""
+        raise NotImplementedError
+
+    def residue_track(self, spec: TaskSpec, row: dict[str, Any]) -> ResidueTrack | None:
+        """The answer laid along the residues used, where the kind has one (default: none)."""
+        return None
+
+    def summary(self, spec: TaskSpec) -> TaskSummary:
+        """An empty summary of what this task finds, to be fed its ok rows."""
         raise NotImplementedError
 
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .grammar import class_grammar
 from .kind import TaskKind, register_kind
 from .metrics import class_metrics
+from .readout import Chart, TaskSummary, WideColumn, share, value_counts
 from .spec import TaskResult, TaskSpec
 
 
@@ -60,6 +65,55 @@ class ClassKind(TaskKind):
         top = Counter(label for _, label in train).most_common(1)[0][0]
         return (f"majority class '{top}'",
                 self.score(spec, [p for p, _ in test], [lab for _, lab in test], [top] * len(test)))
+
+    def wide_columns(self, spec):
+        return (WideColumn("", pa.string(), f"predicted class: {' | '.join(spec.labels)}"),
+                WideColumn("_prob", pa.float32(), "probability of the predicted class"))
+
+    def wide_values(self, spec, row):
+        return row["label"], row["confidence"]
+
+    def summary(self, spec):
+        return ClassSummary(spec.name, labels=spec.labels)
+
+
+def prob_sums(label_probs: pa.ChunkedArray | pa.Array) -> tuple[Counter, Counter]:
+    """(sum of each label's probabilities, entries per label) over a list<struct<label, prob>> column."""
+    flat = pc.list_flatten(label_probs)
+    if not len(flat):
+        return Counter(), Counter()
+    table = pa.table({"label": pc.struct_field(flat, "label"), "prob": pc.struct_field(flat, "prob")})
+    sums = table.group_by("label").aggregate([("prob", "sum"), ("prob", "count")])
+    labels = sums.column("label").to_pylist()
+    return (Counter(dict(zip(labels, sums.column("prob_sum").to_pylist()))),
+            Counter(dict(zip(labels, sums.column("prob_count").to_pylist()))))
+
+
+@dataclass
+class ClassSummary(TaskSummary):
+    """Proteins per predicted class and the mean probability the model gives each class."""
+
+    labels: tuple[str, ...] = ()
+    counts: Counter = field(default_factory=Counter)
+    prob_sums: Counter = field(default_factory=Counter)
+    prob_entries: Counter = field(default_factory=Counter)
+
+    def add_answers(self, rows, sequences):
+        self.counts.update(value_counts(rows.column("label")))
+        sums, entries = prob_sums(rows.column("label_probs"))
+        self.prob_sums.update(sums)
+        self.prob_entries.update(entries)
+
+    def headline(self):
+        return share(self.counts)
+
+    def answer_charts(self):
+        n = max(self.rows, 1)
+        return [Chart(f"{self.task}: predicted classes", "bars", list(self.labels),
+                      {"share of proteins": [self.counts[lab] / n for lab in self.labels],
+                       "mean probability": [self.prob_sums[lab] / max(self.prob_entries[lab], 1)
+                                            for lab in self.labels]},
+                      ylabel="share / probability")]
 
 
 register_kind(ClassKind())

@@ -5,10 +5,16 @@ label ("flags").
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .grammar import MultiLabelGrammar, flags_grammar
 from .kind import TaskKind, register_kind, sequence_probability
+from .label import prob_sums
 from .metrics import multilabel_metrics
+from .readout import Chart, TaskSummary, WideColumn, value_counts
 from .spec import ABSENT, TaskResult, TaskSpec
 
 FLAGS = "flags"
@@ -92,6 +98,54 @@ class MultiLabelKind(TaskKind):
             chosen = [freq.most_common(1)[0][0]]
         return (f"label frequencies: always {chosen}",
                 self.score(spec, [p for p, _ in test], [lab for _, lab in test], [chosen] * len(test)))
+
+    def wide_columns(self, spec):
+        what = ("each label's probability of being present" if spec.encoding == FLAGS
+                else "each label's emission probability")
+        return (WideColumn("", pa.string(), f"predicted labels joined by ';' (of {' | '.join(spec.labels)})"),
+                WideColumn("_probs", pa.string(), f"{what}, in the same order, joined by ';'"))
+
+    def wide_values(self, spec, row):
+        p = {item["label"]: item["prob"] for item in row["label_probs"] or ()}
+        labels = row["labels"] or []
+        return ";".join(labels), ";".join(f"{p[lab]:.3f}" for lab in labels if lab in p)
+
+    def summary(self, spec):
+        return LabelSetSummary(spec.name, labels=spec.labels)
+
+
+@dataclass
+class LabelSetSummary(TaskSummary):
+    """Proteins with each label, the mean probability given to it, and labels per protein."""
+
+    labels: tuple[str, ...] = ()
+    counts: Counter = field(default_factory=Counter)
+    per_protein: Counter = field(default_factory=Counter)
+    prob_sums: Counter = field(default_factory=Counter)
+    prob_entries: Counter = field(default_factory=Counter)
+
+    def add_answers(self, rows, sequences):
+        column = rows.column("labels")
+        self.counts.update(value_counts(pc.list_flatten(column)))
+        self.per_protein.update(value_counts(pc.list_value_length(column)))
+        sums, entries = prob_sums(rows.column("label_probs"))
+        self.prob_sums.update(sums)
+        self.prob_entries.update(entries)
+
+    def headline(self):
+        n = max(self.rows, 1)
+        top = ", ".join(f"{lab} {c / n:.0%}" for lab, c in self.counts.most_common(3))
+        return f"{top or 'no labels'}; none {self.per_protein[0] / n:.0%}"
+
+    def answer_charts(self):
+        n = max(self.rows, 1)
+        most = max(self.per_protein, default=0)
+        return [Chart(f"{self.task}: proteins with each label", "bars", list(self.labels),
+                      {"share of proteins": [self.counts[lab] / n for lab in self.labels],
+                       "mean probability": [self.prob_sums[lab] / max(self.prob_entries[lab], 1)
+                                            for lab in self.labels]}, ylabel="share / probability"),
+                Chart(f"{self.task}: labels per protein", "bars", [str(k) for k in range(most + 1)],
+                      {"proteins": [self.per_protein[k] for k in range(most + 1)]}, xlabel="labels")]
 
 
 register_kind(MultiLabelKind())

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from .grammar import PerResidueGrammar
 from .kind import SideInput, TaskKind, register_kind
 from .metrics import per_residue_metrics
+from .readout import Chart, ResidueTrack, TaskSummary, WideColumn, share, value_counts
 from .spec import TaskResult, TaskSpec
 
 
@@ -23,6 +27,7 @@ class PerResidueKind(TaskKind):
     report_metrics = ("accuracy", "macro_f1")
     side_input = SideInput.RESIDUE
     one_pass_without_feedback = True
+    residue_tracks = True
     # Teacher forcing lets a per-residue decoder lower its loss by copying the previous label
     # (labels come in runs) instead of reading the encoder; hiding half of the previous labels
     # during training forces it to read the encoder.
@@ -100,6 +105,52 @@ class PerResidueKind(TaskKind):
         preds = [[rule.get(aa, overall) for aa in protein] for protein, _ in test]
         return ("amino-acid composition: most frequent label of each residue type",
                 self.score(spec, [p for p, _ in test], [lab for _, lab in test], preds))
+
+    def codes(self, spec: TaskSpec) -> dict[str, str]:
+        """label -> the one character that stands for it in code strings (the spec's codes, else
+        each label's first letter where those differ, else A, B, C...)."""
+        if spec.codes:
+            return dict(zip(spec.labels, spec.codes))
+        first = [lab[:1].upper() for lab in spec.labels]
+        letters = first if len(set(first)) == len(first) else [chr(65 + i) for i in range(len(spec.labels))]
+        return dict(zip(spec.labels, letters))
+
+    def wide_columns(self, spec):
+        legend = " ".join(f"{c}={lab}" for lab, c in self.codes(spec).items())
+        return (WideColumn("", pa.string(), f"one code per residue used ({legend})"),
+                WideColumn("_confidence", pa.float32(), "mean probability of the residues' labels"))
+
+    def wide_values(self, spec, row):
+        return self.residue_track(spec, row).codes, row["confidence"]
+
+    def residue_track(self, spec, row):
+        codes = self.codes(spec)
+        labels = row["residue_labels"] or []
+        return ResidueTrack("".join(codes.get(lab, "?") for lab in labels), list(labels),
+                            list(row["residue_probs"] or [None] * len(labels)))
+
+    def summary(self, spec):
+        return CompositionSummary(spec.name, labels=spec.labels)
+
+
+@dataclass
+class CompositionSummary(TaskSummary):
+    """The share of residues given each label."""
+
+    labels: tuple[str, ...] = ()
+    residues: Counter = field(default_factory=Counter)
+
+    def add_answers(self, rows, sequences):
+        self.residues.update(value_counts(pc.list_flatten(rows.column("residue_labels"))))
+
+    def headline(self):
+        return f"{share(self.residues, top=len(self.labels))} of residues"
+
+    def answer_charts(self):
+        total = max(sum(self.residues.values()), 1)
+        return [Chart(f"{self.task}: label composition", "bars", list(self.labels),
+                      {"share of residues": [self.residues[lab] / total for lab in self.labels]},
+                      ylabel="share of residues")]
 
 
 register_kind(PerResidueKind())

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
+
+import pyarrow as pa
 
 from .grammar import regression_grammar
 from .kind import TaskKind, register_kind, sequence_probability
 from .metrics import regression_metrics
+from .readout import Histogram, TaskSummary, WideColumn
 from .spec import TaskResult, TaskSpec
 
 REGRESSION_LOW, REGRESSION_HIGH = 0.0001, 0.9999  # Prot2Token's squashed label range
@@ -64,7 +68,7 @@ class RegressionKind(TaskKind):
         return float("nan")
 
     def score(self, spec, proteins, truth, preds):
-        pairs = [(t, p) for t, p in zip(truth, preds) if p == p]  # failed rows (NaN) are reported
+        pairs = [(t, p) for t, p in zip(truth, preds) if not math.isnan(p)]  # failed rows (NaN) are reported
         out = regression_metrics([t for t, _ in pairs], [p for _, p in pairs])
         return {**out, "failed": len(truth) - len(pairs)}
 
@@ -72,6 +76,35 @@ class RegressionKind(TaskKind):
         mean = sum(label for _, label in train) / len(train)
         return (f"train mean {mean:.3f}",
                 self.score(spec, [p for p, _ in test], [lab for _, lab in test], [mean] * len(test)))
+
+    def wide_columns(self, spec):
+        lo, hi = spec.value_range
+        return (WideColumn("", pa.float64(), f"predicted value (the model's range {lo:g} to {hi:g})"),)
+
+    def wide_values(self, spec, row):
+        return (row["value"],)
+
+    def summary(self, spec):
+        return ValueSummary(spec.name, values=Histogram(*spec.value_range))
+
+
+@dataclass
+class ValueSummary(TaskSummary):
+    """The distribution of predicted values."""
+
+    values: Histogram = field(default_factory=lambda: Histogram(0.0, 1.0))
+
+    def add_answers(self, rows, sequences):
+        self.values.add(rows.column("value"))
+
+    def headline(self):
+        v = self.values
+        if not v.n:
+            return "-"
+        return f"mean {v.mean:.3g} (sd {v.sd:.2g}; {v.low:.3g} to {v.high:.3g})"
+
+    def answer_charts(self):
+        return [self.values.chart(f"{self.task}: predicted values", "value")]
 
 
 register_kind(RegressionKind())

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from .grammar import SitesGrammar
 from .kind import SideInput, TaskKind, register_kind, sequence_probability
 from .metrics import random_site_baseline, site_metrics
+from .readout import Chart, ResidueTrack, TaskSummary, WideColumn, share, value_counts
 from .spec import SEP, TaskResult, TaskSpec
 
 CANDIDATES = "candidates"
@@ -25,6 +31,7 @@ class SitesKind(TaskKind):
     report_metrics = ("precision", "recall", "f1", "mcc")
     prompts = ("", CANDIDATES)
     side_input = SideInput.POINTER
+    residue_tracks = True
 
     def label_tokens(self, spec, max_residues):
         return [str(p) for p in range(1, max_residues + 1)] + ([SEP] if spec.prompt else [])
@@ -44,7 +51,7 @@ class SitesKind(TaskKind):
         return []
 
     def encode(self, spec, label, protein):
-        sites = sorted(set(int(p) for p in label))
+        sites = sorted({int(p) for p in label})
         legal = set(self.candidates(spec, protein))
         bad = [p for p in sites if p not in legal]
         if bad:
@@ -83,6 +90,59 @@ class SitesKind(TaskKind):
     def baseline(self, spec, train, test):
         return ("random positions, as many as true sites",
                 random_site_baseline([p for p, _ in test], [lab for _, lab in test]))
+
+    def wide_columns(self, spec):
+        return (WideColumn("", pa.string(), "predicted 1-based positions, ascending, joined by ';'"),
+                WideColumn("_count", pa.int32(), "number of predicted sites"))
+
+    def wide_values(self, spec, row):
+        sites = row["sites"] or []
+        return ";".join(map(str, sites)), len(sites)
+
+    def residue_track(self, spec, row):
+        n = row["residues_used"]
+        codes, probs = ["-"] * n, [None] * n
+        for pos, p in zip(row["sites"] or [], row["site_probs"] or []):
+            if 1 <= pos <= n:
+                codes[pos - 1], probs[pos - 1] = "+", p
+        return ResidueTrack("".join(codes), ["site" if c == "+" else "" for c in codes], probs)
+
+    def summary(self, spec):
+        return SiteSummary(spec.name)
+
+
+@dataclass
+class SiteSummary(TaskSummary):
+    """Sites per protein and, where the sequences are known, the residue types chosen."""
+
+    per_protein: Counter = field(default_factory=Counter)
+    residue_types: Counter = field(default_factory=Counter)
+    sequences_seen: int = 0
+
+    def add_answers(self, rows, sequences):
+        column = rows.column("sites")
+        self.per_protein.update(value_counts(pc.list_value_length(column)))
+        for sites, sequence in zip(column.to_pylist(), sequences or ()):
+            if sequence is not None:
+                self.sequences_seen += 1
+                self.residue_types.update(sequence[p - 1] for p in sites or () if 0 < p <= len(sequence))
+
+    def headline(self):
+        n = max(self.rows, 1)
+        mean = sum(k * c for k, c in self.per_protein.items()) / n
+        return f"{mean:.2g} sites per protein" + (f" ({share(self.residue_types)})" if self.residue_types else "")
+
+    def answer_charts(self):
+        most = max(self.per_protein, default=0)
+        bins = list(range(most + 1))
+        charts = [Chart(f"{self.task}: sites per protein", "bars", [str(k) for k in bins],
+                        {"proteins": [self.per_protein[k] for k in bins]}, xlabel="sites")]
+        if self.sequences_seen:
+            kinds = sorted(self.residue_types)
+            charts.append(Chart(f"{self.task}: residue type of the sites", "bars", kinds,
+                                {"sites": [self.residue_types[k] for k in kinds]}, ylabel="sites",
+                                note=f"over the {self.sequences_seen} proteins whose sequence was read"))
+        return charts
 
 
 register_kind(SitesKind())

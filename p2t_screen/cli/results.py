@@ -1,0 +1,63 @@
+"""`p2t export` and `p2t report`: a screen's results for people and spreadsheets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import P2TError
+from ..results.dataset import Results
+from ..results.export import ExportRequest, Format, Layout, export
+from ..results.report import ReportRequest, write_report
+from .app import app
+from .common import err, fail
+
+RESULTS_HELP = "a p2t screen output folder (or one of its part files)"
+
+
+@app.command("export")
+def export_cmd(
+    results: Annotated[Path, typer.Argument(help=RESULTS_HELP)],
+    format: Annotated[Format, typer.Option("--format", "-f", help="csv (UTF-8 with BOM, for Excel) | tsv | xlsx | parquet | 3line (per residue: id, sequence, labels)")] = Format.CSV,
+    wide: Annotated[bool, typer.Option("--wide", help="one row per protein, each task's answer in its own columns")] = False,
+    per_residue: Annotated[bool, typer.Option("--per-residue", help="one row per residue of the per-residue and site tasks (id, position, residue, task, label, probability)")] = False,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="file to write [default: beside the results, e.g. results.wide.csv]")] = None,
+    fasta: Annotated[Optional[Path], typer.Option(help="the screened library, for per-residue exports [default: the run's input]")] = None,
+    task: Annotated[Optional[list[str]], typer.Option(help="per-residue exports: only this task (repeatable)")] = None,
+) -> None:
+    """Write a screen's results as one CSV, TSV, Excel, Parquet or 3-line file.
+
+    Without --wide: one row per (protein, task) with the answer as text (Parquet: the typed
+    dataset in one file). Column meanings go in the file (Parquet, xlsx) or beside it
+    (FILE.legend.txt)."""
+    if wide and per_residue:
+        raise fail("choose one of --wide and --per-residue")
+    layout = Layout.WIDE if wide else Layout.RESIDUES if per_residue else Layout.LONG
+    try:
+        done = export(ExportRequest(results, format, layout, output, fasta, tuple(task or ())))
+    except P2TError as exc:
+        raise fail(exc) from None
+    what = "blocks" if format is Format.THREE_LINE else "rows"
+    err.print(f"{done.rows:,} {what} -> {done.path}" + (f" (columns: {done.legend})" if done.legend else ""),
+              highlight=False)
+
+
+@app.command("report")
+def report_cmd(
+    results: Annotated[Path, typer.Argument(help=RESULTS_HELP)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="HTML file [default: RESULTS/_report.html]")] = None,
+    ids: Annotated[Optional[str], typer.Option(help="comma-separated protein ids to draw residue tracks for [default: the first --tracks]")] = None,
+    tracks: Annotated[int, typer.Option(min=0, help="residue tracks for the first N proteins (without --ids)")] = 3,
+    table_rows: Annotated[int, typer.Option(min=1, help="proteins in the page's table (all of them go to the CSV beside it)")] = 1000,
+    fasta: Annotated[Optional[Path], typer.Option(help="the screened library, to show residues [default: the run's input]")] = None,
+) -> None:
+    """Write one self-contained HTML page about a screen (opens offline): the run, what each
+    task found, residue tracks and a sortable per-protein table."""
+    try:
+        done = write_report(ReportRequest(results, output, tuple(i.strip() for i in (ids or "").split(",") if i.strip()),
+                                          tracks, table_rows, fasta))
+    except P2TError as exc:
+        raise fail(exc) from None
+    err.print(f"report -> {done.path} ({done.proteins:,} proteins; full table {done.table})", highlight=False)

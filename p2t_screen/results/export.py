@@ -1,0 +1,200 @@
+"""`p2t export`: a screen's results as one file for a spreadsheet or a pipeline.
+
+Layouts: `long` (one row per record and task; Parquet keeps the typed dataset, the text formats
+write each answer as text), `wide` (one row per protein, `results.wide`) and `residues` (one row
+per residue, `results.residues`); plus the 3-line per-residue text format. Every writer streams
+batch by batch, so memory does not grow with the number of records.
+
+CSV starts with a UTF-8 byte-order mark, so Excel reads it as UTF-8 without an import dialog
+(LibreOffice, pandas and pyarrow read the mark too); TSV, for command-line tools, has none. The
+meaning of each column (and of each per-residue code) is in the file where the format has room
+(Parquet field metadata, an xlsx `legend` sheet) and in `<file>.legend.txt` beside a CSV or TSV.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ..errors import OutputError, UsageError
+from ..io.schema import METADATA_KEY
+from .dataset import Results
+from .residues import residue_batches, residue_schema, track_tasks, write_three_line
+from .sequences import InputSequences
+from .wide import legend, long_batches, long_schema, wide_batches, wide_schema
+
+XLSX_MAX_ROWS = 1_048_576  # rows per Excel sheet, header included
+
+
+class Format(str, Enum):
+    CSV = "csv"
+    TSV = "tsv"
+    XLSX = "xlsx"
+    PARQUET = "parquet"
+    THREE_LINE = "3line"
+
+
+class Layout(str, Enum):
+    LONG = "long"
+    WIDE = "wide"
+    RESIDUES = "residues"
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to export and where (`output` None: beside the results, named after them)."""
+
+    results: Path
+    format: Format = Format.CSV
+    layout: Layout = Layout.LONG
+    output: Path | None = None
+    fasta: Path | None = None  # the screened library (residue layouts; default: the run's input)
+    tasks: tuple[str, ...] = ()  # residue layouts: these tasks only
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    path: Path
+    rows: int  # data rows (3-line: blocks)
+    legend: Path | None = None
+
+
+def default_output(results: Path, fmt: Format, layout: Layout) -> Path:
+    """`results/demo` -> `results/demo.wide.csv` (long: `results/demo.csv`; 3-line: `.3line`)."""
+    base = results.with_suffix("") if results.is_file() else results
+    middle = "" if layout is Layout.LONG or fmt is Format.THREE_LINE else f".{layout.value}"
+    return base.with_name(f"{base.name}{middle}.{fmt.value}")
+
+
+def export(request: ExportRequest) -> ExportSummary:
+    """Write the export; UsageError for a request that cannot be met, before anything is written."""
+    fmt, layout = Format(request.format), Layout(request.layout)
+    results = Results.open(request.results)
+    out = request.output or default_output(request.results, fmt, layout)
+    if fmt is Format.THREE_LINE or layout is Layout.RESIDUES:
+        sequences = InputSequences.of_run(results.run, request.fasta)
+        if sequences is None:
+            raise UsageError(f"per-residue exports show residues: pass --fasta with the screened library "
+                             f"(the run's input {results.run.get('input')!r} is not a file here)")
+        tasks = track_tasks(results, list(request.tasks) or None)
+    elif request.tasks:
+        raise UsageError("--task selects tasks of the per-residue exports (--per-residue or --format 3line)")
+    if fmt is Format.THREE_LINE:
+        if layout is Layout.WIDE:
+            raise UsageError("--format 3line is per residue; it has no --wide form")
+        return ExportSummary(out, _writing(out, lambda path: write_three_line(results, sequences, tasks, path)))
+    if layout is Layout.WIDE:
+        schema, batches = wide_schema(results), wide_batches(results)
+    elif layout is Layout.RESIDUES:
+        schema, batches = residue_schema(results), residue_batches(results, sequences, tasks)
+    elif fmt is Format.PARQUET:
+        schema, batches = pq.read_schema(results.parts[0]), results.batches()
+    else:
+        schema, batches = long_schema(), long_batches(results)
+    schema = schema.with_metadata({**(schema.metadata or {}), METADATA_KEY: json.dumps(results.run).encode()})
+    rows = _writing(out, lambda path: SINKS[fmt](path, schema, batches))
+    side = None
+    if fmt in (Format.CSV, Format.TSV):
+        side = out.with_name(out.name + ".legend.txt")
+        side.write_text("".join(f"{name}\t{doc}\n" for name, doc in legend(schema)), encoding="utf-8")
+    return ExportSummary(out, rows, side)
+
+
+def _writing(out: Path, write: Callable[[Path], int]) -> int:
+    """Run `write` into a temporary file beside `out`, then put it in place: never a half file."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows = write(tmp)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return rows
+
+
+def _write_text_table(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch], delimiter: str,
+                      bom: bool) -> int:
+    rows = 0
+    with path.open("wb") as fh:
+        if bom:
+            fh.write(b"\xef\xbb\xbf")
+        options = pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed")
+        with pacsv.CSVWriter(fh, schema.remove_metadata(), write_options=options) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    return rows
+
+
+def write_csv(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> int:
+    return _write_text_table(path, schema, batches, ",", bom=True)
+
+
+def write_tsv(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> int:
+    return _write_text_table(path, schema, batches, "\t", bom=False)
+
+
+def write_parquet(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> int:
+    rows = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch.replace_schema_metadata(schema.metadata))
+            rows += batch.num_rows
+    return rows
+
+
+def _cell(value: Any) -> Any:
+    """A value an xlsx cell holds: NaN and infinities (which xlsx cannot store) become empty."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_xlsx(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> int:
+    """An Excel workbook, written row by row (XlsxWriter's constant-memory mode): the data on
+    `results` (continued on `results 2`... past Excel's row limit) and a `legend` sheet."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False,
+                                           "strings_to_formulas": False, "strings_to_urls": False,
+                                           "nan_inf_to_errors": False})
+    bold = book.add_format({"bold": True})
+    names, rows, sheet, line = schema.names, 0, None, XLSX_MAX_ROWS
+    for batch in batches:
+        for row in batch.to_pylist():
+            if line == XLSX_MAX_ROWS:
+                sheet = book.add_worksheet("results" if sheet is None else f"results {rows // (XLSX_MAX_ROWS - 1) + 1}")
+                sheet.write_row(0, 0, names, bold)
+                sheet.freeze_panes(1, 0)
+                line = 1
+            sheet.write_row(line, 0, [_cell(row[n]) for n in names])
+            line += 1
+            rows += 1
+    if sheet is None:  # no rows: the header alone
+        sheet = book.add_worksheet("results")
+        sheet.write_row(0, 0, names, bold)
+    info = book.add_worksheet("legend")
+    info.write_row(0, 0, ["column", "meaning"], bold)
+    for i, (name, doc) in enumerate(legend(schema), 1):
+        info.write_row(i, 0, [name, doc])
+    book.close()
+    return rows
+
+
+SINKS: dict[Format, Callable[[Path, pa.Schema, Iterator[pa.RecordBatch]], int]] = {
+    Format.CSV: write_csv, Format.TSV: write_tsv, Format.XLSX: write_xlsx, Format.PARQUET: write_parquet,
+}
