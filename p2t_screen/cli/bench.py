@@ -30,11 +30,21 @@ def bench_cmd(
     dtype: Annotated[str, typer.Option()] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
     soak: Annotated[int, typer.Option(min=0, help="instead: screen N short sequences and report resident memory at N/10 and N")] = 0,
+    export: Annotated[int, typer.Option(min=0, help="instead: time exports and the report over N records (and N/10), peak memory of each")] = 0,
 ) -> None:
     """Measure screen throughput beside the encoder alone and a naive reference-style path."""
     from ..screen.bench import run_bench
     from ..screen.soak import run_soak
 
+    if export:
+        from ..results.bench import run_export_bench
+
+        try:
+            baseline, timings = run_export_bench(model, export, device, log=lambda m: err.print(m, style="dim"))
+        except P2TError as exc:
+            raise fail(exc) from None
+        _print_export(baseline, timings)
+        return
     if soak:
         try:
             samples, seconds, rows = run_soak(model, soak, split_tasks(tasks)[0] if tasks else None,
@@ -59,6 +69,23 @@ def _print_soak(samples: dict, seconds: float, rows: int, soak: int) -> None:
                     highlight=False)
     Console().print("resident MiB by records: " + ", ".join(
         f"{k}: {v:.0f}" for k, v in samples.items() if isinstance(k, int)), highlight=False)
+
+
+def _print_export(baseline: float, timings: list) -> None:
+    table = Table(title="exports and report, each in its own process")
+    for col in ("job", "records", "rows", "seconds", "records/s", "peak RSS MiB", "above a bare process"):
+        table.add_column(col, justify="left" if col == "job" else "right")
+    for t in timings:
+        table.add_row(t.job, f"{t.records:,}", f"{t.rows:,}", f"{t.seconds:.1f}", f"{t.records / t.seconds:,.0f}",
+                      f"{t.peak_mib:.0f}", f"{t.peak_mib - baseline:+.0f}")
+    out = Console()
+    out.print(table)
+    sizes = sorted({t.records for t in timings})
+    if len(sizes) == 2:
+        small = {t.job: t for t in timings if t.records == sizes[0]}
+        growth = ", ".join(f"{t.job} x{(t.peak_mib - baseline) / max(small[t.job].peak_mib - baseline, 1):.2f}"
+                           for t in timings if t.records == sizes[1])
+        out.print(f"memory above a bare process ({baseline:.0f} MiB) at {sizes[1]:,} vs {sizes[0]:,} records: {growth}")
 
 
 def _print_report(report: BenchReport) -> None:

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from ..errors import OutputError, UsageError
 
 PART_PATTERN = "part-{:05d}.parquet"
+ROW_GROUP_ROWS = 16_384  # a reader streaming a part holds one row group, not the whole part
 RUN_FILE, SUCCESS_FILE = "_p2t_run.json", "_SUCCESS"
 
 
@@ -192,7 +193,7 @@ class PartWriter:
         path = self.out_dir / name
         tmp = path.with_name(f".{name}.tmp")
         pq.write_table(pa.Table.from_batches([batch.replace_schema_metadata(self.schema.metadata)]), tmp,
-                       compression="zstd")
+                       compression="zstd", row_group_size=ROW_GROUP_ROWS)
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

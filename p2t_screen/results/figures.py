@@ -29,12 +29,10 @@ def chart_svg(chart: Chart) -> str:
         ax = fig.add_subplot()
         (_bars if chart.form == "bars" else _histogram)(ax, chart)
         ax.set_title(chart.title, loc="left")
-        ax.set_xlabel(chart.xlabel)
+        ax.set_xlabel(f"{chart.xlabel} ({chart.note})" if chart.note and chart.xlabel else chart.note or chart.xlabel)
         ax.set_ylabel(chart.ylabel)
         if len(chart.series) > 1:
             ax.legend(frameon=False, fontsize=8)
-        if chart.note:
-            fig.text(0.99, 0.01, chart.note, ha="right", va="bottom", fontsize=7, color="#666")
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None})
     return buf.getvalue()
@@ -46,6 +44,11 @@ def _bars(ax, chart: Chart) -> None:
     width = 0.8 / k
     for i, (name, values) in enumerate(chart.series.items()):
         ax.bar(x + (i - (k - 1) / 2) * width, values, width, label=name, color=COLOURS[i % len(COLOURS)])
+    numeric = all(str(c).isdigit() for c in chart.categories)
+    if numeric and n > 20:  # counts 0..n-1: a tick every few bars reads better than n crowded ones
+        step = -(-n // 12)
+        ax.set_xticks(x[::step], [str(c) for c in chart.categories][::step])
+        return
     ax.set_xticks(x, [_short(str(c)) for c in chart.categories], rotation=35 if n > 8 else 0,
                   ha="right" if n > 8 else "center", fontsize=8 if n > 8 else 9)
 

@@ -4,8 +4,11 @@ the unchanged library: adding a kind is adding one class."""
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -14,7 +17,10 @@ from p2t_screen.model.store import load_model
 from p2t_screen.screen.pipeline import ScreenRequest, screen_file
 from p2t_screen.tasks.grammar import class_grammar
 from p2t_screen.tasks.kind import KINDS, TaskKind, register_kind
+from p2t_screen.results.export import ExportRequest, Format, Layout, export
+from p2t_screen.results.report import ReportRequest, write_report
 from p2t_screen.tasks.metrics import class_metrics
+from p2t_screen.tasks.readout import Chart, TaskSummary, WideColumn
 from p2t_screen.tasks.spec import TaskResult
 from p2t_screen.train.config import load_config
 from p2t_screen.train.evaluate import run_eval
@@ -64,6 +70,29 @@ class YesNoKind(TaskKind):
         top = sum(label for _, label in train) * 2 >= len(train)
         return f"always {top}", self.score(spec, [], [lab for _, lab in test], [top] * len(test))
 
+    def wide_columns(self, spec):
+        return (WideColumn("", pa.string(), "yes or no"),)
+
+    def wide_values(self, spec, row):
+        return (row["label"],)
+
+    def summary(self, spec):
+        return YesShare(spec.name)
+
+
+@dataclass
+class YesShare(TaskSummary):
+    yes: int = 0
+
+    def add_answers(self, rows, sequences):
+        self.yes += rows.column("label").to_pylist().count("yes")
+
+    def headline(self):
+        return f"yes {self.yes / self.rows:.0%}"
+
+    def answer_charts(self):
+        return [Chart(f"{self.task}: answers", "bars", ["yes", "no"], {"proteins": [self.yes, self.rows - self.yes]})]
+
 
 @pytest.fixture
 def yes_no():
@@ -105,6 +134,11 @@ def test_a_kind_defined_outside_the_library_trains_screens_evaluates_and_writes(
     assert table.column("status").to_pylist() == ["ok", "ok", "empty"]
     assert set(table.column("label").to_pylist()[:2]) <= {"yes", "no"}
     assert result.status_counts == {"has_cys": {"ok": 2, "empty": 1}}
+    wide = pq.read_table(export(ExportRequest(tmp_path / "out", Format.PARQUET, Layout.WIDE)).path).to_pylist()
+    assert [(r["id"], r["status"]) for r in wide] == [("a", "ok"), ("b", "ok"), ("c", "empty")]
+    assert wide[0]["has_cys"] == table.column("label")[0].as_py() and wide[2]["has_cys"] is None
+    page = write_report(ReportRequest(tmp_path / "out")).path.read_text()
+    assert "has_cys" in page and "yes_no" in page and "has_cys: answers" in page
 
     report = run_eval(str(tmp_path / "model"), [f"has_cys={tmp_path / 'cys.csv'}"], "test", True, "cpu", 512)
     entry = report["tasks"]["has_cys"]
