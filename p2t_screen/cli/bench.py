@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -20,7 +23,7 @@ from .common import err, fail, split_tasks
 @app.command("bench")
 def bench_cmd(
     model: Annotated[Optional[str], typer.Option(help="model directory or bundled name")] = None,
-    tasks: Annotated[Optional[str], typer.Option(help="comma-separated tasks [default: the model's first two]")] = None,
+    tasks: Annotated[Optional[str], typer.Option(help="comma-separated tasks, or 'all' [default: the model's first two]")] = None,
     n: Annotated[int, typer.Option(min=1, help="sequences in the generated library")] = 500,
     min_len: Annotated[int, typer.Option(min=1)] = 50,
     max_len: Annotated[int, typer.Option(min=1)] = 800,
@@ -31,11 +34,29 @@ def bench_cmd(
     seed: Annotated[int, typer.Option()] = 0,
     soak: Annotated[int, typer.Option(min=0, help="instead: screen N short sequences and report resident memory at N/10 and N")] = 0,
     export: Annotated[int, typer.Option(min=0, help="instead: time exports and the report over N records (and N/10), peak memory of each")] = 0,
+    encoder_shape: Annotated[Optional[str], typer.Option(help="bench the model's tasks over a random-weight ESM2 encoder of this shape, e.g. esm2_t33_650M_UR50D (no download)")] = None,
+    length: Annotated[Optional[int], typer.Option(min=1, help="every generated sequence this long (sets --min-len and --max-len)")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the figures to this JSON file")] = None,
+    host: Annotated[bool, typer.Option("--host", help="instead: host cost per record (model replaced by a no-op) and its overlap with the real model")] = False,
 ) -> None:
     """Measure screen throughput beside the encoder alone and a naive reference-style path."""
     from ..screen.bench import run_bench
     from ..screen.soak import run_soak
 
+    if host:
+        from ..screen.bench_host import run_host_bench
+
+        try:
+            found = run_host_bench(model, split_tasks(tasks) if tasks and tasks != "all" else None, n,
+                                   length or min_len, length or max_len, device, max_tokens, seed,
+                                   log=lambda m: err.print(m, style="dim"))
+        except P2TError as exc:
+            raise fail(exc) from None
+        for line in found.lines():
+            Console().print(line, highlight=False)
+        if json_out:
+            json_out.write_text(json.dumps({"host": asdict(found), "notes": found.lines()}, indent=2) + "\n")
+        return
     if export:
         from ..results.bench import run_export_bench
 
@@ -54,11 +75,24 @@ def bench_cmd(
         _print_soak(samples, seconds, rows, soak)
         return
     try:
-        report = run_bench(model, split_tasks(tasks) if tasks else None, n, min_len, max_len,
-                           naive_n, max_tokens, device, dtype, seed, log=lambda m: err.print(m, style="dim"))
+        if length:
+            min_len = max_len = length
+        chosen = _all_tasks(model) if tasks == "all" else split_tasks(tasks) if tasks else None
+        report = run_bench(model, chosen, n, min_len, max_len,
+                           naive_n, max_tokens, device, dtype, seed, log=lambda m: err.print(m, style="dim"),
+                           encoder_shape=encoder_shape)
     except P2TError as exc:
         raise fail(exc) from None
     _print_report(report)
+    if json_out:
+        json_out.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        err.print(f"figures -> {json_out}", highlight=False)
+
+
+def _all_tasks(model: str | None) -> list[str]:
+    from ..model.store import read_model_config
+
+    return [t.name for t in read_model_config(model).tasks]
 
 
 def _print_soak(samples: dict, seconds: float, rows: int, soak: int) -> None:

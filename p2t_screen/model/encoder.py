@@ -88,6 +88,8 @@ def encoder_tokens(inputs: Sequence[ModelInput], device: torch.device | None = N
             out[row, a + 2:a + b + 2] = _ids(item.partner)
             out[row, a + b + 2] = ALPHABET.eos_idx
     tokens = torch.from_numpy(out)
+    if device is not None and device.type == "cuda":  # pinned: the copy runs async, the host goes on
+        return tokens.pin_memory().to(device, non_blocking=True)
     return tokens.to(device) if device is not None else tokens
 
 

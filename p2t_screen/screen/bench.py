@@ -8,12 +8,13 @@ model on the same machine in one process; the figures are measured, never assume
 
 from __future__ import annotations
 
+import platform
 import random
 import resource
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from ..model.runtime import resolve_device, resolve_dtype
 from ..model.store import BUNDLED, load_model, resolve_model_path, save_model
 from ..tasks.spec import TaskSpec
 from .batching import token_budget_batches
+from .bench_shape import shaped_model, utilisation_note
 from .pipeline import ScreenRequest, screen_file
 from .screener import ScreenConfig, Screener
 
@@ -207,12 +209,23 @@ class BenchReport:
     peak_rss_mib: float
     device: str
     threads: int
+    device_name: str = ""
+
+    def to_json(self) -> dict:
+        """The report as JSON-ready data (timings with their rates)."""
+        return {"device": self.device, "device_name": self.device_name, "threads": self.threads,
+                "peak_rss_mib": self.peak_rss_mib, "scenarios": [
+                    {"title": title, "outputs_identical": equal, "notes": notes, "timings": [
+                        {**asdict(t), "residues_per_s": t.res_per_s, "sequences_per_s": t.seq_per_s}
+                        for t in timings]} for title, timings, equal, notes in self.scenarios]}
 
 
 def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, hi: int,
               naive_n: int, max_tokens: int, device: str, dtype: str, seed: int,
-              log=print) -> BenchReport:
-    """Measure every path on one generated library; `log` reports what is running."""
+              log=print, encoder_shape: str | None = None) -> BenchReport:
+    """Measure every path on one generated library; `log` reports what is running.
+    `encoder_shape`: the model's tasks and decoders over a random-weight ESM2 encoder of that
+    shape (`bench_shape`), timed alone (no twins, no several-models scenario)."""
     dev = resolve_device(device)
     path = resolve_model_path(model_ref)
     model = load_model(path, dev, resolve_dtype(dtype, dev))
@@ -220,14 +233,19 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
     specs = model.config.select_tasks(tasks or (scalar or [t.name for t in model.config.tasks])[:2])
     scenarios = []
     with tempfile.TemporaryDirectory() as tmp:
+        if encoder_shape:
+            log(f"building a random-weight {encoder_shape} encoder under {model.config.name}'s decoders")
+            path = shaped_model(model.float().cpu(), encoder_shape, Path(tmp) / "shaped", seed)
+            model = load_model(path, dev, resolve_dtype(dtype, dev))
+            specs = model.config.select_tasks([s.name for s in specs])
         fasta = Path(tmp) / "bench.fasta"
         seqs = generate_library(fasta, n, lo, min(hi, model.config.encoder.max_residues), seed)
         models = [(f"{model.config.name}: {', '.join(s.name for s in specs)}", str(path), model, specs)]
         feedback_path = None
-        if not model.config.decoder.residue_feedback and any(
+        if not encoder_shape and not model.config.decoder.residue_feedback and any(
                 s.task_kind.one_pass_without_feedback for s in specs):
             feedback_path = feedback_twin(model.float().cpu(), Path(tmp) / "feedback")
-        if any(not s.task_kind.scalar for s in specs):
+        if not encoder_shape and any(not s.task_kind.scalar for s in specs):
             twin_path = scalar_twin(model.float().cpu(), Path(tmp) / "twin")
             twin = load_model(twin_path, dev, resolve_dtype(dtype, dev))
             models.append(("scalar tasks (timing twin: regression + class heads, same sizes)",
@@ -240,10 +258,15 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
         for title, ref, m, task_specs in models:
             scenarios.append(run.scenario(title, ref, m, task_specs,
                                           feedback_path if m is model else None))
-        from .bench_multi import together_scenario
+        screen, floor = scenarios[0][1][:2]
+        scenarios[0][3].extend(utilisation_note(model, t.residues, t.sequences, t.seconds, t.name, dev)
+                               for t in (screen, floor))
+        if not encoder_shape:
+            from .bench_multi import together_scenario
 
-        scenarios.append(together_scenario(model, specs, Path(tmp), seqs, max_tokens, dev, dtype, log))
-    return BenchReport(scenarios, run.rss, str(dev), torch.get_num_threads())
+            scenarios.append(together_scenario(model, specs, Path(tmp), seqs, max_tokens, dev, dtype, log))
+    return BenchReport(scenarios, run.rss, str(dev), torch.get_num_threads(),
+                       torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu")
 
 
 @dataclass

@@ -37,6 +37,7 @@ from .routing import route_tasks
 from .run_record import StatusCounts, run_metadata, with_thresholds
 from .screener import HostMemoryGuard, ScreenConfig, Screener, StopFn
 from .sources import check_protein_library, count_library, library_records, load_ligands, load_pairing, readable_input
+from .stages import InLine, ReadAhead, WriteBehind
 
 
 class Progress(Protocol):
@@ -276,15 +277,21 @@ def _write(req: ScreenRequest, plan: _Plan, state: OutputState, models: list[P2T
     start = time.perf_counter()
     if progress:
         progress.start(plan.records, residues)
+    staged = req.screen.host_stages
+    behind = WriteBehind(writer.write) if staged else InLine(writer.write)  # Parquet work overlaps the model's
     try:
-        for batch in screener.screen(records(), progress.advance if progress else None,
+        for batch in screener.screen(ReadAhead(records()) if staged else records(),
+                                     progress.advance if progress else None,
                                      resume_after=state.parts[-1]["last"] if state.parts else -1,
                                      should_stop=should_stop):
-            writer.write(batch)
+            behind.put(batch)
             counts.add(batch)
     finally:
-        if progress:
-            progress.finish()
+        try:
+            behind.close()  # every window screened so far is written, also when stopping
+        finally:
+            if progress:
+                progress.finish()
     summary.seconds = time.perf_counter() - start
     summary.status_counts = counts.as_dict()
     summary.rows = counts.rows
