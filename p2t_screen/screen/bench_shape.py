@@ -73,4 +73,4 @@ def utilisation_note(model: P2TModel, residues: int, sequences: int, seconds: fl
     achieved = flops / seconds
     mfu = f"{achieved / peak:.1%} of the {peak / 1e12:.0f} TFLOP/s peak" if peak else "no known peak for this device"
     return (f"{label}: {residues / seconds:,.0f} residues/s, {sequences / seconds * 3600:,.0f} sequences/hour; "
-            f"encoder {flops / residues / 1e9:.2f} GFLOP/residue, {achieved / 1e12:.1f} TFLOP/s achieved ({mfu})")
+            f"encoder {flops / residues / 1e9:.3g} GFLOP/residue, {achieved / 1e12:.3g} TFLOP/s achieved ({mfu})")
