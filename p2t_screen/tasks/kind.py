@@ -43,6 +43,8 @@ class TaskKind:
     answer_column: str = ""  # the column (and TaskResult field) holding the answer itself
     primary_metric: str = ""  # the metric that picks the best checkpoint
     report_metrics: tuple[str, ...] = ()  # the metrics a short report shows
+    # The classical baseline it is compared with, a family of `train.classical` ("": none).
+    classical_family: str = ""
     prompts: tuple[str, ...] = ("",)  # TaskSpec.prompt values it supports
     encodings: tuple[str, ...] = ("",)  # TaskSpec.encoding values it supports
     threshold_encodings: tuple[str, ...] = ()  # encodings whose choices a decision threshold moves

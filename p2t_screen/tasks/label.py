@@ -18,6 +18,7 @@ class ClassKind(TaskKind):
     answer_column = "label"
     primary_metric = "macro_f1"
     report_metrics = ("accuracy", "macro_f1", "mcc")
+    classical_family = "composition_class"  # see train.classical
     needs_first_probs = True
     scalar = True
 

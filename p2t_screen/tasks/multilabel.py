@@ -28,6 +28,7 @@ class MultiLabelKind(TaskKind):
     answer_column = "labels"
     primary_metric = "micro_f1"
     report_metrics = ("micro_f1", "macro_f1", "exact")
+    classical_family = "composition_multilabel"  # see train.classical
     encodings = ("", FLAGS)
     threshold_encodings = (FLAGS,)
     scalar = True

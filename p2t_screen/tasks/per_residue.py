@@ -21,6 +21,7 @@ class PerResidueKind(TaskKind):
     answer_column = "residue_labels"
     primary_metric = "accuracy"
     report_metrics = ("accuracy", "macro_f1")
+    classical_family = "residue_window"  # see train.classical
     side_input = SideInput.RESIDUE
     one_pass_without_feedback = True
     # Teacher forcing lets a per-residue decoder lower its loss by copying the previous label

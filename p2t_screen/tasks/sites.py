@@ -23,6 +23,7 @@ class SitesKind(TaskKind):
     answer_column = "sites"
     primary_metric = "f1"
     report_metrics = ("precision", "recall", "f1", "mcc")
+    classical_family = "site_window"  # see train.classical
     prompts = ("", CANDIDATES)
     side_input = SideInput.POINTER
 

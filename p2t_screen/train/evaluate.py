@@ -23,6 +23,7 @@ from ..screen.run_record import with_thresholds
 from ..screen.screener import ScreenConfig, Screener
 from ..tasks.inputs import LIGAND, PAIR, ModelInput
 from ..tasks.spec import TaskResult, TaskSpec
+from .classical import classical_baseline
 from .config import load_config
 from .data import Labelled, TaskSource, load_task
 
@@ -80,6 +81,15 @@ def baseline(spec: TaskSpec, train: Sequence[Labelled], test: Sequence[Labelled]
                                    [(e.input.protein, e.label) for e in test])
 
 
+def classical(spec: TaskSpec, train: Sequence[Labelled], valid: Sequence[Labelled],
+              test: Sequence[Labelled]) -> tuple[str, dict] | None:
+    """The kind's classical baseline (`train.classical`) fitted on `train`, tuned on `valid`,
+    scored on `test`: (description, metrics), or None when the kind has none."""
+    def pairs(examples: Sequence[Labelled]) -> list[tuple[str, Any]]:
+        return [(e.input.protein, e.label) for e in examples]
+    return classical_baseline(spec, pairs(train), pairs(valid), pairs(test))
+
+
 def resolve_data(model: P2TModel, args: list[str]) -> list[tuple[str, TaskSource]]:
     """`TASK=FILE`, a file inside a folder named after a task, or a training config."""
     out: list[tuple[str, TaskSource]] = []
@@ -100,9 +110,10 @@ def resolve_data(model: P2TModel, args: list[str]) -> list[tuple[str, TaskSource
 
 
 def run_eval(model_ref: str, data: list[str], split: str, with_baseline: bool, device: str,
-             max_tokens: int, thresholds: tuple[tuple[str, float], ...] = ()) -> dict[str, Any]:
+             max_tokens: int, thresholds: tuple[tuple[str, float], ...] = (),
+             with_classical: bool = False) -> dict[str, Any]:
     """Metrics per task (and baselines) as a JSON-ready report; `thresholds` as `p2t screen
-    --threshold` sets them."""
+    --threshold` sets them; `with_classical` adds the classical baseline (needs scikit-learn)."""
     model = load_model(model_ref, resolve_device(device))
     report: dict[str, Any] = {"model": model.config.name, "sha256": model.checksum, "split": split,
                               "tasks": {}}
@@ -121,5 +132,9 @@ def run_eval(model_ref: str, data: list[str], split: str, with_baseline: bool, d
         if with_baseline and labelled["train"]:
             name, metrics = baseline(spec, labelled["train"], examples)
             entry["baseline"] = {"name": name, "metrics": metrics}
+        found = (classical(spec, labelled["train"], labelled["valid"], examples)
+                 if with_classical and labelled["train"] else None)
+        if found is not None:
+            entry["classical"] = {"name": found[0], "metrics": found[1]}
         report["tasks"][task] = entry
     return report
