@@ -15,11 +15,14 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+from card_calibration import calibration_section, measure_task
+
 from p2t_screen.model.store import load_model
 from p2t_screen.tasks.kind import KINDS
+from p2t_screen.train.calibration import calibrate_model
 from p2t_screen.train.classical import MAX_WINDOW_ROWS
 from p2t_screen.train.config import load_config
-from p2t_screen.train.evaluate import baseline, classical, evaluate
+from p2t_screen.train.evaluate import baseline, classical
 from p2t_screen.train.run import load_labelled, spread
 
 
@@ -28,6 +31,10 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path)
     p.add_argument("model", type=Path)
     p.add_argument("--max-test", type=int, default=1000, help="test examples per task (first N)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="first fit each offered task's temperature on validation and store it in the model")
+    p.add_argument("--calibration-valid", type=int, default=500,
+                   help="validation examples per task the temperature is fitted on (evenly spaced)")
     return p
 
 
@@ -48,7 +55,7 @@ def measure(cfg, model, max_test: int) -> dict:
         if entry.auxiliary:
             model.config = replace(offered, tasks=(*offered.tasks, spec))
         try:
-            metrics = evaluate(model, spec, test)
+            metrics, calibrated = measure_task(model, spec, test)
         finally:
             model.config = offered
         name, base = baseline(spec, data["train"], test)
@@ -56,7 +63,7 @@ def measure(cfg, model, max_test: int) -> dict:
         out[spec.name] = {"kind": spec.kind, "test_examples": len(test), "model": metrics,
                           "baseline": {"name": name, "metrics": base}, "auxiliary": entry.auxiliary,
                           "classical": None if found is None else {"name": found[0], "metrics": found[1]},
-                          "counts": {k: len(v) for k, v in data.items()}}
+                          "calibration": calibrated, "counts": {k: len(v) for k, v in data.items()}}
         print(spec.name, {k: _fmt(out[spec.name]["model"].get(k)) for k in spec.task_kind.report_metrics}, flush=True)
     return out
 
@@ -190,6 +197,7 @@ def write_card(cfg, model_dir: Path, results: dict, max_test: int) -> None:
     params = sum(p.numel() for p in model.parameters()) / 1e6
     rows, aux_rows, verdicts = task_rows(results)
     minutes = sum(h["seconds"] for h in history) / 60
+    calibrated = " --calibrate" if training.get("temperatures") else ""
     card = f"""# {doc['name']}
 
 p2t's bundled default model: one ESM2-architecture encoder and one Prot2Token decoder for
@@ -224,7 +232,7 @@ training on 2 CPU cores; the epoch with the best mean validation score is kept.
 Validation score by epoch: {', '.join(f"{h['score']:.3f}" for h in history)}.
 {thresholds_text(training.get('thresholds', {}))}
 ## Test metrics
-Reproduce: `python tools/model_card.py {cfg.origin} {model_dir} --max-test {max_test}` (at most {max_test} test examples per task, evenly spaced over the split; here {'every test split is scored whole' if all(r['test_examples'] == r['counts']['test'] for r in results.values()) else 'some splits are sampled'}; `p2t eval {model_dir} {cfg.origin} --split test` prints the same metrics).
+Reproduce: `python tools/model_card.py {cfg.origin} {model_dir} --max-test {max_test}{calibrated}` (at most {max_test} test examples per task, evenly spaced over the split; here {'every test split is scored whole' if all(r['test_examples'] == r['counts']['test'] for r in results.values()) else 'some splits are sampled'}; `p2t eval {model_dir} {cfg.origin} --split test` prints the same metrics).
 Each task is compared, on its primary metric ({', '.join(f'{k}: {v.primary_metric}' for k, v in KINDS.items())}),
 with two baselines fitted on its training split and scored on the same test examples with the
 same metric code: a trivial one (majority class, label frequencies, per-amino-acid rule, random
@@ -241,7 +249,7 @@ Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
 | task | kind | test n | model | trivial baseline | classical baseline | margin | beats both |
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-{aux_section(aux_rows)}
+{aux_section(aux_rows)}{calibration_section(results, training.get('temperatures', {}))}
 ## Limits
 - A small encoder trained on 2 CPU cores for about an hour in all: use it to try p2t and for
   rough triage, not for decisions. Where a row says **no**, the model does not clearly beat
@@ -255,8 +263,18 @@ Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
     (model_dir / "test_metrics.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
 
 
+def calibrate(cfg, model_dir: Path, per_task: int) -> None:
+    """Fit and store the temperature of every offered task on (at most `per_task`) validation examples."""
+    valid = {e.spec.name: spread(load_labelled(cfg, e)["valid"], per_task) for e in cfg.tasks if not e.auxiliary}
+    for task, fit in calibrate_model(model_dir, valid).items():
+        print(task, f"temperature {fit['temperature']:.3f}, validation ECE "
+              f"{fit['validation_before']['ece']:.3f} -> {fit['validation_after']['ece']:.3f}", flush=True)
+
+
 def run(args: argparse.Namespace) -> None:
     cfg = load_config(args.config)
+    if args.calibrate:
+        calibrate(cfg, args.model, args.calibration_valid)
     model = load_model(args.model)
     write_card(cfg, args.model, measure(cfg, model, args.max_test), args.max_test)
 

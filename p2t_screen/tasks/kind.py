@@ -152,6 +152,11 @@ class TaskKind:
         """A trivial baseline fitted on `train`, scored on `test`: (description, metrics)."""
         raise NotImplementedError
 
+    def reported_events(self, spec: TaskSpec, columns: dict[str, Any], truth: Any) -> list[tuple[float, bool]]:
+        """(probability, whether it came true) for each probability a result's columns report
+        (calibration); none by default."""
+        return []
+
 
 def sequence_probability(probs: Sequence[float]) -> float:
     """Probability of a whole output: the product of its tokens' probabilities."""

@@ -62,5 +62,9 @@ class ClassKind(TaskKind):
         return (f"majority class '{top}'",
                 self.score(spec, [p for p, _ in test], [lab for _, lab in test], [top] * len(test)))
 
+    def reported_events(self, spec, columns, truth):
+        """The confidence is the probability that the chosen class is the true one."""
+        return [(columns["confidence"], columns["label"] == truth)]
+
 
 register_kind(ClassKind())

@@ -94,5 +94,10 @@ class MultiLabelKind(TaskKind):
         return (f"label frequencies: always {chosen}",
                 self.score(spec, [p for p, _ in test], [lab for _, lab in test], [chosen] * len(test)))
 
+    def reported_events(self, spec, columns, truth):
+        """Each label probability ("flags": of being present; otherwise of the emitted label)
+        against whether the protein has that label."""
+        return [(row["prob"], row["label"] in truth) for row in columns["label_probs"]]
+
 
 register_kind(MultiLabelKind())

@@ -102,5 +102,9 @@ class PerResidueKind(TaskKind):
         return ("amino-acid composition: most frequent label of each residue type",
                 self.score(spec, [p for p, _ in test], [lab for _, lab in test], preds))
 
+    def reported_events(self, spec, columns, truth):
+        """Each residue's probability against whether its label is the true one."""
+        return list(zip(columns["residue_probs"], (p == t for p, t in zip(columns["residue_labels"], truth))))
+
 
 register_kind(PerResidueKind())

@@ -85,5 +85,10 @@ class SitesKind(TaskKind):
         return ("random positions, as many as true sites",
                 random_site_baseline([p for p, _ in test], [lab for _, lab in test]))
 
+    def reported_events(self, spec, columns, truth):
+        """Each predicted site's probability against whether it is a true site."""
+        true = set(truth)
+        return [(p, site in true) for site, p in zip(columns["sites"], columns["site_probs"])]
+
 
 register_kind(SitesKind())

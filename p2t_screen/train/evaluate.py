@@ -28,12 +28,11 @@ from .config import load_config
 from .data import Labelled, TaskSource, load_task
 
 
-def predict_labels(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
-                   max_tokens: int = 8192) -> list[Any]:
-    """Predictions in natural form, one per example, via `Screener.screen`; a failed row counts
-    as the kind's empty answer. Pair examples screen the protein with its partner, paired by a
-    per-example id; ligand examples (each with its own ligand) are decoded as inputs directly."""
-    kind = spec.task_kind
+def predict_columns(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
+                    max_tokens: int = 8192) -> list[dict[str, Any] | None]:
+    """Each example's output columns via `Screener.screen` (None where the row failed). Pair
+    examples screen the protein with its partner, paired by a per-example id; ligand examples
+    (each with its own ligand) are decoded as inputs directly."""
     if spec.inputs == LIGAND:
         return _predict_inputs(model, spec, examples, max_tokens)
     policy = ReadPolicy(on_invalid="skip", max_residues=model.config.encoder.max_residues)
@@ -45,23 +44,37 @@ def predict_labels(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled]
     else:
         records = records_from_sequences([(e.id, e.input.protein) for e in examples], policy)
     screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens), pairs=pairing)
-    preds: list[Any] = [None] * len(examples)
+    found: list[dict[str, Any] | None] = [None] * len(examples)
     for batch in screener.screen(records):
         for row in batch.to_pylist():
-            i = row["input_index"]
-            preds[i] = kind.answer(row) if row["status"] == "ok" else kind.empty_answer(spec, examples[i].input.protein)
-    return preds
+            if row["status"] == "ok":
+                found[row["input_index"]] = row
+    return found
 
 
-def _predict_inputs(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled], max_tokens: int) -> list[Any]:
+def predict_labels(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
+                   max_tokens: int = 8192) -> list[Any]:
+    """Predictions in natural form, one per example (see `predict_columns`); a failed row counts
+    as the kind's empty answer."""
+    return answers(spec, examples, predict_columns(model, spec, examples, max_tokens))
+
+
+def answers(spec: TaskSpec, examples: Sequence[Labelled], columns: Sequence[dict[str, Any] | None]) -> list[Any]:
+    """The answer of each example's columns in natural form; a failed row (None) counts as the
+    kind's empty answer."""
     kind = spec.task_kind
+    return [kind.answer(row) if row is not None else kind.empty_answer(spec, e.input.protein)
+            for row, e in zip(columns, examples)]
+
+
+def _predict_inputs(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
+                    max_tokens: int) -> list[dict[str, Any] | None]:
     screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens))
     keys = list(dict.fromkeys(e.input for e in examples))
     found: dict[ModelInput, Any] = {}
     for batch in token_budget_batches(keys, lambda k: k.encoder_length, max_tokens):
         found.update(zip(batch, screener.predict(batch, [spec])[spec.name]))
-    return [kind.answer(found[e.input].columns()) if isinstance(found[e.input], TaskResult)
-            else kind.empty_answer(spec, e.input.protein) for e in examples]
+    return [found[e.input].columns() if isinstance(found[e.input], TaskResult) else None for e in examples]
 
 
 def score(spec: TaskSpec, examples: Sequence[Labelled], preds: Sequence[Any]) -> dict[str, float]:
