@@ -18,12 +18,7 @@ from p2t_screen.screen.decode import _choose
 from p2t_screen.screen.screener import Screener
 from p2t_screen.tasks.inputs import ModelInput
 from p2t_screen.tasks.spec import TaskSpec
-from p2t_screen.train.calibration import (
-    calibrate_model,
-    calibration,
-    expected_calibration_error,
-    reliability,
-)
+from p2t_screen.train.calibration import calibrate_model, calibration, expected_calibration_error, reliability
 from p2t_screen.train.data import Labelled
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,12 +13,7 @@ import pytest
 from p2t_screen.errors import UsageError
 from p2t_screen.tasks.kind import KINDS
 from p2t_screen.tasks.spec import TaskSpec
-from p2t_screen.train.classical import (
-    FAMILIES,
-    classical_baseline,
-    composition_features,
-    window_features,
-)
+from p2t_screen.train.classical import FAMILIES, classical_baseline, composition_features, window_features
 
 pytest.importorskip("sklearn")
 
