@@ -33,7 +33,7 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-test", type=int, default=1000, help="test examples per task (first N)")
     p.add_argument("--calibrate", action="store_true",
                    help="first fit each offered task's temperature on validation and store it in the model")
-    p.add_argument("--calibration-valid", type=int, default=500,
+    p.add_argument("--calibration-valid", type=int, default=100,
                    help="validation examples per task the temperature is fitted on (evenly spaced)")
     return p
 
@@ -266,9 +266,11 @@ Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
 def calibrate(cfg, model_dir: Path, per_task: int) -> None:
     """Fit and store the temperature of every offered task on (at most `per_task`) validation examples."""
     valid = {e.spec.name: spread(load_labelled(cfg, e)["valid"], per_task) for e in cfg.tasks if not e.auxiliary}
-    for task, fit in calibrate_model(model_dir, valid).items():
+    def show(task: str, fit: dict) -> None:
         print(task, f"temperature {fit['temperature']:.3f}, validation ECE "
               f"{fit['validation_before']['ece']:.3f} -> {fit['validation_after']['ece']:.3f}", flush=True)
+
+    calibrate_model(model_dir, valid, progress=show)
 
 
 def run(args: argparse.Namespace) -> None:
