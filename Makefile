@@ -57,7 +57,8 @@ encoder: data
 # test splits against trivial and classical baselines, and the model card.
 default-model: encoder
 	$(BIN)/p2t train examples/train.toml --fresh
-	$(BIN)/python tools/model_card.py examples/train.toml p2t_screen/bundled_models/p2t-default --max-test 3000 --calibrate
+	$(BIN)/python tools/model_card.py examples/train.toml p2t_screen/bundled_models/p2t-default --max-test 3000 \
+		--calibrate --calibration-valid 60 --no-calibrate positions_s --no-calibrate positions_k
 
 clean:
 	rm -rf results .pytest_cache

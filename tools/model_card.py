@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +37,8 @@ def create_parser() -> argparse.ArgumentParser:
                    help="first fit each offered task's temperature on validation and store it in the model")
     p.add_argument("--calibration-valid", type=int, default=100,
                    help="validation examples per task the temperature is fitted on (evenly spaced)")
+    p.add_argument("--no-calibrate", action="append", default=[], metavar="TASK",
+                   help="leave this task's temperature as it is (repeatable)")
     return p
 
 
@@ -188,7 +192,7 @@ def task_rows(results: dict) -> tuple[list[str], list[str], dict[str, list[str]]
     return rows, aux_rows, verdicts
 
 
-def write_card(cfg, model_dir: Path, results: dict, max_test: int) -> None:
+def write_card(cfg, model_dir: Path, results: dict, max_test: int, command: str) -> None:
     doc = json.loads((model_dir / "config.json").read_text())
     training = doc.get("training", {})
     history = training.get("history", [])
@@ -197,7 +201,6 @@ def write_card(cfg, model_dir: Path, results: dict, max_test: int) -> None:
     params = sum(p.numel() for p in model.parameters()) / 1e6
     rows, aux_rows, verdicts = task_rows(results)
     minutes = sum(h["seconds"] for h in history) / 60
-    calibrated = " --calibrate" if training.get("temperatures") else ""
     card = f"""# {doc['name']}
 
 p2t's bundled default model: one ESM2-architecture encoder and one Prot2Token decoder for
@@ -232,7 +235,7 @@ training on 2 CPU cores; the epoch with the best mean validation score is kept.
 Validation score by epoch: {', '.join(f"{h['score']:.3f}" for h in history)}.
 {thresholds_text(training.get('thresholds', {}))}
 ## Test metrics
-Reproduce: `python tools/model_card.py {cfg.origin} {model_dir} --max-test {max_test}{calibrated}` (at most {max_test} test examples per task, evenly spaced over the split; here {'every test split is scored whole' if all(r['test_examples'] == r['counts']['test'] for r in results.values()) else 'some splits are sampled'}; `p2t eval {model_dir} {cfg.origin} --split test` prints the same metrics).
+Reproduce: `{command}` (at most {max_test} test examples per task, evenly spaced over the split; here {'every test split is scored whole' if all(r['test_examples'] == r['counts']['test'] for r in results.values()) else 'some splits are sampled'}; `p2t eval {model_dir} {cfg.origin} --split test` prints the same metrics).
 Each task is compared, on its primary metric ({', '.join(f'{k}: {v.primary_metric}' for k, v in KINDS.items())}),
 with two baselines fitted on its training split and scored on the same test examples with the
 same metric code: a trivial one (majority class, label frequencies, per-amino-acid rule, random
@@ -263,9 +266,11 @@ Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
     (model_dir / "test_metrics.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
 
 
-def calibrate(cfg, model_dir: Path, per_task: int) -> None:
-    """Fit and store the temperature of every offered task on (at most `per_task`) validation examples."""
-    valid = {e.spec.name: spread(load_labelled(cfg, e)["valid"], per_task) for e in cfg.tasks if not e.auxiliary}
+def calibrate(cfg, model_dir: Path, per_task: int, skip: list[str]) -> None:
+    """Fit and store the temperature of every offered task but `skip` on (at most `per_task`)
+    validation examples."""
+    valid = {e.spec.name: spread(load_labelled(cfg, e)["valid"], per_task) for e in cfg.tasks
+             if not e.auxiliary and e.spec.name not in skip}
     def show(task: str, fit: dict) -> None:
         print(task, f"temperature {fit['temperature']:.3f}, validation ECE "
               f"{fit['validation_before']['ece']:.3f} -> {fit['validation_after']['ece']:.3f}", flush=True)
@@ -276,9 +281,10 @@ def calibrate(cfg, model_dir: Path, per_task: int) -> None:
 def run(args: argparse.Namespace) -> None:
     cfg = load_config(args.config)
     if args.calibrate:
-        calibrate(cfg, args.model, args.calibration_valid)
+        calibrate(cfg, args.model, args.calibration_valid, args.no_calibrate)
     model = load_model(args.model)
-    write_card(cfg, args.model, measure(cfg, model, args.max_test), args.max_test)
+    command = shlex.join(["python", "tools/model_card.py", *sys.argv[1:]])
+    write_card(cfg, args.model, measure(cfg, model, args.max_test), args.max_test, command)
 
 
 def main() -> None:
