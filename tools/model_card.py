@@ -1,7 +1,8 @@
 """Write MODEL_CARD.md for a model trained by `p2t train`: data, splits, test metrics, baselines.
 
 Test metrics come from `p2t eval` (the screening path) on each task's held-out test split; the
-baselines are the trivial ones of `p2t_screen.train.evaluate.baseline`, fitted on the train split.
+baselines, fitted on the train split, are the trivial ones of `p2t_screen.train.evaluate.baseline`
+and the classical ones of `p2t_screen.train.classical` (scikit-learn: `pip install -e ".[dev]"`).
 
     python tools/model_card.py examples/train.toml p2t_screen/bundled_models/p2t-default
 """
@@ -11,13 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
+import sys
 from dataclasses import replace
 from pathlib import Path
 
+from card_calibration import calibration_section, measure_task
+
 from p2t_screen.model.store import load_model
 from p2t_screen.tasks.kind import KINDS
+from p2t_screen.train.calibration import calibrate_model
+from p2t_screen.train.classical import MAX_WINDOW_ROWS
 from p2t_screen.train.config import load_config
-from p2t_screen.train.evaluate import baseline, evaluate
+from p2t_screen.train.evaluate import baseline, classical
 from p2t_screen.train.run import load_labelled, spread
 
 
@@ -26,6 +33,12 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path)
     p.add_argument("model", type=Path)
     p.add_argument("--max-test", type=int, default=1000, help="test examples per task (first N)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="first fit each offered task's temperature on validation and store it in the model")
+    p.add_argument("--calibration-valid", type=int, default=100,
+                   help="validation examples per task the temperature is fitted on (evenly spaced)")
+    p.add_argument("--no-calibrate", action="append", default=[], metavar="TASK",
+                   help="leave this task's temperature as it is (repeatable)")
     return p
 
 
@@ -46,13 +59,15 @@ def measure(cfg, model, max_test: int) -> dict:
         if entry.auxiliary:
             model.config = replace(offered, tasks=(*offered.tasks, spec))
         try:
-            metrics = evaluate(model, spec, test)
+            metrics, calibrated = measure_task(model, spec, test)
         finally:
             model.config = offered
         name, base = baseline(spec, data["train"], test)
+        found = classical(spec, data["train"], data["valid"], test)
         out[spec.name] = {"kind": spec.kind, "test_examples": len(test), "model": metrics,
                           "baseline": {"name": name, "metrics": base}, "auxiliary": entry.auxiliary,
-                          "counts": {k: len(v) for k, v in data.items()}}
+                          "classical": None if found is None else {"name": found[0], "metrics": found[1]},
+                          "calibration": calibrated, "counts": {k: len(v) for k, v in data.items()}}
         print(spec.name, {k: _fmt(out[spec.name]["model"].get(k)) for k in spec.task_kind.report_metrics}, flush=True)
     return out
 
@@ -135,32 +150,56 @@ Trained but not offered (`auxiliary = true` in the config: their data shaped the
 weights, but the saved model has no spec for them, so `p2t screen` cannot run them). Scored
 here with the config's spec put back:
 
-| task | kind | test n | model | baseline | beats baseline |
-|---|---|---|---|---|---|
+| task | kind | test n | model | trivial baseline | classical baseline | margin | beats both |
+|---|---|---|---|---|---|---|---|
 """ + "\n".join(aux_rows) + "\n")
 
 
-def write_card(cfg, model_dir: Path, results: dict, max_test: int) -> None:
+MARGIN = 0.02  # how far above the better baseline "beats both" means
+
+
+def verdict(r: dict) -> tuple[float, str]:
+    """(margin, verdict): the model's primary metric minus the better baseline's."""
+    primary = KINDS[r["kind"]].primary_metric
+    scores = [r["baseline"]["metrics"]] + ([r["classical"]["metrics"]] if r.get("classical") else [])
+    best = max(m.get(primary) or 0.0 for m in scores)
+    margin = (r["model"].get(primary) or 0.0) - best
+    if margin > MARGIN:
+        return margin, "yes"
+    return margin, "**no**: below" if margin < 0 else f"**no**: within {MARGIN}"
+
+
+def metrics_text(keys: tuple[str, ...], found: dict | None) -> str:
+    if found is None:
+        return "none for this kind"
+    m = found.get("metrics", found)
+    text = ", ".join(f"{k} {_fmt(m.get(k))}" for k in keys if k in m)
+    return f"{found['name']}: {text}" if "name" in found else text
+
+
+def task_rows(results: dict) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """Table rows of offered and auxiliary tasks, and offered task names by verdict."""
+    rows, aux_rows, verdicts = [], [], {}
+    for task, r in results.items():
+        keys = KINDS[r["kind"]].report_metrics
+        margin, says = verdict(r)
+        if not r.get("auxiliary"):
+            verdicts.setdefault(says.split(":")[0].strip("*"), []).append(task)
+        (aux_rows if r.get("auxiliary") else rows).append(
+            f"| {task} | {r['kind']} | {r['test_examples']} | {metrics_text(keys, r['model'])} | "
+            f"{metrics_text(keys, r['baseline'])} | {metrics_text(keys, r.get('classical'))} | "
+            f"{margin:+.3f} {KINDS[r['kind']].primary_metric} | {says} |")
+    return rows, aux_rows, verdicts
+
+
+def write_card(cfg, model_dir: Path, results: dict, max_test: int, command: str) -> None:
     doc = json.loads((model_dir / "config.json").read_text())
     training = doc.get("training", {})
     history = training.get("history", [])
     enc, dec = doc["encoder"], doc["decoder"]
     model = load_model(model_dir)
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    rows, aux_rows, verdicts = [], [], {}
-    for task, r in results.items():
-        keys = KINDS[r["kind"]].report_metrics
-        m, b = r["model"], r["baseline"]["metrics"]
-        primary = KINDS[r["kind"]].primary_metric
-        delta = (m.get(primary) or 0) - (b.get(primary) or 0)
-        beats = f"yes (+{delta:.3f} {primary})" if delta > 0.02 else (
-            f"barely (+{delta:.3f} {primary})" if delta > 0 else f"**no** ({delta:.3f} {primary})")
-        if not r.get("auxiliary"):
-            verdicts.setdefault(beats.split(" ")[0].strip("*"), []).append(task)
-        (aux_rows if r.get("auxiliary") else rows).append(f"| {task} | {r['kind']} | {r['test_examples']} | "
-                    + ", ".join(f"{k} {_fmt(m.get(k))}" for k in keys)
-                    + f" | {r['baseline']['name']}: " + ", ".join(f"{k} {_fmt(b.get(k))}" for k in keys if k in b)
-                    + f" | {beats} |")
+    rows, aux_rows, verdicts = task_rows(results)
     minutes = sum(h["seconds"] for h in history) / 60
     card = f"""# {doc['name']}
 
@@ -196,20 +235,29 @@ training on 2 CPU cores; the epoch with the best mean validation score is kept.
 Validation score by epoch: {', '.join(f"{h['score']:.3f}" for h in history)}.
 {thresholds_text(training.get('thresholds', {}))}
 ## Test metrics
-Reproduce: `python tools/model_card.py {cfg.origin} {model_dir} --max-test {max_test}` (at most {max_test} test examples per task, evenly spaced over the split; here {'every test split is scored whole' if all(r['test_examples'] == r['counts']['test'] for r in results.values()) else 'some splits are sampled'}; `p2t eval {model_dir} {cfg.origin} --split test` prints the same metrics).
-Each task is compared with a trivial baseline fitted on its training split, on its primary
-metric ({', '.join(f'{k}: {v.primary_metric}' for k, v in KINDS.items())}): "yes" when the model is more than
-0.02 above the baseline, "barely" when above by less, "no" otherwise.
+Reproduce: `{command}` (at most {max_test} test examples per task, evenly spaced over the split; here {'every test split is scored whole' if all(r['test_examples'] == r['counts']['test'] for r in results.values()) else 'some splits are sampled'}; `p2t eval {model_dir} {cfg.origin} --split test` prints the same metrics).
+Each task is compared, on its primary metric ({', '.join(f'{k}: {v.primary_metric}' for k, v in KINDS.items())}),
+with two baselines fitted on its training split and scored on the same test examples with the
+same metric code: a trivial one (majority class, label frequencies, per-amino-acid rule, random
+sites, train mean) and a classical one (`p2t_screen/train/classical.py`, scikit-learn): per-residue
+tasks a logistic regression on a one-hot window of +-7 residues (GOR-like; at most
+{MAX_WINDOW_ROWS:,} training residues, drawn at random with a fixed seed), sites the same window model
+over the candidate residues with a threshold tuned on validation, class and multi-label tasks a
+logistic regression on amino-acid + dipeptide composition + log length (one-vs-rest with one
+threshold tuned on validation for multi-label), regression a ridge regression on the same features.
+The margin is the model's primary metric minus the better baseline's; "yes" when it is more than
+{MARGIN}, "**no**" otherwise (below both, or within {MARGIN}).
 Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
 
-| task | kind | test n | model | baseline | beats baseline |
-|---|---|---|---|---|---|
+| task | kind | test n | model | trivial baseline | classical baseline | margin | beats both |
+|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-{aux_section(aux_rows)}
+{aux_section(aux_rows)}{calibration_section(results, training.get('temperatures', {}))}
 ## Limits
 - A small encoder trained on 2 CPU cores for about an hour in all: use it to try p2t and for
-  rough triage, not for decisions. Where a row says **no** or *barely*, the model does not
-  clearly beat the trivial baseline: do not use that column.
+  rough triage, not for decisions. Where a row says **no**, the model does not clearly beat
+  both baselines: a logistic regression on sequence composition or a residue window does as
+  well or better, so do not use that column.
 - `binding` labels come from 2014 GO annotations including electronic ones (noisy); a protein
   without a label only lacks such an annotation.
 - Sequences longer than 1022 residues are truncated (the first 1022 are used).
@@ -218,10 +266,25 @@ Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
     (model_dir / "test_metrics.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
 
 
+def calibrate(cfg, model_dir: Path, per_task: int, skip: list[str]) -> None:
+    """Fit and store the temperature of every offered task but `skip` on (at most `per_task`)
+    validation examples."""
+    valid = {e.spec.name: spread(load_labelled(cfg, e)["valid"], per_task) for e in cfg.tasks
+             if not e.auxiliary and e.spec.name not in skip}
+    def show(task: str, fit: dict) -> None:
+        print(task, f"temperature {fit['temperature']:.3f}, validation ECE "
+              f"{fit['validation_before']['ece']:.3f} -> {fit['validation_after']['ece']:.3f}", flush=True)
+
+    calibrate_model(model_dir, valid, progress=show)
+
+
 def run(args: argparse.Namespace) -> None:
     cfg = load_config(args.config)
+    if args.calibrate:
+        calibrate(cfg, args.model, args.calibration_valid, args.no_calibrate)
     model = load_model(args.model)
-    write_card(cfg, args.model, measure(cfg, model, args.max_test), args.max_test)
+    command = shlex.join(["python", "tools/model_card.py", *sys.argv[1:]])
+    write_card(cfg, args.model, measure(cfg, model, args.max_test), args.max_test, command)
 
 
 def main() -> None:

@@ -104,12 +104,13 @@ def eval_cmd(
     max_tokens: Annotated[int, typer.Option(min=1)] = 8192,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     threshold: Annotated[Optional[list[str]], typer.Option(help="TASK=P: decision threshold of a multi-label 'flags' task (as in p2t screen)")] = None,
+    classical: Annotated[bool, typer.Option("--classical", help="also score a classical baseline (logistic regression on composition or a residue window) fitted on the train split; needs scikit-learn")] = False,
 ) -> None:
     """Score a model on labelled data through the real screening path (constrained decoding)."""
     from ..train.evaluate import run_eval
 
     try:
-        report = run_eval(model, data, split, baseline, device, max_tokens, parse_thresholds(threshold))
+        report = run_eval(model, data, split, baseline, device, max_tokens, parse_thresholds(threshold), classical)
     except P2TError as exc:
         raise fail(exc) from None
     if as_json:
@@ -120,15 +121,13 @@ def eval_cmd(
         table = Table(title=f"{task} ({entry['kind']}{at}): {entry['examples']} {split} examples from {entry['data']}")
         table.add_column("metric")
         table.add_column("model", justify="right")
-        if "baseline" in entry:
-            table.add_column(f"baseline: {entry['baseline']['name']}", justify="right")
+        others = [(name, entry[name]) for name in ("baseline", "classical") if name in entry]
+        for name, other in others:
+            table.add_column(f"{name}: {other['name']}", justify="right")
         for key, value in entry["metrics"].items():
             if key.startswith("f1["):
                 continue
-            cells = [_fmt(value)]
-            if "baseline" in entry:
-                cells.append(_fmt(entry["baseline"]["metrics"].get(key)))
-            table.add_row(key, *cells)
+            table.add_row(key, _fmt(value), *(_fmt(other["metrics"].get(key)) for _, other in others))
         Console().print(table)
 
 

@@ -30,19 +30,23 @@ class Decoded:
 
 
 def _choose(logits: Tensor, allowed: Tensor, done: Tensor, pad_id: int,
-            bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    logp = torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)  # (B, V)
+            bias: Tensor | None = None, temperature: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    """(token, its reported probability, reported log-probabilities): the choice reads the
+    untempered distribution (plus `bias`); only the reported probabilities are tempered."""
+    masked = logits.float().masked_fill(~allowed, float("-inf"))  # (B, V)
+    logp = torch.log_softmax(masked, dim=-1)
     best = (logp if bias is None else logp + bias).argmax(-1)
     token = torch.where(done, torch.full_like(done, pad_id, dtype=torch.long), best)
-    prob = logp.gather(1, token[:, None]).squeeze(1).exp().masked_fill(done, 0.0)
-    return token, prob, logp
+    reported = logp if temperature == 1.0 else torch.log_softmax(masked / temperature, dim=-1)
+    prob = reported.gather(1, token[:, None]).squeeze(1).exp().masked_fill(done, 0.0)
+    return token, prob, reported
 
 
 @torch.no_grad()
 def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memory_keep: Tensor | None,
                   prompt: Tensor, grammar: Grammar, eos_id: int, pad_id: int = 0,
                   forced: Tensor | None = None, forced_len: Tensor | None = None,
-                  side: SideInputs | None = None, feedback: bool = True) -> Decoded:
+                  side: SideInputs | None = None, feedback: bool = True, temperature: float = 1.0) -> Decoded:
     """Decode up to `grammar.max_steps` tokens after `prompt` (B, P) for every row, KV-cached.
 
     `forced` (B, F) with `forced_len` (B,): per-row prompt tokens of different lengths. Row b's
@@ -51,6 +55,7 @@ def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memo
     `tokens` (callers strip them). `side`: see `SideInputs`.
     `feedback=False`: the decoder reads `<pad>` instead of each chosen token (the model was trained
     so), so every step's logits come from one pass over the prompt and `<pad>`s.
+    `temperature` divides the logits of the reported probabilities (calibration), never the choice.
     """
     batch, plen = prompt.shape
     steps = grammar.max_steps
@@ -59,18 +64,19 @@ def greedy_decode(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memo
             raise ValueError("forced prompt tokens need feedback")
         inputs = torch.cat([prompt, prompt.new_full((batch, steps - 1), pad_id)], dim=1)
         ahead = decoder(inputs, memory_kv, memory_keep, None, 0, side)[:, plen - 1:]  # (B, steps, V)
-        return _greedy(ahead[:, 0], lambda step, token: ahead[:, step + 1], grammar, eos_id, pad_id)
+        return _greedy(ahead[:, 0], lambda step, token: ahead[:, step + 1], grammar, eos_id, pad_id,
+                       temperature=temperature)
     caches = decoder.new_caches(batch, plen + steps, memory_kv[0][0])
     first = decoder(prompt, memory_kv, memory_keep, caches, 0, side)[:, -1]  # (B, V)
 
     def next_logits(step: int, token: Tensor) -> Tensor:
         return decoder(token[:, None], memory_kv, memory_keep, caches, plen + step, side)[:, -1]
 
-    return _greedy(first, next_logits, grammar, eos_id, pad_id, forced, forced_len)
+    return _greedy(first, next_logits, grammar, eos_id, pad_id, forced, forced_len, temperature)
 
 
 def _greedy(logits: Tensor, next_logits: NextLogits, grammar: Grammar, eos_id: int, pad_id: int,
-            forced: Tensor | None = None, forced_len: Tensor | None = None) -> Decoded:
+            forced: Tensor | None = None, forced_len: Tensor | None = None, temperature: float = 1.0) -> Decoded:
     """The choice loop shared by both decoders: constrain, choose, record, advance the grammar."""
     batch, steps, device = logits.shape[0], grammar.max_steps, logits.device
     tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)
@@ -79,7 +85,7 @@ def _greedy(logits: Tensor, next_logits: NextLogits, grammar: Grammar, eos_id: i
     first = None
     loose_bound = not isinstance(grammar, TableGrammar)
     for step in range(steps):
-        token, prob, logp = _choose(logits, grammar.allowed(step), done, pad_id, grammar.bias(step))
+        token, prob, logp = _choose(logits, grammar.allowed(step), done, pad_id, grammar.bias(step), temperature)
         if forced is not None and step < forced.shape[1]:
             given = forced_len > step
             token = torch.where(given, forced[:, step], token)

@@ -146,7 +146,8 @@ class Screener:
         prompt = model.prompt(spec, len(proteins), self.device)
         decoded = greedy_decode(model.decoder, memory_kv, keep, prompt, grammar, vocab.eos_id,
                                 forced=forced, forced_len=forced_len, feedback=model.feeds_back(spec),
-                                side=model.side_inputs(memory, prompt[:, 1], keep))
+                                side=model.side_inputs(memory, prompt[:, 1], keep),
+                                temperature=spec.reported_temperature)
         return self._parse(spec, decoded, [len(p) for p in prompts])
 
     def _parse(self, spec: TaskSpec, decoded: Decoded, given: list[int]) -> list[Outcome]:

@@ -44,6 +44,8 @@ class TaskKind:
     answer_column: str = ""  # the column (and TaskResult field) holding the answer itself
     primary_metric: str = ""  # the metric that picks the best checkpoint
     report_metrics: tuple[str, ...] = ()  # the metrics a short report shows
+    # The classical baseline it is compared with, a family of `train.classical` ("": none).
+    classical_family: str = ""
     prompts: tuple[str, ...] = ("",)  # TaskSpec.prompt values it supports
     encodings: tuple[str, ...] = ("",)  # TaskSpec.encoding values it supports
     threshold_encodings: tuple[str, ...] = ()  # encodings whose choices a decision threshold moves
@@ -151,6 +153,11 @@ class TaskKind:
     def baseline(self, spec: TaskSpec, train: ProteinLabels, test: ProteinLabels) -> tuple[str, dict[str, float]]:
         """A trivial baseline fitted on `train`, scored on `test`: (description, metrics)."""
         raise NotImplementedError
+
+    def reported_events(self, spec: TaskSpec, columns: dict[str, Any], truth: Any) -> list[tuple[float, bool]]:
+        """(probability, whether it came true) for each probability a result's columns report
+        (calibration); none by default."""
+        return []
 
     # ---------------------------------------------------------------- read by people (results/)
 

@@ -23,6 +23,7 @@ class ClassKind(TaskKind):
     answer_column = "label"
     primary_metric = "macro_f1"
     report_metrics = ("accuracy", "macro_f1", "mcc")
+    classical_family = "composition_class"  # see train.classical
     needs_first_probs = True
     scalar = True
 
@@ -65,6 +66,10 @@ class ClassKind(TaskKind):
         top = Counter(label for _, label in train).most_common(1)[0][0]
         return (f"majority class '{top}'",
                 self.score(spec, [p for p, _ in test], [lab for _, lab in test], [top] * len(test)))
+
+    def reported_events(self, spec, columns, truth):
+        """The confidence is the probability that the chosen class is the true one."""
+        return [(columns["confidence"], columns["label"] == truth)]
 
     def wide_columns(self, spec):
         return (WideColumn("", pa.string(), f"predicted class: {' | '.join(spec.labels)}"),

@@ -34,6 +34,7 @@ class MultiLabelKind(TaskKind):
     answer_column = "labels"
     primary_metric = "micro_f1"
     report_metrics = ("micro_f1", "macro_f1", "exact")
+    classical_family = "composition_multilabel"  # see train.classical
     encodings = ("", FLAGS)
     threshold_encodings = (FLAGS,)
     scalar = True
@@ -98,6 +99,11 @@ class MultiLabelKind(TaskKind):
             chosen = [freq.most_common(1)[0][0]]
         return (f"label frequencies: always {chosen}",
                 self.score(spec, [p for p, _ in test], [lab for _, lab in test], [chosen] * len(test)))
+
+    def reported_events(self, spec, columns, truth):
+        """Each label probability ("flags": of being present; otherwise of the emitted label)
+        against whether the protein has that label."""
+        return [(row["prob"], row["label"] in truth) for row in columns["label_probs"]]
 
     def wide_columns(self, spec):
         what = ("each label's probability of being present" if spec.encoding == FLAGS

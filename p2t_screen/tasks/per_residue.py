@@ -25,6 +25,7 @@ class PerResidueKind(TaskKind):
     answer_column = "residue_labels"
     primary_metric = "accuracy"
     report_metrics = ("accuracy", "macro_f1")
+    classical_family = "residue_window"  # see train.classical
     side_input = SideInput.RESIDUE
     one_pass_without_feedback = True
     residue_tracks = True
@@ -105,6 +106,10 @@ class PerResidueKind(TaskKind):
         preds = [[rule.get(aa, overall) for aa in protein] for protein, _ in test]
         return ("amino-acid composition: most frequent label of each residue type",
                 self.score(spec, [p for p, _ in test], [lab for _, lab in test], preds))
+
+    def reported_events(self, spec, columns, truth):
+        """Each residue's probability against whether its label is the true one."""
+        return list(zip(columns["residue_probs"], (p == t for p, t in zip(columns["residue_labels"], truth))))
 
     def codes(self, spec: TaskSpec) -> dict[str, str]:
         """label -> the one character that stands for it in code strings (the spec's codes, else

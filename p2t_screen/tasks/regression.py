@@ -27,6 +27,7 @@ class RegressionKind(TaskKind):
     answer_column = "value"
     primary_metric = "spearman"
     report_metrics = ("spearman", "pearson", "rmse")
+    classical_family = "composition_ridge"  # see train.classical
     scalar = True
 
     def validate(self, spec: TaskSpec) -> None:

@@ -29,6 +29,7 @@ class SitesKind(TaskKind):
     answer_column = "sites"
     primary_metric = "f1"
     report_metrics = ("precision", "recall", "f1", "mcc")
+    classical_family = "site_window"  # see train.classical
     prompts = ("", CANDIDATES)
     side_input = SideInput.POINTER
     residue_tracks = True
@@ -90,6 +91,11 @@ class SitesKind(TaskKind):
     def baseline(self, spec, train, test):
         return ("random positions, as many as true sites",
                 random_site_baseline([p for p, _ in test], [lab for _, lab in test]))
+
+    def reported_events(self, spec, columns, truth):
+        """Each predicted site's probability against whether it is a true site."""
+        true = set(truth)
+        return [(p, site in true) for site, p in zip(columns["sites"], columns["site_probs"])]
 
     def wide_columns(self, spec):
         return (WideColumn("", pa.string(), "predicted 1-based positions, ascending, joined by ';'"),

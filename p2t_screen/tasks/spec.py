@@ -34,6 +34,9 @@ class TaskSpec:
     # How the answer is written, one of the kind's `encodings` (multi-label: "" or "flags").
     encoding: str = ""
     threshold: float | None = None  # a kind with decision thresholds: emit at this probability
+    # Calibration: reported probabilities come from logits / temperature (fitted on validation);
+    # choices never change. None: as the model computes them.
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -49,6 +52,10 @@ class TaskSpec:
             object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
         if self.threshold is not None:
             object.__setattr__(self, "threshold", float(self.threshold))
+        if self.temperature is not None:
+            object.__setattr__(self, "temperature", float(self.temperature))
+            if not 0.0 < self.temperature < float("inf"):
+                raise ValueError(f"task {self.name!r}: temperature must be a positive number, got {self.temperature}")
         self.task_kind.validate(self)
 
     @property
@@ -65,6 +72,11 @@ class TaskSpec:
     def decision_threshold(self) -> float:
         """The probability at which a label is emitted (0.5 unless set)."""
         return 0.5 if self.threshold is None else self.threshold
+
+    @property
+    def reported_temperature(self) -> float:
+        """What the logits of reported probabilities are divided by (1.0 unless set)."""
+        return 1.0 if self.temperature is None else self.temperature
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, stored in a model's config."""

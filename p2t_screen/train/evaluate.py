@@ -23,16 +23,16 @@ from ..screen.run_record import with_thresholds
 from ..screen.screener import ScreenConfig, Screener
 from ..tasks.inputs import LIGAND, PAIR, ModelInput
 from ..tasks.spec import TaskResult, TaskSpec
+from .classical import classical_baseline
 from .config import load_config
 from .data import Labelled, TaskSource, load_task
 
 
-def predict_labels(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
-                   max_tokens: int = 8192) -> list[Any]:
-    """Predictions in natural form, one per example, via `Screener.screen`; a failed row counts
-    as the kind's empty answer. Pair examples screen the protein with its partner, paired by a
-    per-example id; ligand examples (each with its own ligand) are decoded as inputs directly."""
-    kind = spec.task_kind
+def predict_columns(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
+                    max_tokens: int = 8192) -> list[dict[str, Any] | None]:
+    """Each example's output columns via `Screener.screen` (None where the row failed). Pair
+    examples screen the protein with its partner, paired by a per-example id; ligand examples
+    (each with its own ligand) are decoded as inputs directly."""
     if spec.inputs == LIGAND:
         return _predict_inputs(model, spec, examples, max_tokens)
     policy = ReadPolicy(on_invalid="skip", max_residues=model.config.encoder.max_residues)
@@ -44,23 +44,37 @@ def predict_labels(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled]
     else:
         records = records_from_sequences([(e.id, e.input.protein) for e in examples], policy)
     screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens), pairs=pairing)
-    preds: list[Any] = [None] * len(examples)
+    found: list[dict[str, Any] | None] = [None] * len(examples)
     for batch in screener.screen(records):
         for row in batch.to_pylist():
-            i = row["input_index"]
-            preds[i] = kind.answer(row) if row["status"] == "ok" else kind.empty_answer(spec, examples[i].input.protein)
-    return preds
+            if row["status"] == "ok":
+                found[row["input_index"]] = row
+    return found
 
 
-def _predict_inputs(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled], max_tokens: int) -> list[Any]:
+def predict_labels(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
+                   max_tokens: int = 8192) -> list[Any]:
+    """Predictions in natural form, one per example (see `predict_columns`); a failed row counts
+    as the kind's empty answer."""
+    return answers(spec, examples, predict_columns(model, spec, examples, max_tokens))
+
+
+def answers(spec: TaskSpec, examples: Sequence[Labelled], columns: Sequence[dict[str, Any] | None]) -> list[Any]:
+    """The answer of each example's columns in natural form; a failed row (None) counts as the
+    kind's empty answer."""
     kind = spec.task_kind
+    return [kind.answer(row) if row is not None else kind.empty_answer(spec, e.input.protein)
+            for row, e in zip(columns, examples)]
+
+
+def _predict_inputs(model: P2TModel, spec: TaskSpec, examples: Sequence[Labelled],
+                    max_tokens: int) -> list[dict[str, Any] | None]:
     screener = Screener(model, [spec], ScreenConfig(max_tokens=max_tokens))
     keys = list(dict.fromkeys(e.input for e in examples))
     found: dict[ModelInput, Any] = {}
     for batch in token_budget_batches(keys, lambda k: k.encoder_length, max_tokens):
         found.update(zip(batch, screener.predict(batch, [spec])[spec.name]))
-    return [kind.answer(found[e.input].columns()) if isinstance(found[e.input], TaskResult)
-            else kind.empty_answer(spec, e.input.protein) for e in examples]
+    return [found[e.input].columns() if isinstance(found[e.input], TaskResult) else None for e in examples]
 
 
 def score(spec: TaskSpec, examples: Sequence[Labelled], preds: Sequence[Any]) -> dict[str, float]:
@@ -78,6 +92,15 @@ def baseline(spec: TaskSpec, train: Sequence[Labelled], test: Sequence[Labelled]
     """The kind's trivial baseline fitted on `train`, scored on `test`: (description, metrics)."""
     return spec.task_kind.baseline(spec, [(e.input.protein, e.label) for e in train],
                                    [(e.input.protein, e.label) for e in test])
+
+
+def classical(spec: TaskSpec, train: Sequence[Labelled], valid: Sequence[Labelled],
+              test: Sequence[Labelled]) -> tuple[str, dict] | None:
+    """The kind's classical baseline (`train.classical`) fitted on `train`, tuned on `valid`,
+    scored on `test`: (description, metrics), or None when the kind has none."""
+    def pairs(examples: Sequence[Labelled]) -> list[tuple[str, Any]]:
+        return [(e.input.protein, e.label) for e in examples]
+    return classical_baseline(spec, pairs(train), pairs(valid), pairs(test))
 
 
 def resolve_data(model: P2TModel, args: list[str]) -> list[tuple[str, TaskSource]]:
@@ -100,9 +123,10 @@ def resolve_data(model: P2TModel, args: list[str]) -> list[tuple[str, TaskSource
 
 
 def run_eval(model_ref: str, data: list[str], split: str, with_baseline: bool, device: str,
-             max_tokens: int, thresholds: tuple[tuple[str, float], ...] = ()) -> dict[str, Any]:
+             max_tokens: int, thresholds: tuple[tuple[str, float], ...] = (),
+             with_classical: bool = False) -> dict[str, Any]:
     """Metrics per task (and baselines) as a JSON-ready report; `thresholds` as `p2t screen
-    --threshold` sets them."""
+    --threshold` sets them; `with_classical` adds the classical baseline (needs scikit-learn)."""
     model = load_model(model_ref, resolve_device(device))
     report: dict[str, Any] = {"model": model.config.name, "sha256": model.checksum, "split": split,
                               "tasks": {}}
@@ -121,5 +145,9 @@ def run_eval(model_ref: str, data: list[str], split: str, with_baseline: bool, d
         if with_baseline and labelled["train"]:
             name, metrics = baseline(spec, labelled["train"], examples)
             entry["baseline"] = {"name": name, "metrics": metrics}
+        found = (classical(spec, labelled["train"], labelled["valid"], examples)
+                 if with_classical and labelled["train"] else None)
+        if found is not None:
+            entry["classical"] = {"name": found[0], "metrics": found[1]}
         report["tasks"][task] = entry
     return report

@@ -347,6 +347,13 @@ def test_train_and_eval_commands(tmp_path, monkeypatch):
     assert ss["baseline"]["name"].startswith("amino-acid composition")
     # the residue-type rule is exactly how these labels were made: the baseline is perfect
     assert ss["baseline"]["metrics"]["accuracy"] == 1.0
+    assert "classical" not in ss
+    result = runner.invoke(app, ["eval", "out/model", "ss=ss.tsv", "--split", "valid", "--classical"])
+    assert result.exit_code == 0, result.output
+    assert "classical:" in result.output and "baseline:" in result.output
+    result = runner.invoke(app, ["eval", "out/model", "ss=ss.tsv", "--split", "valid", "--json", "--classical"])
+    classical = json.loads(result.output)["tasks"]["ss"]["classical"]
+    assert classical["metrics"]["accuracy"] == 1.0  # the window's centre residue is the whole rule
     result = runner.invoke(app, ["eval", "out/model", "train.toml", "--split", "valid"])
     assert result.exit_code == 0, result.output
     assert "spearman" in result.output and "macro_f1" in result.output

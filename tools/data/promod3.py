@@ -99,6 +99,8 @@ class StructureDB:
     aa: np.ndarray  # (N,) uint8 ASCII
     sasa: np.ndarray  # (N,) uint16, A^2
     dssp: np.ndarray  # (N,) uint8 ASCII
+    backbone: np.ndarray | None = None  # (N, 4, 3) int16: N, CA, C, O in 0.01 A, relative to the chain shift
+    shifts: np.ndarray | None = None  # (C, 3) float32, A
 
 
 @dataclass(frozen=True)
@@ -147,13 +149,14 @@ def expect(ok: bool, what: str) -> None:
         raise PrepareError(f"structure_db.dat layout differs from the notes: {what}")
 
 
-def read_chain_table(buf: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, int]:
-    """Parse header and per-chain records; return ids, offsets, lengths and the end position."""
+def read_chain_table(buf: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, int]:
+    """Parse header and per-chain records; return ids, offsets, lengths, shifts and the end position."""
     magic, version = struct.unpack_from("<ii", buf, 0)
     expect((magic, version) == (HEADER_MAGIC, HEADER_VERSION), f"header magic/version {magic}/{version}")
     (n_chains,) = struct.unpack_from("<Q", buf, HEADER_BYTES)
     pos = HEADER_BYTES + 8
     ids, offsets, lengths = [], np.empty(n_chains, np.int64), np.empty(n_chains, np.int64)
+    shifts = np.empty((n_chains, 3), np.float32)
     for i in range(n_chains):
         (id_len,) = struct.unpack_from("<I", buf, pos)
         expect(id_len == PDB_ID_LEN, f"chain {i}: PDB id length {id_len}")
@@ -162,19 +165,20 @@ def read_chain_table(buf: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray
         pos += 12
         chain_name = bytes(buf[pos : pos + name_len]).decode("ascii")
         pos += name_len
-        offsets[i], lengths[i] = CHAIN_TAIL.unpack_from(buf, pos)[:2]
+        offset, length, _, *shift = CHAIN_TAIL.unpack_from(buf, pos)
+        offsets[i], lengths[i], shifts[i] = offset, length, shift
         pos += CHAIN_TAIL.size
         ids.append(f"{pdb_id}_{chain_name}")
     expect(offsets[0] == 0 and bool(np.all(offsets[1:] == offsets[:-1] + lengths[:-1])),
            "chain offsets are not contiguous")
     expect(len(set(ids)) == len(ids), "PDB id + chain name is not unique")
-    return ids, offsets, lengths, pos
+    return ids, offsets, lengths, shifts, pos
 
 
 def read_structure_db(path: Path) -> StructureDB:
     """Memory-map structure_db.dat and return views of the arrays used here."""
     buf = np.memmap(path, dtype=np.uint8, mode="r")
-    ids, offsets, lengths, pos = read_chain_table(buf)
+    ids, offsets, lengths, shifts, pos = read_chain_table(buf)
     n_res = int(lengths.sum())
     arrays: dict[str, np.ndarray] = {}
     for name, item_bytes in ARRAY_ITEM_BYTES:
@@ -184,7 +188,8 @@ def read_structure_db(path: Path) -> StructureDB:
         pos += 8 + count * item_bytes
     expect(pos == buf.size, f"arrays end at {pos}, file has {buf.size} bytes")
     sasa = np.frombuffer(arrays["sasa"], dtype="<u2")  # (N,)
-    return StructureDB(ids, offsets, lengths, arrays["aa"], sasa, arrays["dssp"])
+    backbone = np.frombuffer(arrays["backbone"], dtype="<i2").reshape(n_res, 4, 3)  # (N, atoms, xyz)
+    return StructureDB(ids, offsets, lengths, arrays["aa"], sasa, arrays["dssp"], backbone, shifts)
 
 
 # --------------------------------------------------------------------------- labels
