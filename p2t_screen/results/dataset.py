@@ -41,11 +41,12 @@ class Results:
     def open(cls, path: Path | str) -> Results:
         """Open a screen's output; UsageError says what is wrong with `path`."""
         path = Path(path)
-        if path.is_dir():
-            parts = existing_parts(path)
+        if path.is_dir():  # a local run's numbered parts, else any Parquet files (a Ray run's)
+            parts = existing_parts(path) or sorted(p for p in path.glob("*.parquet")
+                                                   if not p.name.startswith(("_", ".")))
             if not parts:
                 hint = " (the run is still at work, or stopped before its first part)" if (path / RUN_FILE).exists() else ""
-                raise UsageError(f"{path} holds no p2t results: no part-*.parquet files{hint}")
+                raise UsageError(f"{path} holds no p2t results: no Parquet files{hint}")
         elif path.is_file():
             parts = [path]
         else:

@@ -28,6 +28,7 @@ from p2t_screen.distributed import (
 from p2t_screen.errors import InputError, UsageError
 from p2t_screen.io.records import ReadPolicy, records_from_sequences
 from p2t_screen.io.schema import SCHEMA, read_run_metadata
+from p2t_screen.results.export import ExportRequest, Format, Layout, export
 from p2t_screen.model.store import load_model
 from p2t_screen.screen.pipeline import ScreenRequest, screen_file
 from p2t_screen.screen.screener import ScreenConfig, Screener
@@ -188,6 +189,9 @@ def test_fasta_to_parquet_and_screen_parquet_round_trip(local_ray, tiny_model_di
     assert counts["kingdom"] == {"ok": len(items) - 2, "empty": 1, "invalid": 1}
     assert (tmp_path / "out" / "_SUCCESS").is_file()
     assert read_run_metadata(pq.read_schema(next((tmp_path / "out").glob("*.parquet"))))["tasks"] == tasks
+    wide = pq.read_table(export(ExportRequest(tmp_path / "out", Format.PARQUET, Layout.WIDE,
+                                              tmp_path / "wide.parquet")).path)  # p2t export reads Ray output too
+    assert sorted(wide.column("input_index").to_pylist()) == list(range(len(items)))
 
     single = screen_file(ScreenRequest(input=fasta, output=tmp_path / "single", model=str(tiny_model_dir),
                                        tasks=tuple(tasks), device="cpu", on_invalid="skip",
