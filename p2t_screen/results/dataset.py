@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +60,6 @@ class Results:
     @property
     def tasks(self) -> list[str]:
         return list(self.specs)
-
-    @cached_property
-    def num_rows(self) -> int:
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.parts)
 
     def batches(self, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         """The rows, part by part, in batches of at most `batch_rows`."""

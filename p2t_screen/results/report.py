@@ -103,8 +103,8 @@ def _run_section(results: Results, found: dict[str, Found]) -> str:
     if done:
         rate = done["residues"] / done["seconds"] if done.get("seconds") else 0.0
         facts += [("records", f"{done['records']:,} ({done['rows']:,} rows, {done['residues']:,} residues)"),
-                  ("throughput", f"{done['seconds']:.1f} s: {rate:,.0f} residues/s, "
-                                 f"{done['records'] / max(done['seconds'], 1e-9):,.1f} records/s")]
+                  ("throughput", (f"{done['seconds']:.1f} s: {rate:,.0f} residues/s, "
+                                 f"{done['records'] / max(done['seconds'], 1e-9):,.1f} records/s"))]
     else:
         facts.append(("state", "<span class='bad'>unfinished run: these are the parts written so far</span>"))
     statuses = sorted({s for f in found.values() for s in f.statuses} - {"ok"})

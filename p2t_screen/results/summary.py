@@ -4,7 +4,6 @@ counted in one streaming pass over the results."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -55,8 +54,3 @@ def summarise(results: Results, sequences: InputSequences | None = None) -> dict
             item.summary.add(ok, [seqs[i] for i in ok.column("input_index").to_pylist()] if seqs else None)
     return found
 
-
-def found_rows(found: Iterable[Found]) -> list[tuple[str, str, str, str]]:
-    """(task, kind, ok of rows, what was found) for a compact table."""
-    return [(f.task, f.kind, f"{f.statuses.get('ok', 0)}/{f.rows}", f.summary.headline() if f.summary.rows else "-")
-            for f in found]
