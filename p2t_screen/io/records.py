@@ -6,7 +6,7 @@ import hashlib
 import re
 import string
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from ..errors import InputError
@@ -70,16 +70,17 @@ class Record:
     error: str | None
     residues_used: int
     truncated: bool
+    # SHA-256 hex digest of the full normalised sequence, computed once where the record is made
+    # (the read-ahead thread of a screen), not again for each of its rows.
+    seq_hash: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seq_hash", hashlib.sha256(self.sequence.encode("utf-8")).hexdigest())
 
     @property
     def used_sequence(self) -> str:
         """The residues actually given to the encoder (after truncation)."""
         return self.sequence[: self.residues_used]
-
-    @property
-    def seq_hash(self) -> str:
-        """SHA-256 hex digest of the full normalised sequence."""
-        return hashlib.sha256(self.sequence.encode("utf-8")).hexdigest()
 
 
 # Only ASCII whitespace counts: bytes such as 0xA0 or 0x85 in a sequence are garbage, not spacing.
