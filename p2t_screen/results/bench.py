@@ -25,6 +25,7 @@ from ..io.schema import METADATA_KEY, read_run_metadata
 from ..io.writer import ROW_GROUP_ROWS
 from ..screen.bench import generate_library
 from ..screen.pipeline import ScreenRequest, screen_file
+from ..screen.soak import proc_memory_mib
 from .export import ExportRequest, Format, Layout, export
 from .report import ReportRequest, write_report
 
@@ -79,22 +80,7 @@ def _run_job(job: str, results: Path, out_dir: Path) -> tuple[int, float, float]
     else:
         rows = export(ExportRequest(results, fmt, layout, out_dir / f"{job.replace(' ', '_')}.{fmt.value}")).rows
     seconds = time.perf_counter() - started
-    return rows, seconds, peak_rss_mib()
-
-
-def peak_rss_mib() -> float:
-    """Peak resident MiB of this process image (VmHWM: unlike getrusage's ru_maxrss, it does not
-    carry over the peak of the process that forked this one before exec)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _baseline() -> float:
-    """Peak resident MiB of a fresh process once the export code is imported."""
-    return peak_rss_mib()
+    return rows, seconds, proc_memory_mib("VmHWM")
 
 
 def run_export_bench(model_ref: str | None, n: int, device: str, jobs: list[str] | None = None,
@@ -111,7 +97,7 @@ def run_export_bench(model_ref: str | None, n: int, device: str, jobs: list[str]
         timings = []
         context = get_context("spawn")
         with ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:
-            baseline = pool.submit(_baseline).result()
+            baseline = pool.submit(proc_memory_mib, "VmHWM").result()  # a bare process's peak
         for size in sorted({max(n // 10, 1), n}):
             log(f"tiling {size:,} records")
             results = tiled_results(tmp / "template", seqs, tmp / f"tiled{size}", size)

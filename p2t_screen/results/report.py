@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from dataclasses import dataclass
 from html import escape
 from importlib import resources
@@ -22,7 +21,7 @@ from .dataset import Results
 from .export import ExportRequest, Format, Layout, export
 from .figures import chart_svg, data_uri
 from .sequences import InputSequences
-from .summary import Found, summarise
+from .summary import Found, Problems, summarise
 from .tracks import picked_records, track_html
 from .wide import legend, wide_batches, wide_schema
 
@@ -59,10 +58,11 @@ def write_report(request: ReportRequest) -> ReportSummary:
     out = request.output or default_report_path(request.results)
     sequences = InputSequences.of_run(results.run, request.fasta)
     table = export(ExportRequest(request.results, Format.CSV, Layout.WIDE, out.with_suffix(".csv")))
-    found = summarise(results, sequences)
+    problems = Problems(PROBLEMS_LISTED)
+    found = summarise(results, sequences, problems)
     body = "".join([
         _run_section(results, found),
-        _problems_section(results),
+        _problems_section(problems),
         "<h2>What each task found</h2>", *(_task_section(f) for f in found.values()),
         _tracks_section(results, sequences, request),
         _table_section(results, request.table_rows, table.rows, table.path.name),
@@ -115,16 +115,8 @@ def _run_section(results: Results, found: dict[str, Found]) -> str:
     return f"<h2>The run</h2>{_facts(facts)}<h3>Rows per task and status</h3><table>{head}{body}</table>"
 
 
-def _problems_section(results: Results) -> str:
-    reasons: Counter = Counter()
-    listed: list[dict[str, Any]] = []
-    columns = ["seq_id", "task", "status", "error", "partner_id", "ligand_id"]
-    for batch in results.batches(columns=columns):
-        for row in batch.to_pylist():
-            if row["status"] != "ok":
-                reasons[(row["task"], row["status"], row["error"] or "")] += 1
-                if len(listed) < PROBLEMS_LISTED:
-                    listed.append(row)
+def _problems_section(problems: Problems) -> str:
+    reasons, listed, columns = problems.reasons, problems.listed, problems.COLUMNS
     if not reasons:
         return "<h2>Rows that are not ok</h2><p>None: every row is ok.</p>"
     counts = "".join(f"<tr><td>{escape(t)}</td><td class='bad'>{escape(s)}</td><td>{escape(e)}</td>"

@@ -38,12 +38,33 @@ def _batch_sequences(batch: pa.RecordBatch, sequences: InputSequences) -> dict[i
     return out
 
 
-def summarise(results: Results, sequences: InputSequences | None = None) -> dict[str, Found]:
+@dataclass
+class Problems:
+    """The rows that are not ok: counted by (task, status, reason), the first `keep` listed."""
+
+    keep: int = 100
+    reasons: Counter = field(default_factory=Counter)
+    listed: list[dict] = field(default_factory=list)
+
+    COLUMNS = ("seq_id", "task", "status", "error", "partner_id", "ligand_id")
+
+    def add(self, rows: pa.Table) -> None:
+        for row in rows.select(list(self.COLUMNS)).to_pylist():
+            self.reasons[(row["task"], row["status"], row["error"] or "")] += 1
+            if len(self.listed) < self.keep:
+                self.listed.append(row)
+
+
+def summarise(results: Results, sequences: InputSequences | None = None,
+              problems: Problems | None = None) -> dict[str, Found]:
     """Every task's statuses and summary; with `sequences`, summaries that look at residues
-    (e.g. residue types of sites) see them."""
+    (e.g. residue types of sites) see them; with `problems`, the rows that are not ok are
+    collected in the same pass."""
     found = {name: Found(name, spec.kind, spec.task_kind.summary(spec)) for name, spec in results.specs.items()}
     for batch in results.batches():
         table = pa.Table.from_batches([batch])
+        if problems is not None:
+            problems.add(table.filter(pc.not_equal(table.column("status"), "ok")))
         seqs = _batch_sequences(batch, sequences) if sequences is not None else None
         for name, item in found.items():
             rows = table.filter(pc.equal(table.column("task"), name))

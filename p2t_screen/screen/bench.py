@@ -14,21 +14,19 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from ..io.fasta import read_fasta
-from ..io.records import ReadPolicy
 from ..model.config import MASKED, PADDED
 from ..model.encoder import tokenize
-from ..model.model import P2TModel, create_model
+from ..model.model import P2TModel
 from ..model.runtime import resolve_device, resolve_dtype
-from ..model.store import BUNDLED, load_model, resolve_model_path, save_model
+from ..model.store import load_model, resolve_model_path
 from ..tasks.spec import TaskSpec
 from .batching import token_budget_batches
-from .bench_shape import shaped_model, utilisation_note
+from .bench_shape import feedback_twin, scalar_twin, shaped_model, utilisation_note
 from .pipeline import ScreenRequest, screen_file
 from .screener import ScreenConfig, Screener
 
@@ -36,8 +34,6 @@ from .screener import ScreenConfig, Screener
 AA_FREQ = {"A": 8.25, "R": 5.53, "N": 4.06, "D": 5.45, "C": 1.37, "Q": 3.93, "E": 6.75, "G": 7.07,
            "H": 2.27, "I": 5.96, "L": 9.66, "K": 5.84, "M": 2.42, "F": 3.86, "P": 4.70, "S": 6.56,
            "T": 5.34, "W": 1.08, "Y": 2.92, "V": 6.87}
-
-
 
 
 @dataclass
@@ -134,31 +130,6 @@ def time_screen(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str,
     return Timing(label, summary.records, summary.residues, summary.seconds)
 
 
-def scalar_twin(model: P2TModel, path: Path) -> Path:
-    """A copy of `model` whose tasks are one regression and one class head (same encoder and
-    decoder sizes and weights, new task heads): times scalar tasks on models that have none.
-    Its predictions mean nothing; it exists only to be timed."""
-    tasks = [TaskSpec("bench_regression", "regression", value_range=(0.0, 1.0)),
-             TaskSpec("bench_class", "class", labels=("a", "b", "c"))]
-    cfg = model.config
-    decoder_options = {k: v for k, v in cfg.decoder.to_dict().items()
-                       if k not in ("vocab_size", "memory_dim")}
-    twin = create_model(f"{cfg.name}-scalar-twin", replace(cfg.encoder, source=BUNDLED), tasks,
-                        encoder=model.encoder, **decoder_options)
-    own = twin.decoder.state_dict()
-    twin.decoder.load_state_dict({k: v for k, v in model.decoder.state_dict().items()
-                                  if k in own and own[k].shape == v.shape}, strict=False)
-    return save_model(twin.float(), path)
-
-
-def feedback_twin(model: P2TModel, path: Path) -> Path:
-    """A copy of `model` (same weights) whose per-residue tasks read their previous labels, one
-    decoder step per residue: times what `residue_feedback = false` saves. Its per-residue
-    outputs mean nothing (the model was not trained so); it exists only to be timed."""
-    cfg = model.config
-    return save_model(model, path, config=replace(cfg, decoder=replace(cfg.decoder, residue_feedback=True)))
-
-
 def same_outputs(model: P2TModel, seqs: list[str], tasks: list[TaskSpec], naive: list) -> bool:
     """Do the batched, cached path and the naive path write the same tokens?"""
     screener = Screener(model, tasks)
@@ -192,12 +163,6 @@ def _fields(result) -> tuple:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def read_sequences(path: Path, max_residues: int) -> list[str]:
-    """Sequences of a FASTA file as the screen would use them."""
-    policy = ReadPolicy(on_invalid="skip", max_residues=max_residues)
-    return [r.used_sequence for r in read_fasta(path, policy) if r.residues_used]
 
 
 @dataclass

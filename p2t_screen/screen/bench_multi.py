@@ -16,7 +16,8 @@ from ..model.model import P2TModel
 from ..model.runtime import resolve_dtype
 from ..model.store import load_model
 from ..tasks.spec import TaskSpec
-from .bench import Timing, _sync, scalar_twin
+from .bench import Timing, _sync
+from .bench_shape import scalar_twin
 from .multi import MultiScreener
 from .screener import ScreenConfig, Screener
 

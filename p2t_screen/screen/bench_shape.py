@@ -1,5 +1,6 @@
-"""Bench a model of a published ESM2 shape without downloading it, and put its speed against the
-device: encoder FLOPs per residue, model FLOP utilisation, sequences per GPU-hour.
+"""Models made only to be timed, and their speed against the device: a model of a published ESM2
+shape without downloading it, twins of a model with other task heads or per-residue feedback;
+encoder FLOPs per residue, model FLOP utilisation, sequences per GPU-hour.
 
 `--encoder-shape esm2_t33_650M_UR50D` gives the model under test a random-weight encoder of that
 shape (layers, width, heads as fair-esm publishes them) under decoders of the same sizes and
@@ -17,6 +18,7 @@ from ..errors import UsageError
 from ..model.encoder import EncoderConfig
 from ..model.model import P2TModel, create_model
 from ..model.store import BUNDLED, save_model
+from ..tasks.spec import TaskSpec
 
 # name -> (layers, width, attention heads), as fair-esm's pretrained ESM2 models.
 ESM2_SHAPES = {
@@ -46,6 +48,31 @@ def shaped_model(base: P2TModel, shape: str, path: Path, seed: int = 0) -> Path:
     model = create_model(f"{base.config.name}-on-{shape}", encoder, list(base.config.tasks),
                          molecule=base.config.molecule, **options)
     return save_model(model.eval(), path, config=replace(model.config, memory_layout=base.config.memory_layout))
+
+
+def scalar_twin(model: P2TModel, path: Path) -> Path:
+    """A copy of `model` whose tasks are one regression and one class head (same encoder and
+    decoder sizes and weights, new task heads): times scalar tasks on models that have none.
+    Its predictions mean nothing; it exists only to be timed."""
+    tasks = [TaskSpec("bench_regression", "regression", value_range=(0.0, 1.0)),
+             TaskSpec("bench_class", "class", labels=("a", "b", "c"))]
+    cfg = model.config
+    decoder_options = {k: v for k, v in cfg.decoder.to_dict().items()
+                       if k not in ("vocab_size", "memory_dim")}
+    twin = create_model(f"{cfg.name}-scalar-twin", replace(cfg.encoder, source=BUNDLED), tasks,
+                        encoder=model.encoder, **decoder_options)
+    own = twin.decoder.state_dict()
+    twin.decoder.load_state_dict({k: v for k, v in model.decoder.state_dict().items()
+                                  if k in own and own[k].shape == v.shape}, strict=False)
+    return save_model(twin.float(), path)
+
+
+def feedback_twin(model: P2TModel, path: Path) -> Path:
+    """A copy of `model` (same weights) whose per-residue tasks read their previous labels, one
+    decoder step per residue: times what `residue_feedback = false` saves. Its per-residue
+    outputs mean nothing (the model was not trained so); it exists only to be timed."""
+    cfg = model.config
+    return save_model(model, path, config=replace(cfg, decoder=replace(cfg.decoder, residue_feedback=True)))
 
 
 def encoder_flops_per_residue(layers: int, width: int, length: int) -> float:

@@ -66,9 +66,7 @@ class ScreenConfig:
     # MASKED runs a PADDED model (imported Prot2Token checkpoints) on length-bucketed memory:
     # much faster on short sequences, but not what the model was trained with (outputs drift).
     memory_layout: str | None = None
-    # Read ahead and write behind in background threads (`screen.stages`); False runs both in
-    # line with the model, as before (the host bench compares the two).
-    host_stages: bool = True
+    host_stages: bool = True  # read ahead / write behind in threads (`screen.stages`); False: in line
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "window_records", "window_residues"):

@@ -29,25 +29,21 @@ class ReadAhead(Generic[T]):
     def _fill(self, items: Iterator[T]) -> None:
         try:
             for item in items:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
+                if not self._put(item):
                     return
-            self._put_final(_END)
+            self._put(_END)
         except BaseException as exc:  # handed to the consumer, raised there
-            self._put_final(exc)
+            self._put(exc)
 
-    def _put_final(self, item: object) -> None:
+    def _put(self, item: object) -> bool:
+        """Queue `item`, waiting for room unless the consumer stops first (then False)."""
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
     def __iter__(self) -> Iterator[T]:
         try:

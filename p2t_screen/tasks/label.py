@@ -6,12 +6,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .grammar import class_grammar
 from .kind import TaskKind, register_kind
 from .metrics import class_metrics
-from .readout import Chart, TaskSummary, WideColumn, share, value_counts
+from .readout import MeanProbs, TaskSummary, WideColumn, label_chart, share, value_counts
 from .spec import TaskResult, TaskSpec
 
 
@@ -82,43 +81,23 @@ class ClassKind(TaskKind):
         return ClassSummary(spec.name, labels=spec.labels)
 
 
-def prob_sums(label_probs: pa.ChunkedArray | pa.Array) -> tuple[Counter, Counter]:
-    """(sum of each label's probabilities, entries per label) over a list<struct<label, prob>> column."""
-    flat = pc.list_flatten(label_probs)
-    if not len(flat):
-        return Counter(), Counter()
-    table = pa.table({"label": pc.struct_field(flat, "label"), "prob": pc.struct_field(flat, "prob")})
-    sums = table.group_by("label").aggregate([("prob", "sum"), ("prob", "count")])
-    labels = sums.column("label").to_pylist()
-    return (Counter(dict(zip(labels, sums.column("prob_sum").to_pylist()))),
-            Counter(dict(zip(labels, sums.column("prob_count").to_pylist()))))
-
-
 @dataclass
 class ClassSummary(TaskSummary):
     """Proteins per predicted class and the mean probability the model gives each class."""
 
     labels: tuple[str, ...] = ()
     counts: Counter = field(default_factory=Counter)
-    prob_sums: Counter = field(default_factory=Counter)
-    prob_entries: Counter = field(default_factory=Counter)
+    probs: MeanProbs = field(default_factory=MeanProbs)
 
     def add_answers(self, rows, sequences):
         self.counts.update(value_counts(rows.column("label")))
-        sums, entries = prob_sums(rows.column("label_probs"))
-        self.prob_sums.update(sums)
-        self.prob_entries.update(entries)
+        self.probs.add(rows.column("label_probs"))
 
     def headline(self):
         return share(self.counts)
 
     def answer_charts(self):
-        n = max(self.rows, 1)
-        return [Chart(f"{self.task}: predicted classes", "bars", list(self.labels),
-                      {"share of proteins": [self.counts[lab] / n for lab in self.labels],
-                       "mean probability": [self.prob_sums[lab] / max(self.prob_entries[lab], 1)
-                                            for lab in self.labels]},
-                      ylabel="share / probability")]
+        return [label_chart(f"{self.task}: predicted classes", self.labels, self.counts, self.rows, self.probs)]
 
 
 register_kind(ClassKind())

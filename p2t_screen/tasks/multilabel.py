@@ -12,9 +12,8 @@ import pyarrow.compute as pc
 
 from .grammar import MultiLabelGrammar, flags_grammar
 from .kind import TaskKind, register_kind, sequence_probability
-from .label import prob_sums
 from .metrics import multilabel_metrics
-from .readout import Chart, TaskSummary, WideColumn, value_counts
+from .readout import Chart, MeanProbs, TaskSummary, WideColumn, label_chart, value_counts
 from .spec import ABSENT, TaskResult, TaskSpec
 
 FLAGS = "flags"
@@ -127,16 +126,13 @@ class LabelSetSummary(TaskSummary):
     labels: tuple[str, ...] = ()
     counts: Counter = field(default_factory=Counter)
     per_protein: Counter = field(default_factory=Counter)
-    prob_sums: Counter = field(default_factory=Counter)
-    prob_entries: Counter = field(default_factory=Counter)
+    probs: MeanProbs = field(default_factory=MeanProbs)
 
     def add_answers(self, rows, sequences):
         column = rows.column("labels")
         self.counts.update(value_counts(pc.list_flatten(column)))
         self.per_protein.update(value_counts(pc.list_value_length(column)))
-        sums, entries = prob_sums(rows.column("label_probs"))
-        self.prob_sums.update(sums)
-        self.prob_entries.update(entries)
+        self.probs.add(rows.column("label_probs"))
 
     def headline(self):
         n = max(self.rows, 1)
@@ -144,12 +140,9 @@ class LabelSetSummary(TaskSummary):
         return f"{top or 'no labels'}; none {self.per_protein[0] / n:.0%}"
 
     def answer_charts(self):
-        n = max(self.rows, 1)
         most = max(self.per_protein, default=0)
-        return [Chart(f"{self.task}: proteins with each label", "bars", list(self.labels),
-                      {"share of proteins": [self.counts[lab] / n for lab in self.labels],
-                       "mean probability": [self.prob_sums[lab] / max(self.prob_entries[lab], 1)
-                                            for lab in self.labels]}, ylabel="share / probability"),
+        return [label_chart(f"{self.task}: proteins with each label", self.labels, self.counts, self.rows,
+                            self.probs),
                 Chart(f"{self.task}: labels per protein", "bars", [str(k) for k in range(most + 1)],
                       {"proteins": [self.per_protein[k] for k in range(most + 1)]}, xlabel="labels")]
 

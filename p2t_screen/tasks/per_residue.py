@@ -125,13 +125,17 @@ class PerResidueKind(TaskKind):
         return (WideColumn("", pa.string(), f"one code per residue used ({legend})"),
                 WideColumn("_confidence", pa.float32(), "mean probability of the residues' labels"))
 
+    def code_string(self, spec: TaskSpec, labels: list[str]) -> str:
+        """Labels as one code per residue (e.g. "HHEC")."""
+        codes = self.codes(spec)
+        return "".join(codes.get(lab, "?") for lab in labels)
+
     def wide_values(self, spec, row):
-        return self.residue_track(spec, row).codes, row["confidence"]
+        return self.code_string(spec, row["residue_labels"] or []), row["confidence"]
 
     def residue_track(self, spec, row):
-        codes = self.codes(spec)
         labels = row["residue_labels"] or []
-        return ResidueTrack("".join(codes.get(lab, "?") for lab in labels), list(labels),
+        return ResidueTrack(self.code_string(spec, labels), list(labels),
                             list(row["residue_probs"] or [None] * len(labels)))
 
     def summary(self, spec):

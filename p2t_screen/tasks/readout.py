@@ -104,6 +104,36 @@ def share(counts: Counter, top: int = 3, names: dict[str, str] | None = None) ->
 
 
 @dataclass
+class MeanProbs:
+    """Each label's mean probability over the entries of a list<struct<label, prob>> column
+    (`label_probs`) that give it one."""
+
+    sums: Counter = field(default_factory=Counter)
+    entries: Counter = field(default_factory=Counter)
+
+    def add(self, label_probs: pa.ChunkedArray | pa.Array) -> None:
+        flat = pc.list_flatten(label_probs)
+        if not len(flat):
+            return
+        table = pa.table({"label": pc.struct_field(flat, "label"), "prob": pc.struct_field(flat, "prob")})
+        grouped = table.group_by("label").aggregate([("prob", "sum"), ("prob", "count")])
+        labels = grouped.column("label").to_pylist()
+        self.sums.update(dict(zip(labels, grouped.column("prob_sum").to_pylist())))
+        self.entries.update(dict(zip(labels, grouped.column("prob_count").to_pylist())))
+
+    def mean(self, label: str) -> float:
+        return self.sums[label] / max(self.entries[label], 1)
+
+
+def label_chart(title: str, labels: Sequence[str], counts: Counter, rows: int, probs: MeanProbs) -> Chart:
+    """Bars per label: the share of proteins given it, beside the mean probability of it."""
+    n = max(rows, 1)
+    return Chart(title, "bars", list(labels), {"share of proteins": [counts[lab] / n for lab in labels],
+                                               "mean probability": [probs.mean(lab) for lab in labels]},
+                 ylabel="share / probability")
+
+
+@dataclass
 class TaskSummary:
     """What one task found: a one-line headline (terminal) and charts (report). Subclasses count
     their kind's answer in `add_answers`; the confidence distribution is common to all."""
