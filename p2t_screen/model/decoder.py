@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import check_fields
+from .rows import RowInput, SideInputs, by_decoder_row, by_memory_row
 
 
 @dataclass(frozen=True)
@@ -65,37 +66,28 @@ class DecoderConfig:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class SideInputs:
-    """What the decoder reads beside its tokens, each enabled by a `DecoderConfig` option and None
-    when off or when no row of the batch uses it; rows that must not get one hold zeros.
-
-    `residue` (B, S, D), residue_skip: memory row j is added to the decoder input at position j.
-    `pointer` (B, S, D), site_pointer: memory row p scores position token p.
-    `pooled` (B, D), pooled_memory: added to every input.
-    `task` (B,), task_every_step: task token ids whose embeddings join every input.
-    """
-
-    residue: Tensor | None = None
-    pointer: Tensor | None = None
-    pooled: Tensor | None = None
-    task: Tensor | None = None
-
-
 class KVCache:
-    """Preallocated self-attention keys/values for one layer: (B, H, T_max, hd)."""
+    """Preallocated self-attention keys/values for one layer: (R, H, T_max, hd), written in place at
+    positions given as a tensor, so a decoding step has the same shapes at every position."""
 
-    def __init__(self, batch: int, heads: int, max_len: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device) -> None:
-        self.k = torch.zeros(batch, heads, max_len, head_dim, dtype=dtype, device=device)
-        self.v = torch.zeros_like(self.k)
+    def __init__(self, k: Tensor, v: Tensor) -> None:
+        self.k, self.v = k, v
 
-    def update(self, pos: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write (B, H, t, hd) at positions pos..pos+t; return everything up to there."""
-        end = pos + k.shape[2]
-        self.k[:, :, pos:end] = k
-        self.v[:, :, pos:end] = v
-        return self.k[:, :, :end], self.v[:, :, :end]
+    @classmethod
+    def empty(cls, rows: int, heads: int, max_len: int, head_dim: int,
+              dtype: torch.dtype, device: torch.device) -> KVCache:
+        k = torch.zeros(rows, heads, max_len, head_dim, dtype=dtype, device=device)
+        return cls(k, torch.zeros_like(k))
+
+    def first(self, rows: int) -> KVCache:
+        """The cache of the first `rows` rows (a view: writes reach this cache)."""
+        return KVCache(self.k[:rows], self.v[:rows])
+
+    def update(self, positions: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write (R, H, t, hd) at `positions` (t,); return the whole cache (callers mask it)."""
+        self.k.index_copy_(2, positions, k)
+        self.v.index_copy_(2, positions, v)
+        return self.k, self.v
 
 
 class Attention(nn.Module):
@@ -111,17 +103,16 @@ class Attention(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # (B, H, T, hd)
 
-    def self_attend(self, x: Tensor, cache: KVCache | None, pos: int) -> Tensor:
+    def self_attend(self, x: Tensor, cache: KVCache | None, positions: Tensor) -> Tensor:
+        """Causal self-attention; with a cache, `positions` (t,) are where x's tokens go, and each
+        attends to every cached position up to its own."""
         q, k, v = self.in_proj(x).chunk(3, dim=-1)
         q, k, v = self._split(q), self._split(k), self._split(v)
-        if cache is not None:
-            k, v = cache.update(pos, k, v)
-        # One new token attends to every cached one; a multi-token chunk must start at 0.
-        causal = q.shape[2] > 1
-        if causal and pos != 0:
-            raise ValueError("a multi-token decoder chunk must start at position 0")
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-        return self._merge(out)
+        if cache is None:
+            return self._merge(F.scaled_dot_product_attention(q, k, v, is_causal=q.shape[2] > 1))
+        k, v = cache.update(positions, k, v)
+        seen = torch.arange(k.shape[2], device=k.device)[None, :] <= positions[:, None]  # (t, T_max)
+        return self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=seen))
 
     def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
         """Keys and values of the memory (B, S, D) -> two (B, H, S, hd)."""
@@ -131,10 +122,13 @@ class Attention(nn.Module):
         return self._split(k), self._split(v)
 
     def cross_attend(self, x: Tensor, kv: tuple[Tensor, Tensor], keep: Tensor | None) -> Tensor:
-        d = x.shape[-1]
-        q = self._split(F.linear(x, self.in_proj.weight[:d], self.in_proj.bias[:d]))
-        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=keep)
-        return self._merge(out)
+        """x (R, t, D) attends to the memory (B rows); R = G x B stacked rows share it (`by_memory_row`)."""
+        d, batch = x.shape[-1], kv[0].shape[0]
+        q = F.linear(x, self.in_proj.weight[:d], self.in_proj.bias[:d])
+        groups = x.shape[0] // batch
+        q = self._split(by_memory_row(q, batch) if groups > 1 else q)
+        out = self._merge(F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=keep))
+        return by_decoder_row(out, groups) if groups > 1 else out
 
     def _merge(self, out: Tensor) -> Tensor:
         b, h, t, hd = out.shape
@@ -156,13 +150,13 @@ class DecoderLayer(nn.Module):
         return self.linear2(self.dropout(F.gelu(self.linear1(x))))
 
     def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], keep: Tensor | None,
-                cache: KVCache | None, pos: int) -> Tensor:
+                cache: KVCache | None, positions: Tensor) -> Tensor:
         drop = self.dropout
         if self.norm_first:
-            x = x + drop(self.self_attn.self_attend(self.norm1(x), cache, pos))
+            x = x + drop(self.self_attn.self_attend(self.norm1(x), cache, positions))
             x = x + drop(self.cross_attn.cross_attend(self.norm2(x), kv, keep))
             return x + drop(self._ffn(self.norm3(x)))
-        x = self.norm1(x + drop(self.self_attn.self_attend(x, cache, pos)))
+        x = self.norm1(x + drop(self.self_attn.self_attend(x, cache, positions)))
         x = self.norm2(x + drop(self.cross_attn.cross_attend(x, kv, keep)))
         return self.norm3(x + drop(self._ffn(x)))
 
@@ -203,38 +197,69 @@ class Decoder(nn.Module):
         """Cross-attention keys/values of every layer, computed once per batch."""
         return [layer.cross_attn.memory_kv(memory) for layer in self.layers]
 
-    def new_caches(self, batch: int, max_len: int, like: Tensor) -> list[KVCache]:
-        """Empty self-attention caches for a batch decoding up to `max_len` tokens."""
+    def new_caches(self, rows: int, max_len: int, like: Tensor) -> list[KVCache]:
+        """Empty self-attention caches for `rows` decoder rows decoding up to `max_len` tokens."""
+        if max_len > self.cfg.max_len:
+            raise ValueError(f"decoder input of {max_len} tokens exceeds max_len {self.cfg.max_len}")
         hd = self.cfg.dim // self.cfg.num_heads
-        return [KVCache(batch, self.cfg.num_heads, max_len, hd, like.dtype, like.device)
+        return [KVCache.empty(rows, self.cfg.num_heads, max_len, hd, like.dtype, like.device)
                 for _ in self.layers]
 
     def forward(self, tokens: Tensor, memory_kv: list[tuple[Tensor, Tensor]],
                 memory_keep: Tensor | None, caches: list[KVCache] | None = None,
-                pos: int = 0, side: SideInputs | None = None) -> Tensor:
-        """Logits (B, T, V) for tokens (B, T) placed at positions pos..pos+T; `side`: the inputs
+                pos: int | Tensor = 0, side: SideInputs | None = None) -> Tensor:
+        """Logits (R, T, V) for tokens (R, T) placed at positions pos..pos+T, over a memory of B rows
+        (R = G x B: G stacked tasks, see `by_memory_row`). With `caches`, `pos` may be a 0-dim device
+        tensor, so a step has the same shapes at every position (capturable). `side`: the inputs
         beside the tokens that the model's options enable (see `SideInputs`)."""
         t = tokens.shape[1]
-        if pos + t > self.cfg.max_len:
+        if isinstance(pos, int) and pos + t > self.cfg.max_len:
             raise ValueError(f"decoder input of {pos + t} tokens exceeds max_len {self.cfg.max_len}")
+        if caches is None and not (isinstance(pos, int) and pos == 0):
+            raise ValueError("decoding from a position past 0 needs caches")
+        positions = pos + torch.arange(t, device=tokens.device)  # (t,)
         side = side or SideInputs()
-        x = self.embedding(tokens) + self.pos_embed[pos:pos + t]
-        if side.residue is not None and pos < side.residue.shape[1]:
-            rows = side.residue[:, pos:pos + t]
-            x = x + F.pad(rows, (0, 0, 0, t - rows.shape[1]))
+        x = self.embedding(tokens) + self.pos_embed.index_select(0, positions)
+        if side.residue is not None:
+            x = x + self._residue_rows(side.residue, positions, x)
         if side.pooled is not None:
-            x = x + side.pooled[:, None, :].to(x.dtype)
+            x = x + self._tile(side.pooled.value, x.shape[0])[:, None, :].to(x.dtype) * side.pooled.mask(x)
         if side.task is not None and self.cfg.task_every_step:
-            x = x + self.embedding(side.task)[:, None, :]
+            x = x + self.embedding(side.task[: x.shape[0]])[:, None, :]
         x = self.layers[0].dropout(x)
         keep = None if memory_keep is None else memory_keep[:, None, None, :]  # (B, 1, 1, S)
         for i, layer in enumerate(self.layers):
-            x = layer(x, memory_kv[i], keep, None if caches is None else caches[i], pos)
+            x = layer(x, memory_kv[i], keep, None if caches is None else caches[i], positions)
         if self.final_norm is not None:
             x = self.final_norm(x)
         logits = self.output(x)
         if side.pointer is not None and self.pointer is not None:
-            n = min(side.pointer.shape[1] - 1, len(self.pointer_ids))  # memory row p is residue p
-            scores = self.pointer(x) @ side.pointer[:, 1:n + 1].transpose(1, 2)  # (B, T, n)
-            logits = logits.index_add(2, self.pointer_ids[:n], scores.to(logits.dtype) / math.sqrt(x.shape[-1]))
+            logits = logits + self._pointer_scores(side.pointer, x).to(logits.dtype)
         return logits
+
+    @staticmethod
+    def _tile(value: Tensor, rows: int) -> Tensor:
+        """(B, ...) -> (R, ...): decoder row r gets value[r % B]."""
+        groups = rows // value.shape[0]
+        return value if groups == 1 else value.repeat(groups, *[1] * (value.dim() - 1))
+
+    def _residue_rows(self, residue: RowInput, positions: Tensor, x: Tensor) -> Tensor:
+        """Memory row j for the input at position j (zeros past the memory): (R, t, D)."""
+        width = residue.value.shape[1]
+        rows = residue.value.index_select(1, positions.clamp(max=width - 1))  # (B, t, D)
+        rows = rows * (positions < width)[None, :, None].to(rows.dtype)
+        return self._tile(rows, x.shape[0]).to(x.dtype) * residue.mask(x)
+
+    def _pointer_scores(self, pointer: RowInput, x: Tensor) -> Tensor:
+        """Position token p's pointer score from memory row p, scattered into (R, T, V)."""
+        memory = pointer.value
+        n = min(memory.shape[1] - 1, len(self.pointer_ids))  # memory row p is residue p
+        query = self.pointer(x)  # (R, T, D)
+        groups = x.shape[0] // memory.shape[0]
+        if groups > 1:
+            query = by_memory_row(query, memory.shape[0])
+        scores = query @ memory[:, 1:n + 1].transpose(1, 2) / math.sqrt(x.shape[-1])  # (B, G*T, n)
+        if groups > 1:
+            scores = by_decoder_row(scores, groups)
+        full = scores.new_zeros((*scores.shape[:2], self.output.out_features))
+        return full.index_add(2, self.pointer_ids[:n], scores) * pointer.mask(scores)

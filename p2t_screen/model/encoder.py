@@ -1,10 +1,12 @@
-"""ESM2 protein encoders (fair-esm modules): config, tokens, and a forward pass that uses
-`scaled_dot_product_attention` on fair-esm's own weights.
+"""ESM2 protein encoders (fair-esm modules): config, tokens, and forward passes that use
+`scaled_dot_product_attention` on fair-esm's own weights: over a padded batch, or packed, over
+its real tokens only (`esm2_forward_packed`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -143,6 +145,51 @@ def esm2_forward(model: ESM2, tokens: Tensor, inv_freq: tuple[float, ...] | None
     `inv_freq` overrides the rotary frequencies (EncoderConfig.rotary_inv_freq).
     """
     return model.emb_layer_norm_after(esm2_layers(model, esm2_embed(model, tokens, inv_freq)).x)
+
+
+def esm2_forward_packed(model: ESM2, tokens: Tensor, inv_freq: tuple[float, ...] | None = None) -> Tensor:
+    """`esm2_forward` computed on the real tokens only: (B, T, E), zeros at `<pad>` positions.
+
+    The batch's tokens are packed into one (N, E) sequence of N real tokens (no padded position
+    is embedded, projected or attended), and attention runs per protein on jagged nested tensors
+    (varlen kernels on CUDA). Equal to the padded forward at every real position, up to float
+    rounding; padded positions, which a masked memory never reads, come back as zeros.
+    """
+    keep = tokens.ne(model.padding_idx)  # (B, T)
+    lengths = keep.sum(1)
+    offsets = F.pad(lengths.cumsum(0), (1, 0))  # (B + 1,)
+    flat = tokens[keep]  # (N,)
+    x = model.embed_tokens(flat)  # (N, E)
+    if model.token_dropout:
+        masked = flat.eq(model.mask_idx)
+        x = x.masked_fill(masked[:, None], 0.0)
+        protein = torch.repeat_interleave(torch.arange(len(lengths), device=tokens.device), lengths)  # (N,)
+        observed = torch.zeros(len(lengths), dtype=x.dtype, device=x.device).index_add_(
+            0, protein, masked.to(x.dtype)) / lengths
+        x = x * ((1 - 0.15 * 0.8) / (1 - observed))[protein][:, None]
+    position = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)[keep]  # (N,)
+    cos, sin = _rotary_tables(model.embed_dim // model.attention_heads, tokens.shape[1], x, inv_freq)
+    rotary = cos[position][:, None, :], sin[position][:, None, :]  # (N, 1, hd)
+    for layer in model.layers:
+        x = x + _packed_attention(layer.self_attn, layer.self_attn_layer_norm(x), offsets, rotary)
+        x = x + layer.fc2(F.gelu(layer.fc1(layer.final_layer_norm(x))))
+    out = x.new_zeros((*tokens.shape, x.shape[-1]))
+    out[keep] = model.emb_layer_norm_after(x)
+    return out
+
+
+def _packed_attention(attn: torch.nn.Module, x: Tensor, offsets: Tensor, rotary: tuple[Tensor, Tensor]) -> Tensor:
+    n, e = x.shape
+    h = attn.num_heads
+    cos, sin = rotary
+    q = _rotate(attn.q_proj(x).view(n, h, e // h), cos, sin)  # (N, H, hd)
+    k = _rotate(attn.k_proj(x).view(n, h, e // h), cos, sin)
+    v = attn.v_proj(x).view(n, h, e // h)
+    with warnings.catch_warnings():  # the CPU fallback warns of its prototype internals
+        warnings.simplefilter("ignore", UserWarning)
+        jagged = [torch.nested.nested_tensor_from_jagged(t, offsets).transpose(1, 2) for t in (q, k, v)]
+        out = F.scaled_dot_product_attention(*jagged, scale=1 / math.sqrt(e // h))  # (B, H, j, hd)
+    return attn.out_proj(out.transpose(1, 2).values().reshape(n, e))  # (N, E)
 
 
 def _self_attention(attn: torch.nn.Module, x: Tensor, keep: Tensor,

@@ -13,9 +13,10 @@ from ..tasks.kind import SideInput
 from ..tasks.spec import TaskSpec
 from ..tasks.vocab import Vocab
 from .config import PADDED, PROMPT_LEN, ModelConfig, check_memory_layout
-from .decoder import Decoder, DecoderConfig, SideInputs
-from .encoder import EncoderConfig, esm2_forward
+from .decoder import Decoder, DecoderConfig
+from .encoder import EncoderConfig, esm2_forward, esm2_forward_packed
 from .molecule import MoleculeConfig, MoleculeEncoder
+from .rows import RowInput, SideInputs
 
 
 class P2TModel(nn.Module):
@@ -31,6 +32,9 @@ class P2TModel(nn.Module):
             self.decoder.pointer_ids = torch.tensor(
                 config.vocab.ids([str(p) for p in range(1, config.encoder.max_residues + 1)]), dtype=torch.long)
         self.molecule = MoleculeEncoder(config.molecule) if config.molecule is not None else None
+        # The protein encoder on a batch's real tokens only (`esm2_forward_packed`) for a masked
+        # memory: True, False, or None = when screening on CUDA (where varlen attention kernels run).
+        self.packed_encoder: bool | None = None
         self.source = ""  # where it was loaded from, set by the loader
         self.checksum = ""
         self.metadata: dict = {}
@@ -52,7 +56,7 @@ class P2TModel(nn.Module):
         protein, such as one protein with many ligands, encode it once); B is then len(rows).
         `hidden` replaces `encoder_hidden` (an encoder trunk shared with other models).
         """
-        out, keep = self._encode_protein(tokens, layout, hidden or self.encoder_hidden)
+        out, keep = self._encode_protein(tokens, layout, hidden)
         if rows is not None:
             out, keep = out[rows], (None if keep is None else keep[rows])
         if molecules is None:
@@ -64,14 +68,20 @@ class P2TModel(nn.Module):
             keep = torch.ones(out.shape[:2], dtype=torch.bool, device=out.device)
         return torch.cat([out, mol.to(out.dtype)], dim=1), torch.cat([keep, mol_keep], dim=1)
 
-    def encoder_hidden(self, tokens: Tensor) -> Tensor:
+    def encoder_hidden(self, tokens: Tensor, packed: bool = False) -> Tensor:
         """The protein encoder's last-layer representations (B, T, E), with the model's own
-        rotary frequencies (imported checkpoints carry theirs)."""
-        return esm2_forward(self.encoder, tokens, self.config.encoder.rotary_inv_freq)
+        rotary frequencies (imported checkpoints carry theirs); `packed`: computed on the real
+        tokens only, zeros at `<pad>` (`esm2_forward_packed`)."""
+        forward = esm2_forward_packed if packed else esm2_forward
+        return forward(self.encoder, tokens, self.config.encoder.rotary_inv_freq)
 
     def _encode_protein(self, tokens: Tensor, layout: str | None,
-                        hidden: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor | None]:
+                        hidden: Callable[[Tensor], Tensor] | None) -> tuple[Tensor, Tensor | None]:
         layout = check_memory_layout(layout or self.config.memory_layout)
+        if hidden is None:  # a padded memory is read at its padded positions too: it needs them computed
+            auto = tokens.is_cuda and not torch.is_grad_enabled()  # screening on a GPU (training: padded)
+            packed = layout != PADDED and (auto if self.packed_encoder is None else self.packed_encoder)
+            hidden = lambda t: self.encoder_hidden(t, packed)  # noqa: E731
         if layout == PADDED:
             width = self.config.encoder.max_residues + 2
             if tokens.shape[1] > width:
@@ -85,14 +95,15 @@ class P2TModel(nn.Module):
         return self.decoder.cfg.residue_feedback or not spec.task_kind.one_pass_without_feedback
 
     def side_inputs(self, memory: Tensor, task_ids: Tensor, keep: Tensor | None = None) -> SideInputs:
-        """The decoder's side inputs for rows started with task tokens `task_ids` (B,): each one
-        the model enables goes to the rows whose task kind reads it (`TaskKind.side_input`),
-        zeros to other rows, None when no row does. `keep` (B, S): the memory rows that `pooled`
-        averages (None: all). With `task_every_step`, `task` is `task_ids` itself."""
+        """The decoder's side inputs for decoder rows started with task tokens `task_ids` (R,), over
+        a memory (B, S, D) with R = G x B (`model.rows`): each one the model enables goes to the
+        rows whose task kind reads it (`TaskKind.side_input`), None when no row does. `keep` (B, S):
+        the memory rows that `pooled` averages (None: all). With `task_every_step`, `task` is
+        `task_ids` itself."""
         cfg = self.decoder.cfg
         enabled = {SideInput.RESIDUE: cfg.residue_skip, SideInput.POINTER: cfg.site_pointer,
                    SideInput.POOLED: cfg.pooled_memory}
-        found: dict[SideInput, Tensor | None] = {}
+        found: dict[SideInput, RowInput | None] = {}
         for name, on in enabled.items():
             ids = [self.vocab.id(t.token) for t in self.config.tasks if t.task_kind.side_input is name]
             rows = torch.isin(task_ids, torch.tensor(ids if on else [], dtype=torch.long, device=task_ids.device))
@@ -105,7 +116,7 @@ class P2TModel(nn.Module):
             elif name is SideInput.POOLED:
                 weight = keep.to(memory.dtype)  # (B, S)
                 value = (memory * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp_min(1)  # (B, D)
-            found[name] = value * rows.view(-1, *[1] * (value.dim() - 1)).to(value.dtype)
+            found[name] = RowInput(value, None if bool(rows.all()) else rows)
         return SideInputs(residue=found[SideInput.RESIDUE], pointer=found[SideInput.POINTER],
                           pooled=found[SideInput.POOLED], task=task_ids if cfg.task_every_step else None)
 

@@ -26,9 +26,10 @@ from ..model.runtime import resolve_device, resolve_dtype
 from ..model.store import load_model, resolve_model_path
 from ..tasks.spec import TaskSpec
 from .batching import token_budget_batches
+from .bench_checks import decoder_calls, memory_agreement, same_outputs
 from .bench_shape import feedback_twin, scalar_twin, shaped_model, utilisation_note
 from .pipeline import ScreenRequest, screen_file
-from .screener import ScreenConfig, Screener
+from .screener import ScreenConfig
 
 # Amino-acid background frequencies (UniProtKB/Swiss-Prot release statistics, percent).
 AA_FREQ = {"A": 8.25, "R": 5.53, "N": 4.06, "D": 5.45, "C": 1.37, "Q": 3.93, "E": 6.75, "G": 7.07,
@@ -116,48 +117,19 @@ def time_naive(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> tuple
 
 
 def time_screen(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str, dtype: str,
-                max_tokens: int, label: str, memory_layout: str | None = None) -> Timing:
+                max_tokens: int, label: str, memory_layout: str | None = None, stack_tasks: bool = True) -> Timing:
     """Through `screen_file`: FASTA parsing, batching, decoding, Parquet writing (model loading
     excluded, as it is paid once per run)."""
     with tempfile.TemporaryDirectory() as tmp:
         req = ScreenRequest(input=fasta, output=Path(tmp) / "out", model=model_ref,
                             tasks=tuple(t.name for t in tasks), device=device, dtype=dtype,
-                            screen=ScreenConfig(max_tokens=max_tokens, memory_layout=memory_layout),
+                            screen=ScreenConfig(max_tokens=max_tokens, memory_layout=memory_layout,
+                                                stack_tasks=stack_tasks),
                             command="p2t bench")
         summary = screen_file(req)
     if not summary.all_ok:
         raise RuntimeError(f"bench screen had rows not ok: {summary.status_counts}")
     return Timing(label, summary.records, summary.residues, summary.seconds)
-
-
-def same_outputs(model: P2TModel, seqs: list[str], tasks: list[TaskSpec], naive: list) -> bool:
-    """Do the batched, cached path and the naive path write the same tokens?"""
-    screener = Screener(model, tasks)
-    fast = screener.predict(seqs)
-    vocab = model.vocab
-    for i in range(len(seqs)):
-        for j, spec in enumerate(tasks):
-            kind = spec.task_kind
-            toks = [vocab.tokens[t] for t in naive[i][j]]
-            ref = kind.parse(spec, toks, [1.0] * len(toks), {lab: 0.0 for lab in spec.labels})
-            got = fast[spec.name][i]
-            if (ref.value, ref.label, ref.labels, ref.sites, ref.residue_labels) != \
-               (got.value, got.label, got.labels, got.sites, got.residue_labels):
-                return False
-    return True
-
-
-def memory_agreement(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> float:
-    """Fraction of (sequence, task) outputs that the masked, length-bucketed memory
-    (`--fast-memory`) leaves identical to the faithful padded memory."""
-    faithful = Screener(model, tasks).predict(seqs)
-    fast = Screener(model, tasks, ScreenConfig(memory_layout=MASKED)).predict(seqs)
-    same = [_fields(a) == _fields(b) for t in tasks for a, b in zip(faithful[t.name], fast[t.name])]
-    return sum(same) / max(len(same), 1)
-
-
-def _fields(result) -> tuple:
-    return (result.value, result.label, result.labels, result.sites, result.residue_labels)
 
 
 def _sync(device: torch.device) -> None:
@@ -262,6 +234,13 @@ class _Run:
         notes = [f"screen / encoder-alone time per residue: {floor.res_per_s / screen.res_per_s:.2f}x; "
                  f"screen is {screen.res_per_s / naive.res_per_s:.1f}x faster than naive; "
                  f"naive and screen outputs identical on the naive sample: {equal}"]
+        if len(tasks) > 1:
+            self.log(f"[{title}] screen decoding task by task")
+            timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
+                                       "screen, task by task", stack_tasks=False))
+            stacked, apart = decoder_calls(model, self.seqs, tasks, self.max_tokens)
+            notes.append(f"decoder calls per batch: {stacked:.0f} with the tasks in one decode loop, "
+                         f"{apart:.0f} task by task ('screen, task by task': one loop per task)")
         if model.config.memory_layout == PADDED:  # imported checkpoints: what --fast-memory buys and costs
             self.log(f"[{title}] screen --fast-memory")
             timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,

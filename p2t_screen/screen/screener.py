@@ -26,7 +26,7 @@ from ..model.trunk import SharedTrunk
 from ..tasks.inputs import INPUTS, LIGAND, PAIR, PROTEIN, ModelInput, as_input
 from ..tasks.spec import TaskSpec
 from .batching import token_budget_batches
-from .decode import Decoded, greedy_decode
+from .decode import Decoded, compiled_step, decode_stack, task_rows
 from .expansion import Companion, Expansion, Pairing
 from .outcome import Failure, Outcome
 from .rows import output_row
@@ -67,6 +67,8 @@ class ScreenConfig:
     # much faster on short sequences, but not what the model was trained with (outputs drift).
     memory_layout: str | None = None
     host_stages: bool = True  # read ahead / write behind in threads (`screen.stages`); False: in line
+    compile: bool = False  # decoder steps through torch.compile (CUDA graphs on GPU; `decode.compiled_step`)
+    stack_tasks: bool = True  # one decode loop for all of a batch's tasks; False: one per task (bench)
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "window_records", "window_residues"):
@@ -99,6 +101,7 @@ class Screener:
         # The `model` column: the model directory's name (what --model and routing name), else its config name.
         self.model_name = Path(model.source).name if model.source else model.config.name
         self.trunk: SharedTrunk | None = None  # set by MultiScreener when encoders share layers
+        self.step = compiled_step(model.decoder) if config.compile else None  # None: the eager decoder
 
     @torch.inference_mode()
     def predict(self, inputs: Sequence[ModelInput | str],
@@ -125,28 +128,24 @@ class Screener:
                                     molecules, rows, hidden)
         memory_kv = model.decoder.memory_kv(memory)
         proteins = [i.protein for i in items]
-        return {spec.name: self._decode_task(spec, proteins, memory, memory_kv, keep)
-                for spec in (self.tasks if tasks is None else tasks)}
+        specs = self.tasks if tasks is None else tasks
+        outcomes: dict[str, list[Outcome]] = {}
+        for feedback in (True, False):  # one stacked decode each for tasks that read back and that do not
+            stacked = [s for s in specs if model.feeds_back(s) is feedback]
+            for stack in ([stacked] if self.config.stack_tasks else [[s] for s in stacked]) if stacked else []:
+                outcomes.update(self._decode_stack(stack, proteins, memory, memory_kv, keep, feedback))
+        return {spec.name: outcomes[spec.name] for spec in specs}
 
-    def _decode_task(self, spec: TaskSpec, proteins: list[str], memory: torch.Tensor,
-                     memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
-                     keep: torch.Tensor | None) -> list[Outcome]:
-        model, vocab, kind = self.model, self.model.vocab, spec.task_kind
-        grammar = kind.grammar(spec, vocab, proteins, model.config.max_output_steps, self.device)
-        prompts = [vocab.ids(kind.prompt_tokens(spec, p)) for p in proteins]
-        forced = forced_len = None
-        if any(prompts):
-            lengths = [len(p) for p in prompts]
-            table = torch.full((len(prompts), max(lengths)), vocab.pad_id, dtype=torch.long)
-            for row, ids in enumerate(prompts):
-                table[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            forced, forced_len = table.to(self.device), torch.tensor(lengths, device=self.device)
-        prompt = model.prompt(spec, len(proteins), self.device)
-        decoded = greedy_decode(model.decoder, memory_kv, keep, prompt, grammar, vocab.eos_id,
-                                forced=forced, forced_len=forced_len, feedback=model.feeds_back(spec),
-                                side=model.side_inputs(memory, prompt[:, 1], keep),
-                                temperature=spec.reported_temperature)
-        return self._parse(spec, decoded, [len(p) for p in prompts])
+    def _decode_stack(self, specs: list[TaskSpec], proteins: list[str], memory: torch.Tensor,
+                      memory_kv: list[tuple[torch.Tensor, torch.Tensor]], keep: torch.Tensor | None,
+                      feedback: bool) -> dict[str, list[Outcome]]:
+        model, vocab = self.model, self.model.vocab
+        blocks = [task_rows(spec, vocab, proteins, model.config.max_output_steps, self.device) for spec in specs]
+        decoded = decode_stack(model.decoder, memory_kv, keep, vocab.bos_id, blocks, vocab.eos_id, vocab.pad_id,
+                               side_for=lambda ids: model.side_inputs(memory, ids, keep), feedback=feedback,
+                               step=self.step)
+        return {spec.name: self._parse(spec, out, [len(p) for p in block.prompts])
+                for spec, out, block in zip(specs, decoded, blocks)}
 
     def _parse(self, spec: TaskSpec, decoded: Decoded, given: list[int]) -> list[Outcome]:
         """Typed outcomes; the first `given[row]` tokens of a row are its prompt, not output."""

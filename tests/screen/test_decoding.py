@@ -10,8 +10,8 @@ import torch
 from conftest import FLAGS, flags_model, tiny_model, uncached_decode
 
 from p2t_screen.io.records import ReadPolicy, records_from_sequences
-from p2t_screen.model.decoder import SideInputs
 from p2t_screen.model.encoder import tokenize
+from p2t_screen.model.rows import RowInput, SideInputs
 from p2t_screen.screen.decode import _choose, greedy_decode
 from p2t_screen.screen.screener import ScreenConfig, Screener
 from p2t_screen.tasks.grammar import flags_grammar
@@ -182,7 +182,7 @@ def test_residue_skip_adds_memory_row_j_at_input_j_and_caches_consistently():
     for cache, decode in ((True, greedy_decode), (False, uncached_decode)):
         grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, memory.device)
         out[cache] = decode(model.decoder, kv, keep, model.prompt(spec, 3, memory.device), grammar,
-                            model.vocab.eos_id, side=SideInputs(residue=memory)).tokens
+                            model.vocab.eos_id, side=SideInputs(residue=RowInput(memory))).tokens
     assert torch.equal(*padded_alike(out[True], out[False]))
     grammar = KINDS[spec.kind].grammar(spec, model.vocab, seqs, model.config.max_output_steps, memory.device)
     plain = greedy_decode(model.decoder, kv, keep, model.prompt(spec, 3, memory.device), grammar,
@@ -210,23 +210,23 @@ def test_site_pointer_scores_position_p_from_memory_row_p(tmp_path):
     kv = model.decoder.memory_kv(memory)
     prompt = model.prompt(spec, 3, "cpu")
     plain = model.decoder(prompt, kv, keep)
-    assert torch.equal(plain, model.decoder(prompt, kv, keep, side=SideInputs(pointer=memory)))  # zero init
+    assert torch.equal(plain, model.decoder(prompt, kv, keep, side=SideInputs(pointer=RowInput(memory))))  # zero init
     with torch.no_grad():
         model.decoder.pointer.weight.normal_(std=1.0)
-    pointed = model.decoder(prompt, kv, keep, side=SideInputs(pointer=memory))
+    pointed = model.decoder(prompt, kv, keep, side=SideInputs(pointer=RowInput(memory)))
     changed = (pointed != plain).any(dim=(0, 1)).nonzero().flatten().tolist()
     assert set(changed) <= {model.vocab.id(str(p)) for p in range(1, 65)}
     p = 7  # by hand for one row, step and position
     h = model.decoder.final_norm  # the state the output layer reads: recompute it through a hook
     seen = {}
     hook = h.register_forward_hook(lambda m, i, o: seen.update(x=o))
-    model.decoder(prompt, kv, keep, side=SideInputs(pointer=memory))
+    model.decoder(prompt, kv, keep, side=SideInputs(pointer=RowInput(memory)))
     hook.remove()
     x = seen["x"][1, -1]
     want = plain[1, -1, model.vocab.id(str(p))] + (model.decoder.pointer(x) @ memory[1, p]) / 32 ** 0.5
     assert torch.allclose(pointed[1, -1, model.vocab.id(str(p))], want, atol=1e-5)
 
-    tokens = cached_equals_full(model, spec, seqs, kv, keep, prompt, side=SideInputs(pointer=memory))
+    tokens = cached_equals_full(model, spec, seqs, kv, keep, prompt, side=SideInputs(pointer=RowInput(memory)))
     assert not torch.equal(tokens, cached_equals_full(model, spec, seqs, kv, keep, prompt))
     sites = [[int(model.vocab.tokens[t]) for t in row if t not in (0, model.vocab.eos_id)]
              for row in tokens.tolist()]
@@ -249,7 +249,7 @@ def test_pooled_memory_adds_the_masked_mean_and_keeps_batching_exact():
     task = pooled.prompt(pooled.config.task("kingdom"), 3, "cpu")[:, 1]
     side = pooled.side_inputs(memory, task, keep)
     assert side.residue is None and side.pointer is None
-    assert torch.allclose(side.pooled[1], memory[1, :6].mean(0), atol=1e-6)  # <cls> GSHM <eos>
+    assert torch.allclose(side.pooled.value[1], memory[1, :6].mean(0), atol=1e-6)  # <cls> GSHM <eos>
     ss3 = pooled.prompt(pooled.config.task("ss3"), 3, "cpu")[:, 1]
     assert pooled.side_inputs(memory, ss3, keep).pooled is None
     specs = [pooled.config.task(n) for n in ("kingdom", "stability", "location")]
