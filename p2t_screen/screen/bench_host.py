@@ -4,7 +4,8 @@ Three screens of one generated library through `screen_file` (reading, windows, 
 Arrow, Parquet, run record):
 - host only: the model replaced by a no-op of the same interface (`Screener.predict` returns,
   for every input, each task's outcome computed once beforehand), with the host stages in line
-  ("before") and in their background threads ("after"): host microseconds per record;
+  ("before") and in their background threads ("after"): host microseconds per record, after an
+  untimed warm-up screen (a process's first screen pays one-time costs);
 - the real model with the stages on, timing the model's own share (`predict`, synchronised)
   inside it: end-to-end time against max(host, model) tells whether the host is on the path.
 """
@@ -101,6 +102,7 @@ def run_host_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: i
             return screen_file(req).seconds
 
         with _predict_replaced(_noop(canned)):
+            screen("warm-up, untimed", True)  # a process's first screen pays one-time costs (imports, caches)
             inline = screen("no-op model in line", False)
             staged = screen("no-op model staged", True)
         model_time = [0.0]
