@@ -2,7 +2,8 @@
 # The measurements a GPU session owes (issue #15), in one command, so the few minutes a GPU is at
 # hand go to measuring: the product's target workload (an ESM2-650M-shaped encoder, no download,
 # 300-residue proteins, all default tasks), the bundled default model with 2 and with all tasks,
-# and an ESM2-8M-shaped encoder. Each bench writes OUT/<name>.json and OUT/<name>.log.
+# and an ESM2-8M-shaped encoder; on CUDA each also times the padded encoder beside the packed one,
+# and a last run times --compile. Each bench writes OUT/<name>.json and OUT/<name>.log.
 #
 #   tools/gpu_bench.sh [OUT]                         # default OUT: gpu-bench/
 #   DEVICE=cpu N=6 NAIVE_N=1 SHAPES=esm2_t6_8M_UR50D tools/gpu_bench.sh /tmp/gb   # a smoke test of the script
@@ -41,4 +42,6 @@ done
 bench host --host --n "$N"
 bench default_2tasks --n "$N" --naive-n "$NAIVE_N"
 bench default_all --n "$N" --tasks all --naive-n "$NAIVE_N"
+# Last, as it may take longest: the decoder step compiled (CUDA graphs), on a smaller library.
+bench default_all_compile --n "$((N / 5))" --tasks all --naive-n 1 --compile
 echo "figures in $OUT/"

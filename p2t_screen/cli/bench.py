@@ -37,6 +37,7 @@ def bench_cmd(
     encoder_shape: Annotated[Optional[str], typer.Option(help="bench the model's tasks over a random-weight ESM2 encoder of this shape, e.g. esm2_t33_650M_UR50D (no download)")] = None,
     length: Annotated[Optional[int], typer.Option(min=1, help="every generated sequence this long (sets --min-len and --max-len)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the figures to this JSON file")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="also time the screen with the decoder step compiled (p2t screen --compile)")] = False,
     host: Annotated[bool, typer.Option("--host", help="instead: host cost per record (model replaced by a no-op) and its overlap with the real model")] = False,
 ) -> None:
     """Measure screen throughput beside the encoder alone and a naive reference-style path."""
@@ -80,7 +81,7 @@ def bench_cmd(
         chosen = _all_tasks(model) if tasks == "all" else split_tasks(tasks) if tasks else None
         report = run_bench(model, chosen, n, min_len, max_len,
                            naive_n, max_tokens, device, dtype, seed, log=lambda m: err.print(m, style="dim"),
-                           encoder_shape=encoder_shape)
+                           encoder_shape=encoder_shape, compile=compile)
     except P2TError as exc:
         raise fail(exc) from None
     _print_report(report)

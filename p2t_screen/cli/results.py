@@ -20,7 +20,7 @@ RESULTS_HELP = "a p2t screen output folder (or one of its part files)"
 @app.command("export")
 def export_cmd(
     results: Annotated[Path, typer.Argument(help=RESULTS_HELP)],
-    format: Annotated[Format, typer.Option("--format", "-f", help="csv (UTF-8 with BOM, for Excel) | tsv | xlsx | parquet | 3line (per residue: id, sequence, labels)")] = Format.CSV,
+    format: Annotated[Format, typer.Option("--format", "-f", help="csv (UTF-8 with BOM, for Excel) | tsv | xlsx | parquet | 3line (per residue: id, sequence, labels) | foldseek (a folder of predicted 3Di for foldseek tsv2db)")] = Format.CSV,
     wide: Annotated[bool, typer.Option("--wide", help="one row per protein, each task's answer in its own columns")] = False,
     per_residue: Annotated[bool, typer.Option("--per-residue", help="one row per residue of the per-residue and site tasks (id, position, residue, task, label, probability)")] = False,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="file to write [default: beside the results, e.g. results.wide.csv]")] = None,
@@ -39,7 +39,7 @@ def export_cmd(
         done = export(ExportRequest(results, format, layout, output, fasta, tuple(task or ())))
     except P2TError as exc:
         raise fail(exc) from None
-    what = "blocks" if format is Format.THREE_LINE else "rows"
+    what = {Format.THREE_LINE: "blocks", Format.FOLDSEEK: "proteins"}.get(format, "rows")
     err.print(f"{done.rows:,} {what} -> {done.path}" + (f" (columns: {done.legend})" if done.legend else ""),
               highlight=False)
 

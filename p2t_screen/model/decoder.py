@@ -83,6 +83,14 @@ class KVCache:
         """The cache of the first `rows` rows (a view: writes reach this cache)."""
         return KVCache(self.k[:rows], self.v[:rows])
 
+    def resized(self, rows: int, length: int) -> KVCache:
+        """A new cache of the first `rows` rows with room for `length` positions, holding this one's."""
+        k = self.k.new_zeros((rows, self.k.shape[1], length, self.k.shape[3]))
+        v = torch.zeros_like(k)
+        kept = min(length, self.k.shape[2])
+        k[:, :, :kept], v[:, :, :kept] = self.k[:rows, :, :kept], self.v[:rows, :, :kept]
+        return KVCache(k, v)
+
     def update(self, positions: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write (R, H, t, hd) at `positions` (t,); return the whole cache (callers mask it)."""
         self.k.index_copy_(2, positions, k)

@@ -32,9 +32,6 @@ class P2TModel(nn.Module):
             self.decoder.pointer_ids = torch.tensor(
                 config.vocab.ids([str(p) for p in range(1, config.encoder.max_residues + 1)]), dtype=torch.long)
         self.molecule = MoleculeEncoder(config.molecule) if config.molecule is not None else None
-        # The protein encoder on a batch's real tokens only (`esm2_forward_packed`) for a masked
-        # memory: True, False, or None = when screening on CUDA (where varlen attention kernels run).
-        self.packed_encoder: bool | None = None
         self.source = ""  # where it was loaded from, set by the loader
         self.checksum = ""
         self.metadata: dict = {}
@@ -44,8 +41,8 @@ class P2TModel(nn.Module):
         return self.config.vocab
 
     def encode(self, tokens: Tensor, layout: str | None = None, molecules: Tensor | None = None,
-               rows: Tensor | None = None, hidden: Callable[[Tensor], Tensor] | None = None
-               ) -> tuple[Tensor, Tensor | None]:
+               rows: Tensor | None = None, hidden: Callable[[Tensor], Tensor] | None = None,
+               packed: bool | None = None) -> tuple[Tensor, Tensor | None]:
         """ESM token ids (B, T) -> decoder memory (B, S, D) and its keep-mask (B, S) or None.
 
         `layout` overrides the model's own memory layout (`config.memory_layout`). PADDED pads the
@@ -54,9 +51,12 @@ class P2TModel(nn.Module):
         (protein-ligand tasks) append the molecule encoder's memory: S grows by M, and a mask is
         returned. `rows` (B,): batch row b uses protein `tokens[rows[b]]` (inputs sharing a
         protein, such as one protein with many ligands, encode it once); B is then len(rows).
-        `hidden` replaces `encoder_hidden` (an encoder trunk shared with other models).
+        `hidden` replaces `encoder_hidden` (an encoder trunk shared with other models). `packed`:
+        a masked memory's encoder runs on the real tokens only (`esm2_forward_packed`); None: when
+        screening on CUDA, where varlen attention kernels run (a padded memory never packs: the
+        decoder reads its padded positions too).
         """
-        out, keep = self._encode_protein(tokens, layout, hidden)
+        out, keep = self._encode_protein(tokens, layout, hidden, packed)
         if rows is not None:
             out, keep = out[rows], (None if keep is None else keep[rows])
         if molecules is None:
@@ -75,13 +75,13 @@ class P2TModel(nn.Module):
         forward = esm2_forward_packed if packed else esm2_forward
         return forward(self.encoder, tokens, self.config.encoder.rotary_inv_freq)
 
-    def _encode_protein(self, tokens: Tensor, layout: str | None,
-                        hidden: Callable[[Tensor], Tensor] | None) -> tuple[Tensor, Tensor | None]:
+    def _encode_protein(self, tokens: Tensor, layout: str | None, hidden: Callable[[Tensor], Tensor] | None,
+                        packed: bool | None) -> tuple[Tensor, Tensor | None]:
         layout = check_memory_layout(layout or self.config.memory_layout)
-        if hidden is None:  # a padded memory is read at its padded positions too: it needs them computed
+        if hidden is None:
             auto = tokens.is_cuda and not torch.is_grad_enabled()  # screening on a GPU (training: padded)
-            packed = layout != PADDED and (auto if self.packed_encoder is None else self.packed_encoder)
-            hidden = lambda t: self.encoder_hidden(t, packed)  # noqa: E731
+            packs = layout != PADDED and (auto if packed is None else packed)
+            hidden = lambda t: self.encoder_hidden(t, packs)  # noqa: E731
         if layout == PADDED:
             width = self.config.encoder.max_residues + 2
             if tokens.shape[1] > width:

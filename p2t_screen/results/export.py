@@ -3,7 +3,8 @@
 Layouts: `long` (one row per record and task; Parquet keeps the typed dataset, the text formats
 write each answer as text), `wide` (one row per protein, `results.wide`) and `residues` (one row
 per residue, `results.residues`); plus the 3-line per-residue text format. Every writer streams
-batch by batch, so memory does not grow with the number of records.
+batch by batch, so memory does not grow with the number of records. `foldseek` writes a folder of
+predicted 3Di states with the amino acids, for a Foldseek database (`results.foldseek`).
 
 CSV starts with a UTF-8 byte-order mark, so Excel reads it as UTF-8 without an import dialog
 (LibreOffice, pandas and pyarrow read the mark too); TSV, for command-line tools, has none. The
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 from ..errors import OutputError, UsageError
 from ..io.schema import METADATA_KEY
 from .dataset import Results
+from .foldseek import foldseek_task, write_foldseek
 from .residues import residue_batches, residue_schema, track_tasks, write_three_line
 from .sequences import InputSequences
 from .wide import legend, long_batches, long_schema, wide_batches, wide_schema
@@ -42,6 +44,10 @@ class Format(str, Enum):
     XLSX = "xlsx"
     PARQUET = "parquet"
     THREE_LINE = "3line"
+    FOLDSEEK = "foldseek"  # a folder: predicted 3Di + amino acids for `foldseek tsv2db`
+
+
+PER_RESIDUE = (Format.THREE_LINE, Format.FOLDSEEK)  # formats of per-residue answers only
 
 
 class Layout(str, Enum):
@@ -70,9 +76,10 @@ class ExportSummary:
 
 
 def default_output(results: Path, fmt: Format, layout: Layout) -> Path:
-    """`results/demo` -> `results/demo.wide.csv` (long: `results/demo.csv`; 3-line: `.3line`)."""
+    """`results/demo` -> `results/demo.wide.csv` (long: `results/demo.csv`; 3-line: `.3line`;
+    Foldseek: the folder `results/demo.foldseek`)."""
     base = results.with_suffix("") if results.is_file() else results
-    middle = "" if layout is Layout.LONG or fmt is Format.THREE_LINE else f".{layout.value}"
+    middle = "" if layout is Layout.LONG or fmt in PER_RESIDUE else f".{layout.value}"
     return base.with_name(f"{base.name}{middle}.{fmt.value}")
 
 
@@ -81,18 +88,23 @@ def export(request: ExportRequest) -> ExportSummary:
     fmt, layout = Format(request.format), Layout(request.layout)
     results = Results.open(request.results)
     out = request.output or default_output(request.results, fmt, layout)
-    if fmt is Format.THREE_LINE or layout is Layout.RESIDUES:
+    if fmt in PER_RESIDUE or layout is Layout.RESIDUES:
         sequences = InputSequences.of_run(results.run, request.fasta)
         if sequences is None:
             raise UsageError(f"per-residue exports show residues: pass --fasta with the screened library "
                              f"(the run's input {results.run.get('input')!r} is not a file here)")
         tasks = track_tasks(results, list(request.tasks) or None)
     elif request.tasks:
-        raise UsageError("--task selects tasks of the per-residue exports (--per-residue or --format 3line)")
+        raise UsageError("--task selects tasks of the per-residue exports (--per-residue, --format 3line "
+                         "or foldseek)")
+    if fmt in PER_RESIDUE and layout is not Layout.LONG:
+        option = "--wide" if layout is Layout.WIDE else "--per-residue"
+        raise UsageError(f"--format {fmt.value} is per residue already; it has no {option} form")
     if fmt is Format.THREE_LINE:
-        if layout is Layout.WIDE:
-            raise UsageError("--format 3line is per residue; it has no --wide form")
         return ExportSummary(out, _writing(out, lambda path: write_three_line(results, sequences, tasks, path)))
+    if fmt is Format.FOLDSEEK:
+        task = foldseek_task(results, list(request.tasks) or None)
+        return ExportSummary(out, write_foldseek(results, sequences, task, out))
     if layout is Layout.WIDE:
         schema, batches = wide_schema(results), wide_batches(results)
     elif layout is Layout.RESIDUES:

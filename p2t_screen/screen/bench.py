@@ -117,14 +117,13 @@ def time_naive(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> tuple
 
 
 def time_screen(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str, dtype: str,
-                max_tokens: int, label: str, memory_layout: str | None = None, stack_tasks: bool = True) -> Timing:
+                max_tokens: int, label: str, **screen_options) -> Timing:
     """Through `screen_file`: FASTA parsing, batching, decoding, Parquet writing (model loading
-    excluded, as it is paid once per run)."""
+    excluded, as it is paid once per run); `screen_options`: `ScreenConfig` fields."""
     with tempfile.TemporaryDirectory() as tmp:
         req = ScreenRequest(input=fasta, output=Path(tmp) / "out", model=model_ref,
                             tasks=tuple(t.name for t in tasks), device=device, dtype=dtype,
-                            screen=ScreenConfig(max_tokens=max_tokens, memory_layout=memory_layout,
-                                                stack_tasks=stack_tasks),
+                            screen=ScreenConfig(max_tokens=max_tokens, **screen_options),
                             command="p2t bench")
         summary = screen_file(req)
     if not summary.all_ok:
@@ -159,10 +158,11 @@ class BenchReport:
 
 def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, hi: int,
               naive_n: int, max_tokens: int, device: str, dtype: str, seed: int,
-              log=print, encoder_shape: str | None = None) -> BenchReport:
+              log=print, encoder_shape: str | None = None, compile: bool = False) -> BenchReport:
     """Measure every path on one generated library; `log` reports what is running.
     `encoder_shape`: the model's tasks and decoders over a random-weight ESM2 encoder of that
-    shape (`bench_shape`), timed alone (no twins, no several-models scenario)."""
+    shape (`bench_shape`), timed alone (no twins, no several-models scenario). `compile`: also
+    time the first scenario's screen with the decoder step compiled (`--compile`)."""
     dev = resolve_device(device)
     path = resolve_model_path(model_ref)
     model = load_model(path, dev, resolve_dtype(dtype, dev))
@@ -191,7 +191,7 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
             model = load_model(path, dev, resolve_dtype(dtype, dev))
             models[0] = (models[0][0], str(path), model, specs)
         sample = random.Random(seed).sample(seqs, min(naive_n, len(seqs)))
-        run = _Run(fasta, seqs, sample, device, dtype, max_tokens, log)
+        run = _Run(fasta, seqs, sample, device, dtype, max_tokens, log, compile)
         for title, ref, m, task_specs in models:
             scenarios.append(run.scenario(title, ref, m, task_specs,
                                           feedback_path if m is model else None))
@@ -217,6 +217,7 @@ class _Run:
     dtype: str
     max_tokens: int
     log: Callable[[str], None]
+    compile: bool = False  # time a screen with --compile in the first scenario
     rss: float = 0.0  # peak resident MiB right after the last scenario's screen
 
     def scenario(self, title: str, ref: str, model: P2TModel, tasks: list[TaskSpec],
@@ -241,6 +242,18 @@ class _Run:
             stacked, apart = decoder_calls(model, self.seqs, tasks, self.max_tokens)
             notes.append(f"decoder calls per batch: {stacked:.0f} with the tasks in one decode loop, "
                          f"{apart:.0f} task by task ('screen, task by task': one loop per task)")
+        if next(model.parameters()).is_cuda and model.config.memory_layout == MASKED:
+            self.log(f"[{title}] screen with the padded encoder")
+            timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
+                                       "screen, padded encoder", packed_encoder=False))
+            notes.append("'padded encoder': the encoder over padded batches instead of packed real tokens")
+        if self.compile:
+            self.compile = False  # the first scenario only
+            self.log(f"[{title}] screen --compile")
+            timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
+                                       "screen --compile", compile=True))
+            notes.append("'--compile': the decoder step through torch.compile; its time includes compiling "
+                         "it for each batch shape")
         if model.config.memory_layout == PADDED:  # imported checkpoints: what --fast-memory buys and costs
             self.log(f"[{title}] screen --fast-memory")
             timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..model.decoder import Decoder
+from ..model.decoder import Decoder, KVCache
 from ..model.rows import SideInputs
 from ..tasks.grammar import Grammar, TableGrammar
 from ..tasks.spec import TaskSpec
 from ..tasks.vocab import Vocab
 
 EARLY_EXIT_EVERY = 8
+CACHE_START = 64  # positions a stack's KV cache has room for at first (it doubles as needed)
 SideFor = Callable[[Tensor], SideInputs]  # the decoder rows' task token ids (R,) -> their side inputs
 Step = Callable[..., Tensor]  # the decoder's forward, or a compiled twin of it
 NextLogits = Callable[[int, Tensor], Tensor]  # (step just taken, tokens of the active rows) -> logits
@@ -158,6 +159,30 @@ class Stack:
         return given
 
 
+class Caches:
+    """The stack's self-attention caches. Room for positions starts small and doubles when a step
+    needs more, so a step attends to at most twice the positions it has (not to the longest
+    task's whole length), the shapes change a few times per batch (each a static shape for a
+    compiled step), and a growth keeps only the rows still in the stack (short tasks' rows are
+    not carried to the long task's length)."""
+
+    def __init__(self, decoder: Decoder, rows: int, total: int, like: Tensor) -> None:
+        if total > decoder.cfg.max_len:
+            raise ValueError(f"decoder input of {total} tokens exceeds max_len {decoder.cfg.max_len}")
+        self.total = total
+        self.caches = decoder.new_caches(rows, min(total, CACHE_START), like)
+
+    def at(self, rows: int, positions: int) -> list[KVCache]:
+        """Caches of the first `rows` rows with room for `positions` positions."""
+        room = self.caches[0].k.shape[2]
+        if positions > room:
+            room = min(self.total, max(2 * room, positions))
+            self.caches = [c.resized(rows, room) for c in self.caches]
+        if rows < self.caches[0].k.shape[0]:
+            return [c.first(rows) for c in self.caches]
+        return self.caches
+
+
 @torch.no_grad()
 def decode_stack(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memory_keep: Tensor | None,
                  bos_id: int, blocks: Sequence[TaskRows], eos_id: int, pad_id: int = 0,
@@ -183,13 +208,12 @@ def decode_stack(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memor
         ahead = decoder(inputs, memory_kv, memory_keep, None, 0, side)[:, plen - 1:]  # (R, steps, V)
         return _greedy(stack, ahead[:, 0], lambda s, token: ahead[: token.shape[0], s + 1], pad_id, trim)
     step = decoder if step is None else step
-    caches = decoder.new_caches(prompt.shape[0], plen + steps, memory_kv[0][0])
-    first = step(prompt, memory_kv, memory_keep, caches, 0, side)[:, -1]  # (R, V)
+    caches = Caches(decoder, prompt.shape[0], plen + steps, memory_kv[0][0])
+    first = step(prompt, memory_kv, memory_keep, caches.at(prompt.shape[0], plen), 0, side)[:, -1]  # (R, V)
     position = torch.full((), plen, dtype=torch.long, device=prompt.device)  # where the next token goes
 
-    def next_logits(_: int, token: Tensor) -> Tensor:
-        rows = token.shape[0]
-        live = caches if rows == prompt.shape[0] else [c.first(rows) for c in caches]
+    def next_logits(taken: int, token: Tensor) -> Tensor:
+        live = caches.at(token.shape[0], plen + taken + 1)
         logits = step(token[:, None], memory_kv, memory_keep, live, position, side)[:, -1]
         position.add_(1)
         return logits

@@ -69,6 +69,7 @@ class ScreenConfig:
     host_stages: bool = True  # read ahead / write behind in threads (`screen.stages`); False: in line
     compile: bool = False  # decoder steps through torch.compile (CUDA graphs on GPU; `decode.compiled_step`)
     stack_tasks: bool = True  # one decode loop for all of a batch's tasks; False: one per task (bench)
+    packed_encoder: bool | None = None  # encoder on real tokens only (`P2TModel.encode`); None: on CUDA
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "window_records", "window_residues"):
@@ -125,7 +126,7 @@ class Screener:
             key = (self.memory_layout, tuple(unique))
             hidden = lambda tokens: self.trunk.hidden(model, tokens, key)  # noqa: E731
         memory, keep = model.encode(encoder_tokens(list(unique), self.device), self.memory_layout,
-                                    molecules, rows, hidden)
+                                    molecules, rows, hidden, self.config.packed_encoder)
         memory_kv = model.decoder.memory_kv(memory)
         proteins = [i.protein for i in items]
         specs = self.tasks if tasks is None else tasks

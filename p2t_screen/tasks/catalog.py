@@ -13,6 +13,8 @@ DEEPLOC_LOCATIONS = (
     "Endoplasmic reticulum", "Lysosome/Vacuole", "Golgi apparatus", "Peroxisome",
 )
 
+THREE_DI = "ACDEFGHIKLMNPQRSTVWY"  # Foldseek's 3Di states, written as letters
+
 
 SELF_SUPERVISED_RESIDUES = "STYKRN"
 
@@ -37,6 +39,12 @@ CATALOG: dict[str, TaskSpec] = {spec.name: spec for spec in (
              description="DeepLoc subcellular locations (multi-label)"),
     TaskSpec("secondary_structure", "per_residue", labels=("alpha_helix", "beta_sheet", "coil_or_loop"),
              codes="HEC", description="3-state secondary structure, one label per residue"),
+    TaskSpec("secondary_structure_8", "per_residue",
+             labels=("alpha_helix", "helix_3_10", "pi_helix", "strand", "bridge", "turn", "bend", "coil"),
+             codes="HGIEBTSC", description="DSSP 8-state secondary structure, one label per residue"),
+    TaskSpec("structure_3di", "per_residue", labels=tuple(f"3di_{c}" for c in THREE_DI),
+             codes=THREE_DI, description="Foldseek 3Di structural alphabet, one state per residue "
+                                         "(p2t export --format foldseek feeds a structure search)"),
     TaskSpec("phosphorylation_sites", "sites", residues="STY",
              description="phosphorylated S/T/Y positions"),
     TaskSpec("ligand_affinity", "regression", value_range=(0.40, 15.22), inputs="ligand",

@@ -10,7 +10,7 @@ import torch
 from conftest import TINY_ENCODER, tiny_model
 
 from p2t_screen.model.encoder import EncoderConfig, esm2_forward, esm2_forward_packed, tokenize
-from p2t_screen.screen.screener import Screener
+from p2t_screen.screen.screener import ScreenConfig, Screener
 from p2t_screen.tasks.inputs import ModelInput
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,9 +37,8 @@ def test_packed_forward_equals_padded_at_every_real_position():
 def test_screen_on_the_packed_encoder_gives_the_padded_answers():
     model = tiny_model(seed=5, pooled_memory=True, residue_skip=True)
     items = [ModelInput(s) for s in sequences(7, seed=2)]
-    padded = Screener(model, list(model.config.tasks)).predict(items)
-    model.packed_encoder = True
-    packed = Screener(model, list(model.config.tasks)).predict(items)
+    padded = Screener(model, list(model.config.tasks), ScreenConfig(packed_encoder=False)).predict(items)
+    packed = Screener(model, list(model.config.tasks), ScreenConfig(packed_encoder=True)).predict(items)
     for name in padded:
         for a, b in zip(packed[name], padded[name]):
             assert (a.value, a.label, a.labels, a.sites, a.residue_labels) == \

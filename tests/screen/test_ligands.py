@@ -160,7 +160,7 @@ def test_a_protein_with_many_ligands_is_encoded_once_per_batch(trained, monkeypa
     alone = [Screener(model, [spec]).predict([x])[spec.name][0].value for x in inputs]
     encoded = []
     real = model.encoder_hidden
-    monkeypatch.setattr(model, "encoder_hidden", lambda tokens: (encoded.append(tokens.shape[0]), real(tokens))[1])
+    monkeypatch.setattr(model, "encoder_hidden", lambda tokens, *a: (encoded.append(tokens.shape[0]), real(tokens, *a))[1])
     together = Screener(model, [spec]).predict(inputs)[spec.name]
     assert encoded == [2]  # two proteins, 24 inputs
     assert [o.value for o in together] == pytest.approx(alone)

@@ -118,6 +118,26 @@ def test_short_tasks_leave_the_stack_when_their_grammar_ends(monkeypatch):
     assert set(rows[2:]) <= {4}
 
 
+def test_kv_caches_that_grow_step_by_step_decode_alike(monkeypatch):
+    """The caches start with room for CACHE_START positions and double when a step needs more
+    (dropping the rows of blocks that left the stack): from room for 2, they grow five times
+    over a 50-residue sites task, and every answer stays the same."""
+    from p2t_screen.screen import decode
+
+    model = tiny_model(seed=15, tasks=MIXED[:8], **OPTIONS)
+    seqs = proteins(6, seed=8)
+    roomy = Screener(model, list(MIXED[:8])).predict(seqs)
+    sizes = []
+    resized = decode.KVCache.resized
+    monkeypatch.setattr(decode, "CACHE_START", 2)
+    monkeypatch.setattr(decode.KVCache, "resized", lambda c, rows, n: sizes.append((rows, n)) or resized(c, rows, n))
+    tight = Screener(model, list(MIXED[:8])).predict(seqs)
+    assert len({n for _, n in sizes}) >= 4 and min(r for r, _ in sizes) < 6 * 8  # grew, left rows behind
+    for name in roomy:
+        for a, b in zip(tight[name], roomy[name]):
+            same(a, b)
+
+
 def test_compiled_step_decodes_like_the_eager_one():
     """`--compile`: the decoder step goes through torch.compile whole (fullgraph: no break inside a
     step, so it can be captured); its outputs equal the eager path's. The aot_eager backend traces
