@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import P2TError
-from ..screen.screener import DEFAULT_MAX_TOKENS, ScreenConfig
+from ..screen.config import DEFAULT_MAX_TOKENS, ScreenConfig
 from .app import app
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from ..interop.ray_files import check_input_parquet, fasta_to_parquet, for_worke
 from ..io.fasta import check_fasta
 from ..io.records import OnInvalid, OnLong, ReadPolicy
 from ..model.store import DEFAULT_MODEL, read_model_config
+from ..screen.config import DEFAULT_MAX_TOKENS
 from ..screen.run_record import THRESHOLD_HELP, parse_thresholds, with_thresholds
-from ..screen.screener import DEFAULT_MAX_TOKENS
 from .common import EXIT_OK, EXIT_ROWS_NOT_OK, err, fail
 
 _PARQUET_MAGIC = b"PAR1"

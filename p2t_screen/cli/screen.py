@@ -17,12 +17,13 @@ from ..io.records import OnInvalid, OnLong
 from ..io.writer import existing_parts
 from ..model.config import MASKED
 from ..model.store import DEFAULT_MODEL
-from ..screen.pipeline import RunSummary, ScreenRequest, screen_file
-from ..screen.run_record import THRESHOLD_HELP, parse_thresholds
-from ..screen.screener import DEFAULT_MAX_TOKENS, ScreenConfig, Stopped
 from ..results.dataset import Results
 from ..results.report import ReportRequest, write_report
 from ..results.summary import summarise
+from ..screen.config import DEFAULT_MAX_TOKENS, ScreenConfig
+from ..screen.pipeline import RunSummary, ScreenRequest, screen_file
+from ..screen.run_record import THRESHOLD_HELP, parse_thresholds
+from ..screen.screener import Stopped
 from ..screen.sources import is_stream, parse_shard
 from .app import app
 from .common import (

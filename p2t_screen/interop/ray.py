@@ -28,8 +28,9 @@ from ..io.schema import SCHEMA, schema_with_metadata
 from ..io.writer import SUCCESS_FILE
 from ..model.runtime import resolve_device, resolve_dtype
 from ..model.store import CONFIG_FILE, load_model, read_model_config, resolve_model_path
+from ..screen.config import DEFAULT_MAX_TOKENS, ScreenConfig
 from ..screen.run_record import run_metadata, with_thresholds
-from ..screen.screener import DEFAULT_MAX_TOKENS, ScreenConfig, Screener
+from ..screen.screener import Screener
 from .ray_files import check_input_parquet, filesystem, for_workers, list_files, prepare_output_dir, status_counts
 
 if TYPE_CHECKING:

@@ -19,20 +19,20 @@ from ..errors import UsageError
 from ..io.ligands import Ligand
 from ..io.records import Record, Status
 from ..io.schema import SCHEMA, rows_to_batch
-from ..model.config import MASKED, check_memory_layout
+from ..model.config import MASKED
 from ..model.encoder import encoder_tokens
 from ..model.model import P2TModel
 from ..model.trunk import SharedTrunk
 from ..tasks.inputs import INPUTS, LIGAND, PAIR, PROTEIN, ModelInput, as_input
 from ..tasks.spec import TaskSpec
 from .batching import token_budget_batches
+from .config import ScreenConfig
 from .decode import Decoded, compiled_step, decode_stack, task_rows
 from .expansion import Companion, Expansion, Pairing
 from .outcome import Failure, Outcome
 from .rows import output_row
 from .windows import Windows
 
-DEFAULT_MAX_TOKENS = 16384
 ProgressFn = Callable[[int, int], None]  # (records done, residues done) increments
 StopFn = Callable[[], bool]
 HostMemoryGuard = Callable[[list[ModelInput]], None]  # raises MemoryError for a batch that must not run
@@ -50,35 +50,6 @@ class WindowPlan:
 
 class Stopped(Exception):
     """Screening stopped on request (a signal) between two batches."""
-
-
-@dataclass(frozen=True)
-class ScreenConfig:
-    """How records are grouped for the model."""
-
-    max_tokens: int = DEFAULT_MAX_TOKENS  # padded encoder tokens per batch
-    window_records: int = 20_000  # records sorted together; bounds memory
-    window_residues: int = 2_000_000
-    # A window also closes after about this many seconds of work (None: by size only), so an
-    # interrupted run keeps all but about a minute of its work.
-    window_seconds: float | None = 60.0
-    # Memory layout overriding the model's own (`ModelConfig.memory_layout`); None keeps it.
-    # MASKED runs a PADDED model (imported Prot2Token checkpoints) on length-bucketed memory:
-    # much faster on short sequences, but not what the model was trained with (outputs drift).
-    memory_layout: str | None = None
-    host_stages: bool = True  # read ahead / write behind in threads (`screen.stages`); False: in line
-    compile: bool = False  # decoder steps through torch.compile (CUDA graphs on GPU; `decode.compiled_step`)
-    stack_tasks: bool = True  # one decode loop for all of a batch's tasks; False: one per task (bench)
-    packed_encoder: bool | None = None  # encoder on real tokens only (`P2TModel.encode`); None: on CUDA
-
-    def __post_init__(self) -> None:
-        for name in ("max_tokens", "window_records", "window_residues"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.window_seconds is not None and not self.window_seconds > 0:
-            raise ValueError(f"window_seconds must be positive or None, got {self.window_seconds}")
-        if self.memory_layout is not None:
-            check_memory_layout(self.memory_layout)
 
 
 class Screener:
@@ -130,20 +101,22 @@ class Screener:
         memory_kv = model.decoder.memory_kv(memory)
         proteins = [i.protein for i in items]
         specs = self.tasks if tasks is None else tasks
-        outcomes: dict[str, list[Outcome]] = {}
-        for feedback in (True, False):  # one stacked decode each for tasks that read back and that do not
-            stacked = [s for s in specs if model.feeds_back(s) is feedback]
-            for stack in ([stacked] if self.config.stack_tasks else [[s] for s in stacked]) if stacked else []:
-                outcomes.update(self._decode_stack(stack, proteins, memory, memory_kv, keep, feedback))
+        # Tasks that read back their outputs: one stack, step by step. The others (per-residue, no feedback):
+        # one pass each (stacked, their logits, rows x residues x vocabulary, would all be held at once).
+        stepped = [s for s in specs if model.feeds_back(s)]
+        stacks = [stepped] if stepped and self.config.stack_tasks else [[s] for s in stepped]
+        stacks += [[s] for s in specs if not model.feeds_back(s)]
+        outcomes = {name: out for stack in stacks
+                    for name, out in self._decode_stack(stack, proteins, memory, memory_kv, keep).items()}
         return {spec.name: outcomes[spec.name] for spec in specs}
 
     def _decode_stack(self, specs: list[TaskSpec], proteins: list[str], memory: torch.Tensor,
-                      memory_kv: list[tuple[torch.Tensor, torch.Tensor]], keep: torch.Tensor | None,
-                      feedback: bool) -> dict[str, list[Outcome]]:
+                      memory_kv: list[tuple[torch.Tensor, torch.Tensor]], keep: torch.Tensor | None
+                      ) -> dict[str, list[Outcome]]:
         model, vocab = self.model, self.model.vocab
         blocks = [task_rows(spec, vocab, proteins, model.config.max_output_steps, self.device) for spec in specs]
         decoded = decode_stack(model.decoder, memory_kv, keep, vocab.bos_id, blocks, vocab.eos_id, vocab.pad_id,
-                               side_for=lambda ids: model.side_inputs(memory, ids, keep), feedback=feedback,
+                               side_for=lambda ids: model.side_inputs(memory, ids, keep), feedback=model.feeds_back(specs[0]),
                                step=self.step)
         return {spec.name: self._parse(spec, out, [len(p) for p in block.prompts])
                 for spec, out, block in zip(specs, decoded, blocks)}

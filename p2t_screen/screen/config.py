@@ -1,0 +1,38 @@
+"""How a screen groups records for the model and which decoding paths it takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model.config import check_memory_layout
+
+DEFAULT_MAX_TOKENS = 16384
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """How records are grouped for the model."""
+
+    max_tokens: int = DEFAULT_MAX_TOKENS  # padded encoder tokens per batch
+    window_records: int = 20_000  # records sorted together; bounds memory
+    window_residues: int = 2_000_000
+    # A window also closes after about this many seconds of work (None: by size only), so an
+    # interrupted run keeps all but about a minute of its work.
+    window_seconds: float | None = 60.0
+    # Memory layout overriding the model's own (`ModelConfig.memory_layout`); None keeps it.
+    # MASKED runs a PADDED model (imported Prot2Token checkpoints) on length-bucketed memory:
+    # much faster on short sequences, but not what the model was trained with (outputs drift).
+    memory_layout: str | None = None
+    host_stages: bool = True  # read ahead / write behind in threads (`screen.stages`); False: in line
+    compile: bool = False  # decoder steps through torch.compile (CUDA graphs on GPU; `decode.compiled_step`)
+    stack_tasks: bool = True  # one decode loop for all of a batch's tasks; False: one per task (bench)
+    packed_encoder: bool | None = None  # encoder on real tokens only (`P2TModel.encode`); None: on CUDA
+
+    def __post_init__(self) -> None:
+        for name in ("max_tokens", "window_records", "window_residues"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.window_seconds is not None and not self.window_seconds > 0:
+            raise ValueError(f"window_seconds must be positive or None, got {self.window_seconds}")
+        if self.memory_layout is not None:
+            check_memory_layout(self.memory_layout)
