@@ -242,7 +242,8 @@ class Decoder(nn.Module):
             x = self.final_norm(x)
         logits = self.output(x)
         if side.pointer is not None and self.pointer is not None:
-            logits = logits + self._pointer_scores(side.pointer, x).to(logits.dtype)
+            scores = self._pointer_scores(side.pointer, x)  # (R, T, n)
+            logits = logits.index_add(2, self.pointer_ids[: scores.shape[2]], scores.to(logits.dtype))
         return logits
 
     @staticmethod
@@ -259,7 +260,7 @@ class Decoder(nn.Module):
         return self._tile(rows, x.shape[0]).to(x.dtype) * residue.mask(x)
 
     def _pointer_scores(self, pointer: RowInput, x: Tensor) -> Tensor:
-        """Position token p's pointer score from memory row p, scattered into (R, T, V)."""
+        """Position token p's pointer score from memory row p (R, T, n), zero in rows that do not read it."""
         memory = pointer.value
         n = min(memory.shape[1] - 1, len(self.pointer_ids))  # memory row p is residue p
         query = self.pointer(x)  # (R, T, D)
@@ -269,5 +270,4 @@ class Decoder(nn.Module):
         scores = query @ memory[:, 1:n + 1].transpose(1, 2) / math.sqrt(x.shape[-1])  # (B, G*T, n)
         if groups > 1:
             scores = by_decoder_row(scores, groups)
-        full = scores.new_zeros((*scores.shape[:2], self.output.out_features))
-        return full.index_add(2, self.pointer_ids[:n], scores) * pointer.mask(scores)
+        return scores * pointer.mask(scores)
