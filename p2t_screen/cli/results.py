@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import P2TError
-from ..results.dataset import Results
 from ..results.export import ExportRequest, Format, Layout, export
 from ..results.report import ReportRequest, write_report
 from .app import app
