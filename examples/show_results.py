@@ -1,7 +1,9 @@
 """Print a screen's results compactly: a per-task overview and the first proteins' predictions.
 
-Position tasks (`positions_X`, "where are the X residues?") are checked against the sequences
-themselves, since their right answer is in the FASTA.
+The proteins shown are spread over the library's lengths (shortest, median, longest), not its
+first records. Position tasks (`positions_X`, "where are the X residues?") are checked against
+the sequences themselves, since their right answer is in the FASTA; the localization task is
+checked against the UniProt header where its protein name states a location ("..., mitochondrial").
 
     python examples/show_results.py examples/library.fasta results/demo
 """
@@ -9,6 +11,7 @@ themselves, since their right answer is in the FASTA.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -56,7 +59,9 @@ def main(fasta: Path, results: Path, show: int = 3) -> None:
     statuses = Counter(r["status"] for r in rows)
     console.print(f"{len(rows)} rows: {len(by_record)} proteins x {len(tasks)} tasks; status "
                   + ", ".join(f"{k} {v}" for k, v in statuses.items()))
-    for index in sorted(by_record)[:show]:
+    ordered = sorted(by_record, key=lambda i: next(iter(by_record[i].values()))["length"])
+    picks = sorted({ordered[round(k * (len(ordered) - 1) / max(show - 1, 1))] for k in range(show)}) if ordered else []
+    for index in picks:
         rec = by_record[index]
         first = next(iter(rec.values()))
         table = Table(title=f"{first['seq_id']} ({first['length']} residues)", title_justify="left")
@@ -66,6 +71,35 @@ def main(fasta: Path, results: Path, show: int = 3) -> None:
             table.add_row(t, short(rec[t], codes))
         console.print(table)
     check_positions(console, fasta, rows, tasks)
+    check_stated_locations(console, rows)
+
+
+# Words of UniProt protein names that state where the protein is, and the localization label they mean.
+STATED = {"mitochondrial": "Mitochondrion", "chloroplastic": "Plastid", "nuclear": "Nucleus",
+          "secreted": "Secreted", "extracellular": "Secreted", "peroxisomal": "Peroxisome",
+          "cytoplasmic": "Cytoplasm", "membrane": "Membrane"}
+
+
+def check_stated_locations(console: Console, rows: list[dict], task: str = "localization") -> None:
+    """The localization answers of proteins whose UniProt name states a location, beside it."""
+    mine = [r for r in rows if r["task"] == task and r["status"] == "ok"]
+    table = Table(title=f"{task} against the location the UniProt name states (where it states one)")
+    for col in ("protein", "name says", "model says", "agrees"):
+        table.add_column(col)
+    agree = 0
+    for r in mine:
+        words = [w for w in STATED if re.search(rf"\b{w}\b", r["header"] or "", re.IGNORECASE)]
+        if not words:
+            continue
+        expected = STATED[words[0]]
+        hit = expected in r["label"].split(";")
+        agree += hit
+        table.add_row(r["seq_id"], f"{words[0]} -> {expected}", f"{r['label']} ({r['confidence']:.2f})",
+                      "[green]yes[/]" if hit else "[red]no[/]")
+    if table.row_count:
+        console.print(table)
+        console.print(f"{agree} of {table.row_count} agree (a word in a name is weak evidence: "
+                      f"'membrane' may name a membrane-bound complex)")
 
 
 def check_positions(console: Console, fasta: Path, rows: list[dict], tasks: list[str]) -> None:
