@@ -77,7 +77,16 @@ class KVCache:
     def empty(cls, rows: int, heads: int, max_len: int, head_dim: int,
               dtype: torch.dtype, device: torch.device) -> KVCache:
         k = torch.zeros(rows, heads, max_len, head_dim, dtype=dtype, device=device)
-        return cls(k, torch.zeros_like(k))
+        return cls._static(k, torch.zeros_like(k))
+
+    @classmethod
+    def _static(cls, k: Tensor, v: Tensor) -> KVCache:
+        """A cache whose tensors a compiled step may write in place: on CUDA their addresses are
+        marked static, so CUDA graphs capture the writes instead of skipping the graph."""
+        if k.is_cuda:
+            torch._dynamo.mark_static_address(k)
+            torch._dynamo.mark_static_address(v)
+        return cls(k, v)
 
     def first(self, rows: int) -> KVCache:
         """The cache of the first `rows` rows (a view: writes reach this cache)."""
@@ -89,7 +98,7 @@ class KVCache:
         v = torch.zeros_like(k)
         kept = min(length, self.k.shape[2])
         k[:, :, :kept], v[:, :, :kept] = self.k[:rows, :, :kept], self.v[:rows, :, :kept]
-        return KVCache(k, v)
+        return KVCache._static(k, v)
 
     def update(self, positions: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write (R, H, t, hd) at `positions` (t,); return the whole cache (callers mask it)."""

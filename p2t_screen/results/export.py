@@ -97,9 +97,8 @@ def export(request: ExportRequest) -> ExportSummary:
     elif request.tasks:
         raise UsageError("--task selects tasks of the per-residue exports (--per-residue, --format 3line "
                          "or foldseek)")
-    if fmt in PER_RESIDUE and layout is not Layout.LONG:
-        option = "--wide" if layout is Layout.WIDE else "--per-residue"
-        raise UsageError(f"--format {fmt.value} is per residue already; it has no {option} form")
+    if fmt in PER_RESIDUE and layout is Layout.WIDE:  # --per-residue with them says what they are anyway
+        raise UsageError(f"--format {fmt.value} is per residue; it has no --wide form")
     if fmt is Format.THREE_LINE:
         return ExportSummary(out, _writing(out, lambda path: write_three_line(results, sequences, tasks, path)))
     if fmt is Format.FOLDSEEK:

@@ -59,15 +59,19 @@ def foldseek_task(results: Results, tasks: list[str] | None) -> str:
 
 def write_foldseek(results: Results, sequences: InputSequences, task: str, out: Path) -> int:
     """Write the folder (atomically: a finished folder or none); returns the proteins written."""
-    tmp = out.with_name(f".{out.name}.tmp")
+    if out.exists() and not out.is_dir() or out.is_symlink():
+        raise OutputError(f"cannot write the Foldseek folder {out}: a file of that name is in the way")
+    tmp, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
         n = _write_parts(results, sequences, task, tmp)
         (tmp / "README.txt").write_text(README.format(n=n, task=task), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
+        if out.exists():  # the previous export steps aside until the new one is in place
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
         os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None

@@ -214,6 +214,8 @@ def decode_stack(decoder: Decoder, memory_kv: list[tuple[Tensor, Tensor]], memor
 
     def next_logits(taken: int, token: Tensor) -> Tensor:
         live = caches.at(token.shape[0], plen + taken + 1)
+        if step is not decoder:  # a CUDA-graph replay may reuse the last one's outputs: this step is new
+            torch.compiler.cudagraph_mark_step_begin()
         logits = step(token[:, None], memory_kv, memory_keep, live, position, side)[:, -1]
         position.add_(1)
         return logits

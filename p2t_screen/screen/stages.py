@@ -20,32 +20,54 @@ _END = object()
 class ReadAhead(Generic[T]):
     """Iterate `items` in a background thread, about `depth` items ahead of the consumer.
 
-    Items cross in chunks of up to `chunk` (one queue hand-over, two lock round trips, per chunk
-    instead of per item); a chunk goes early whenever the consumer has nothing left to take, so
-    a slow source (a pipe) is never held back waiting for a chunk to fill."""
+    Items cross in chunks of up to `chunk` (one queue hand-over per chunk instead of per item).
+    Items read but not yet queued wait in `_pending`; a consumer that finds the queue empty takes
+    them at once, so a source that pauses never holds back what it has already given."""
 
     def __init__(self, items: Iterable[T], depth: int = 4096, chunk: int = 64) -> None:
         self._chunk = max(1, min(chunk, depth))
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth // self._chunk))
+        # Moved to the queue, or taken by the consumer from an empty queue, only under the lock:
+        # so pending items are always newer than every queued one, and order is kept.
+        self._pending: list[T] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._fill, args=(iter(items),), name="p2t-read-ahead", daemon=True)
         self._thread.start()
 
     def _fill(self, items: Iterator[T]) -> None:
-        chunk: list[T] = []
         try:
             for item in items:
-                chunk.append(item)
-                if len(chunk) >= self._chunk or self._queue.empty():
-                    if not self._put(chunk):
+                with self._lock:
+                    self._pending.append(item)
+                    if len(self._pending) >= self._chunk and not self._flush():
                         return
-                    chunk = []
-            if chunk and not self._put(chunk):
-                return
-            self._put(_END)
+            with self._lock:
+                if not self._flush():
+                    return
         except BaseException as exc:  # handed to the consumer after the items read before it
-            if not chunk or self._put(chunk):
-                self._put(exc)
+            with self._lock:
+                if not self._flush():
+                    return
+            self._put(exc)
+            return
+        self._put(_END)
+
+    def _flush(self) -> bool:
+        """Queue the pending items (the lock held); False when the consumer stopped first."""
+        chunk, self._pending = self._pending, []
+        return not chunk or self._put(chunk)
+
+    def _take(self) -> object:
+        """The next queued chunk (or end, or error); from an empty queue, the pending items."""
+        while True:
+            try:
+                return self._queue.get(timeout=0.05)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty() and self._pending:
+                        chunk, self._pending = self._pending, []
+                        return chunk
 
     def _put(self, item: object) -> bool:
         """Queue `item`, waiting for room unless the consumer stops first (then False)."""
@@ -60,7 +82,7 @@ class ReadAhead(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         try:
             while True:
-                item = self._queue.get()
+                item = self._take()
                 if item is _END:
                     return
                 if isinstance(item, BaseException):

@@ -11,7 +11,7 @@ from screened import screen
 from typer.testing import CliRunner
 
 from p2t_screen.cli import app
-from p2t_screen.errors import UsageError
+from p2t_screen.errors import OutputError, UsageError
 from p2t_screen.model.store import save_model
 from p2t_screen.results.export import ExportRequest, Format, Layout, export
 from p2t_screen.tasks.catalog import CATALOG, THREE_DI
@@ -56,6 +56,10 @@ def test_foldseek_folder_pairs_3di_with_the_screened_residues(screened_3di, tmp_
     assert "foldseek tsv2db 3di.tsv p2tDB_ss --output-dbtype 0" in readme and "--output-dbtype 12" in readme
     again = export(ExportRequest(out, Format.FOLDSEEK, output=tmp_path / "fs"))  # replaces the folder
     assert again.rows == done.rows and not list(tmp_path.glob(".fs*"))
+    (tmp_path / "taken").write_text("not a folder")
+    with pytest.raises(OutputError, match="a file of that name is in the way"):
+        export(ExportRequest(out, Format.FOLDSEEK, output=tmp_path / "taken"))
+    assert (tmp_path / "taken").read_text() == "not a folder"
 
 
 def test_foldseek_export_needs_a_3di_task(screened_3di, tmp_path_factory):

@@ -66,3 +66,24 @@ def test_a_write_error_is_raised_in_the_caller_and_nothing_after_it_is_written()
         behind.close()
     behind.close()  # a second close neither hangs nor raises again
     assert written == [0, 1, 2]
+
+
+def test_a_source_that_pauses_does_not_hold_back_what_it_gave():
+    """Items read but not yet queued reach an idle consumer: here the source waits for the
+    consumer to have item 2 before giving item 3 (with chunks of 64, a reader that held its
+    partial chunk would wait forever; the generous limit only ends such a hang)."""
+    seen_two = threading.Event()
+    waited = []
+
+    def source():
+        yield 1
+        yield 2
+        waited.append(seen_two.wait(timeout=120))
+        yield 3
+
+    got = []
+    for item in ReadAhead(source(), depth=4096, chunk=64):
+        got.append(item)
+        if item == 2:
+            seen_two.set()
+    assert got == [1, 2, 3] and waited == [True]
