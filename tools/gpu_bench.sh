@@ -19,14 +19,8 @@ N=${N:-20000}
 NAIVE_N=${NAIVE_N:-8}
 MAX_TOKENS=${MAX_TOKENS:-131072}
 SHAPES=${SHAPES:-esm2_t33_650M_UR50D esm2_t6_8M_UR50D}
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
 mkdir -p "$OUT"
-if ! "$PY" -c "import esm" 2>/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/p2t-site .whl/*.whl
-    export PYTHONPATH=/tmp/p2t-site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+. tools/gpu_env.sh
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || true; } > "$OUT/device.txt" 2>&1
 "$PY" -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])" >> "$OUT/device.txt"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -59,6 +60,7 @@ def pretrain_cmd(
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     fresh: Annotated[bool, typer.Option(help="ignore (and delete) a saved pre-training state")] = False,
+    stage_hours: Annotated[Optional[float], typer.Option(min=0.0, help="end this stage after about this many hours, its state saved; the same command again continues, ending where one uninterrupted run would")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Masked-language pre-training of an ESM2-architecture encoder (for `encoder.source`)."""
@@ -71,13 +73,20 @@ def pretrain_cmd(
         valid_seqs = _sequences([valid]) if valid else []
         cfg = PretrainConfig(steps=steps, num_layers=layers, embed_dim=dim, attention_heads=heads,
                              crop=crop, max_tokens=max_tokens, lr=lr, warmup=warmup, seed=seed)
+        deadline = None if stage_hours is None else time.monotonic() + stage_hours * 3600
         summary = pretrain(train_seqs, valid_seqs, cfg, output, resolve_device(device), fresh,
-                           PretrainLog(err, quiet).event)
+                           PretrainLog(err, quiet).event,
+                           None if deadline is None else lambda _: time.monotonic() >= deadline)
     except P2TError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
         err.print("interrupted: rerun the same command to resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    if "paused_at" in summary:
+        if not quiet:
+            err.print(f"stage over at step {summary['paused_at']:,} of {summary['steps']:,} (state in "
+                      f"{summary['state']}): run the same command again to continue")
+        return
     if not quiet:
         v = summary["valid"]
         extra = (f"; held-out loss {v['loss']:.3f}, perplexity {v['perplexity']:.2f}, "

@@ -120,8 +120,13 @@ def evaluate_mlm(encoder: ESM2, sequences: Sequence[str], cfg: PretrainConfig,
 
 def pretrain(sequences: Sequence[str], valid: Sequence[str], cfg: PretrainConfig, output: Path,
              device: torch.device, fresh: bool = False,
-             on_event: Callable[[str, dict], None] | None = None) -> dict:
-    """Train an ESM2 encoder by masked-LM and write it to `output` (.pt); returns a summary."""
+             on_event: Callable[[str, dict], None] | None = None,
+             stage_over: Callable[[int], bool] | None = None) -> dict:
+    """Train an ESM2 encoder by masked-LM and write it to `output` (.pt); returns a summary.
+
+    `stage_over(step)`, asked after each step: True ends this stage there, its state saved, and
+    returns {"paused_at": step, ...} without writing `output`; the same call again resumes and
+    ends exactly where an uninterrupted run does (a schedule split into stages of bounded time)."""
     if not sequences:
         raise UsageError("pretrain: no training sequences")
     emit = on_event or (lambda event, data: None)
@@ -156,9 +161,13 @@ def pretrain(sequences: Sequence[str], valid: Sequence[str], cfg: PretrainConfig
         emit("step", {"step": step, "total": cfg.steps, "loss": loss, "epoch": epoch,
                       "lr": optimizer.param_groups[0]["lr"],
                       "residues_per_s": residues / (time.perf_counter() - started)})
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        pause = step < cfg.steps and stage_over is not None and stage_over(step)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or pause:
             save_state(state_path, fingerprint, {"model": encoder.state_dict(), "optimizer": optimizer.state_dict(),
                                                  "step": step, "epoch": epoch, "index": index})
+        if pause:
+            emit("paused", {"step": step, "total": cfg.steps, "state": str(state_path)})
+            return {"paused_at": step, "steps": cfg.steps, "state": str(state_path)}
     return _finish(encoder, valid, cfg, output, device, step, epoch, len(sequences), emit)
 
 

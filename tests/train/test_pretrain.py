@@ -79,6 +79,30 @@ def test_resumed_pretraining_ends_where_an_uninterrupted_run_does(tmp_path: Path
             assert torch.equal(x, y), name
 
 
+def test_pretraining_in_stages_ends_where_one_run_does(tmp_path: Path):
+    """A schedule split into stages (`stage_over`; the CLI's --stage-hours) saves its state at the
+    stage's end, writes no checkpoint until the last stage, and ends with the same weights."""
+    seqs = motif_sequences(60)
+    pretrain(seqs, [], small(30), tmp_path / "a.pt", torch.device("cpu"))
+    stages = [pretrain(seqs, [], small(30), tmp_path / "b.pt", torch.device("cpu"),
+                       stage_over=lambda step, end=end: step >= end) for end in (7, 22, 99)]
+    assert [s.get("paused_at") for s in stages] == [7, 22, None]  # 7 and 22: not checkpoint steps
+    assert stages[2]["steps"] == 30 and (tmp_path / "b.pt").is_file()
+    a, b = load_esm2(str(tmp_path / "a.pt"))[1], load_esm2(str(tmp_path / "b.pt"))[1]
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        if not name.startswith("contact_head."):
+            assert torch.equal(x, y), name
+    fasta = tmp_path / "s.fasta"
+    fasta.write_text("".join(f">s{i}\n{q}\n" for i, q in enumerate(seqs)))
+    args = ["pretrain", str(fasta), "-o", str(tmp_path / "c.pt"), "--steps", "3", "--layers", "1", "--dim", "32",
+            "--heads", "4", "--crop", "40", "--max-tokens", "800", "--warmup", "1", "--device", "cpu"]
+    first = CliRunner().invoke(app, [*args, "--stage-hours", "0"])
+    assert first.exit_code == 0 and "stage over at step 1 of 3" in first.output, first.output
+    assert not (tmp_path / "c.pt").exists()
+    rest = CliRunner().invoke(app, args)
+    assert rest.exit_code == 0 and "resuming at step 1" in rest.output and (tmp_path / "c.pt").is_file()
+
+
 def test_cli_pretrain_then_train_uses_it(tmp_path: Path):
     (tmp_path / "seqs.fasta").write_text("".join(f">s{i}\n{s}\n" for i, s in enumerate(motif_sequences(40))))
     enc = tmp_path / "enc.pt"
