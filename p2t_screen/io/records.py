@@ -11,7 +11,8 @@ from enum import Enum
 
 from ..errors import InputError
 
-ENCODER_ALPHABET: frozenset[str] = frozenset("ACDEFGHIKLMNPQRSTVWYXBUZO")
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"  # the 20 standard amino acids
+ENCODER_ALPHABET: frozenset[str] = frozenset(AMINO_ACIDS + "XBUZO")
 
 
 class Status(str, Enum):

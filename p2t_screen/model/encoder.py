@@ -119,7 +119,7 @@ def esm2_embed(model: ESM2, tokens: Tensor, inv_freq: tuple[float, ...] | None =
         x = x.masked_fill((tokens == model.mask_idx).unsqueeze(-1), 0.0)
         lengths = (~padding).sum(-1)
         observed = (tokens == model.mask_idx).sum(-1).to(x.dtype) / lengths
-        x = x * (1 - 0.15 * 0.8) / (1 - observed)[:, None, None]
+        x = x * _token_dropout_scale(observed)[:, None, None]
     x = x * (~padding).unsqueeze(-1).to(x.dtype)
     keep = (~padding)[:, None, None, :]  # (B, 1, 1, T): True = attend
     rotary = _rotary_tables(model.embed_dim // model.attention_heads, tokens.shape[1], x, inv_freq)
@@ -132,8 +132,7 @@ def esm2_layers(model: ESM2, state: EncoderState, stop: int | None = None) -> En
     stop = len(model.layers) if stop is None else stop
     for layer in model.layers[state.layers_done:stop]:
         x = x + _self_attention(layer.self_attn, layer.self_attn_layer_norm(x), state.keep, state.rotary)
-        h = layer.final_layer_norm(x)
-        x = x + layer.fc2(F.gelu(layer.fc1(h)))
+        x = x + _feed_forward(layer, x)
     return EncoderState(x, state.keep, state.rotary, max(stop, state.layers_done))
 
 
@@ -166,16 +165,25 @@ def esm2_forward_packed(model: ESM2, tokens: Tensor, inv_freq: tuple[float, ...]
         protein = torch.repeat_interleave(torch.arange(len(lengths), device=tokens.device), lengths)  # (N,)
         observed = torch.zeros(len(lengths), dtype=x.dtype, device=x.device).index_add_(
             0, protein, masked.to(x.dtype)) / lengths
-        x = x * ((1 - 0.15 * 0.8) / (1 - observed))[protein][:, None]
+        x = x * _token_dropout_scale(observed)[protein][:, None]
     position = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)[keep]  # (N,)
     cos, sin = _rotary_tables(model.embed_dim // model.attention_heads, tokens.shape[1], x, inv_freq)
     rotary = cos[position][:, None, :], sin[position][:, None, :]  # (N, 1, hd)
     for layer in model.layers:
         x = x + _packed_attention(layer.self_attn, layer.self_attn_layer_norm(x), offsets, rotary)
-        x = x + layer.fc2(F.gelu(layer.fc1(layer.final_layer_norm(x))))
+        x = x + _feed_forward(layer, x)
     out = x.new_zeros((*tokens.shape, x.shape[-1]))
     out[keep] = model.emb_layer_norm_after(x)
     return out
+
+
+def _token_dropout_scale(observed: Tensor) -> Tensor:
+    """ESM2's token-dropout rescaling per protein, from its share of `<mask>` tokens (B,)."""
+    return (1 - 0.15 * 0.8) / (1 - observed)
+
+
+def _feed_forward(layer: torch.nn.Module, x: Tensor) -> Tensor:
+    return layer.fc2(F.gelu(layer.fc1(layer.final_layer_norm(x))))
 
 
 def _packed_attention(attn: torch.nn.Module, x: Tensor, offsets: Tensor, rotary: tuple[Tensor, Tensor]) -> Tensor:

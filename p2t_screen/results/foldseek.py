@@ -15,11 +15,12 @@ import shutil
 from pathlib import Path
 
 from ..errors import OutputError, UsageError
+from ..tasks.catalog import THREE_DI
 from .dataset import Results
 from .residues import tracks
 from .sequences import InputSequences
 
-STATES = frozenset("ACDEFGHIKLMNPQRSTVWY")  # Foldseek's 3Di alphabet: 20 states written as letters
+STATES = frozenset(THREE_DI)
 README = """Predicted 3Di states of {n} proteins (p2t task {task!r}), for Foldseek.
 
 Make a Foldseek database of amino acids + 3Di from them (no structures needed):
@@ -42,8 +43,7 @@ the residues that were screened.
 def foldseek_task(results: Results, tasks: list[str] | None) -> str:
     """The run's task whose residue codes are 3Di states: the one given, else the only candidate."""
     per_residue = [name for name, spec in results.specs.items()
-                   if spec.task_kind.residue_tracks and spec.codes and set(spec.codes) <= STATES
-                   and len(spec.codes) == len(STATES)]
+                   if spec.task_kind.residue_tracks and set(spec.codes or "") == STATES]
     if tasks:
         if len(tasks) > 1:
             raise UsageError("--format foldseek writes one task's 3Di states: give one --task")

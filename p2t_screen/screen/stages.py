@@ -36,22 +36,19 @@ class ReadAhead(Generic[T]):
         self._thread.start()
 
     def _fill(self, items: Iterator[T]) -> None:
+        ending: object = _END
         try:
             for item in items:
                 with self._lock:
                     self._pending.append(item)
                     if len(self._pending) >= self._chunk and not self._flush():
                         return
-            with self._lock:
-                if not self._flush():
-                    return
         except BaseException as exc:  # handed to the consumer after the items read before it
-            with self._lock:
-                if not self._flush():
-                    return
-            self._put(exc)
-            return
-        self._put(_END)
+            ending = exc
+        with self._lock:
+            if not self._flush():
+                return
+        self._put(ending)
 
     def _flush(self) -> bool:
         """Queue the pending items (the lock held); False when the consumer stopped first."""

@@ -6,6 +6,7 @@ training configs and checkpoint imports start from.
 
 from __future__ import annotations
 
+from ..io.records import AMINO_ACIDS
 from .spec import TaskSpec
 
 DEEPLOC_LOCATIONS = (
@@ -13,7 +14,7 @@ DEEPLOC_LOCATIONS = (
     "Endoplasmic reticulum", "Lysosome/Vacuole", "Golgi apparatus", "Peroxisome",
 )
 
-THREE_DI = "ACDEFGHIKLMNPQRSTVWY"  # Foldseek's 3Di states, written as letters
+THREE_DI = AMINO_ACIDS  # Foldseek's 20 3Di states are written with the amino-acid letters
 
 
 SELF_SUPERVISED_RESIDUES = "STYKRN"

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from ..io.records import AMINO_ACIDS
 from ..tasks.kind import ProteinLabels
 from ..tasks.spec import TaskSpec
 
-AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 WINDOW_HALF = 7  # residues each side of the centre
 NO_RESIDUE = len(AMINO_ACIDS)  # window column for positions beyond either end of the chain
 WINDOW_SYMBOLS = len(AMINO_ACIDS) + 1

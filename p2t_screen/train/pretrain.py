@@ -26,14 +26,12 @@ from esm.model.esm2 import ESM2
 from torch import Tensor
 
 from ..errors import UsageError
+from ..io.records import AMINO_ACIDS
 from ..model.encoder import ALPHABET, EncoderConfig, esm2_forward, tokenize
 from ..model.esm_io import save_esm_checkpoint
 from ..screen.batching import shuffled_batches
 from .state import load_state, save_state
 from .steps import LRSchedule, optimizer_step
-
-AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
-
 
 _AA_IDS = torch.tensor([ALPHABET.get_idx(a) for a in AMINO_ACIDS])
 
