@@ -52,13 +52,22 @@ class DecoderConfig:
     # inputs are <pad>), so each label comes from the encoder alone, one wrong label cannot
     # drag the following ones along, and decoding needs one decoder pass instead of one per residue.
     residue_feedback: bool = True
+    # Every memory row also gets a learned linear mix of the rows around it (a 1-D convolution of
+    # this odd width over the protein, 0 = none; starts at zero, so as if there were none): each
+    # residue's row then holds its sequence window, which per-residue labels (GOR's +-7 residues)
+    # and the pooled mean (a learned k-mer composition) read without deep attention learning it.
+    memory_window: int = 0
 
     def __post_init__(self) -> None:
         check_fields(self, positive=("vocab_size", "memory_dim", "dim", "num_layers", "num_heads", "ffn_dim",
-                                     "max_len"), at_least_zero=("memory_positions", "dropout", "memory_dropout"),
+                                     "max_len"), at_least_zero=("memory_positions", "dropout", "memory_dropout",
+                                                                "memory_window"),
                      ceilings={"vocab_size": 1e7, "memory_dim": 1 << 15, "dim": 1 << 15, "num_layers": 512,
                                "num_heads": 1024, "ffn_dim": 1 << 17, "max_len": 1 << 17, "memory_positions": 1 << 17,
-                               "dropout": 1.0, "memory_dropout": 1.0})
+                               "dropout": 1.0, "memory_dropout": 1.0, "memory_window": 1023})
+        if self.memory_window and self.memory_window % 2 == 0:
+            raise ValueError(f"decoder memory_window must be odd (a window centred on its residue), "
+                             f"got {self.memory_window}")
         if self.dim % self.num_heads:
             raise ValueError(f"decoder dim {self.dim} is not divisible by {self.num_heads} heads")
 
@@ -187,6 +196,11 @@ class Decoder(nn.Module):
         self.projection = nn.Linear(cfg.memory_dim, cfg.dim)
         self.memory_pos = (nn.Parameter(torch.zeros(cfg.memory_positions, cfg.dim))
                            if cfg.memory_positions else None)
+        self.window = (nn.Conv1d(cfg.dim, cfg.dim, cfg.memory_window, padding=cfg.memory_window // 2)
+                       if cfg.memory_window else None)
+        if self.window is not None:
+            nn.init.zeros_(self.window.weight)
+            nn.init.zeros_(self.window.bias)
         self.memory_dropout = nn.Dropout(cfg.memory_dropout)
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.dim, padding_idx=0)
         self.pos_embed = nn.Parameter(torch.zeros(cfg.max_len, cfg.dim))
@@ -203,9 +217,13 @@ class Decoder(nn.Module):
         if self.memory_pos is not None:
             nn.init.normal_(self.memory_pos, std=0.02)
 
-    def project_memory(self, hidden: Tensor) -> Tensor:
-        """Encoder states (B, S, E) -> decoder memory (B, S, D)."""
+    def project_memory(self, hidden: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Encoder states (B, S, E) -> decoder memory (B, S, D). `keep` (B, S): the rows that are
+        the protein's (the memory window reads zeros elsewhere; None: all rows are)."""
         memory = self.projection(hidden)
+        if self.window is not None:
+            rows = memory if keep is None else memory * keep[..., None].to(memory.dtype)
+            memory = memory + self.window(rows.transpose(1, 2)).transpose(1, 2)
         if self.memory_pos is not None:
             memory = memory + self.memory_pos[: memory.shape[1]]
         return self.memory_dropout(memory)

@@ -87,8 +87,9 @@ class P2TModel(nn.Module):
             if tokens.shape[1] > width:
                 raise ValueError(f"{tokens.shape[1]} encoder tokens exceed the model's {width}")
             tokens = F.pad(tokens, (0, width - tokens.shape[1]), value=self.encoder.padding_idx)
-        out = self.decoder.project_memory(hidden(tokens))
-        return out, (None if layout == PADDED else tokens.ne(self.encoder.padding_idx))
+        residues = tokens.ne(self.encoder.padding_idx)
+        out = self.decoder.project_memory(hidden(tokens), residues)
+        return out, (None if layout == PADDED else residues)
 
     def feeds_back(self, spec: TaskSpec) -> bool:
         """Whether the decoder reads the task's previous output tokens (see residue_feedback)."""

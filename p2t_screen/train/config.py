@@ -62,6 +62,7 @@ class DecoderSection:
     pooled_memory: bool = False  # class/multi-label/regression: inputs add the memory's mean
     task_every_step: bool = False  # every decoder input adds the task token's embedding
     residue_feedback: bool = True  # per-residue tasks read their previous labels (Prot2Token)
+    memory_window: int = 0  # memory rows add a learned mix of the rows around them (odd width)
 
     def __post_init__(self) -> None:
         check_fields(self, positive=("dim", "num_layers", "num_heads", "ffn_dim"),

@@ -28,7 +28,8 @@ def loss_on(model: P2TModel, batch: Batch, hidden: Tensor | None = None,
     if hidden is None:
         memory, keep = model.encode(batch.esm)
     else:
-        memory, keep = model.decoder.project_memory(hidden), batch.esm.ne(model.encoder.padding_idx)
+        keep = batch.esm.ne(model.encoder.padding_idx)
+        memory = model.decoder.project_memory(hidden, keep)
     if batch.molecules is not None:
         mol, mol_keep = model.molecule(batch.molecules)
         keep = keep if keep is not None else torch.ones(memory.shape[:2], dtype=torch.bool,

@@ -263,6 +263,35 @@ def test_pooled_memory_adds_the_masked_mean_and_keeps_batching_exact():
             assert (a.label, a.labels, a.value) == (b.label, b.labels, b.value)
 
 
+def test_memory_window_starts_as_none_mixes_neighbours_and_keeps_batching_exact():
+    """`memory_window` starts at zero (the memory of the same weights without it); trained, memory
+    row j mixes rows j-w/2..j+w/2 of its own protein only: a padded batch gives what each
+    sequence gives alone, memory and screened outputs alike."""
+    seqs = ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", "GSHM", "ACDEFGHIKLMNPQRSTVWY"]
+    windowed, plain = tiny_model(seed=6, memory_window=5), tiny_model(seed=6)
+    windowed.load_state_dict(plain.state_dict(), strict=False)
+    tokens = tokenize(seqs)
+    assert torch.equal(windowed.encode(tokens)[0], plain.encode(tokens)[0])
+    torch.manual_seed(3)
+    with torch.no_grad():
+        windowed.decoder.window.weight.normal_(std=0.3)
+    memory, keep = windowed.encode(tokens)
+    base = plain.encode(tokens)[0]
+    changed = (memory - base).abs().amax(-1)  # (B, S)
+    assert bool((changed[keep] > 1e-3).all())
+    lone = tokenize([seqs[1]])  # <cls> GSHM <eos>: 6 rows; row 5 reads rows 3..7, the last 2 padding
+    assert torch.allclose(windowed.encode(lone)[0][0], memory[1, :6], atol=1e-5)
+    specs = [windowed.config.task(n) for n in ("ss3", "kingdom", "location")]
+    together = Screener(windowed, specs).predict(seqs)
+    for i, seq in enumerate(seqs):
+        alone = Screener(windowed, specs).predict([seq])
+        for spec in specs:
+            a, b = alone[spec.name][0], together[spec.name][i]
+            assert (a.label, a.labels, a.value, a.residue_labels) == (b.label, b.labels, b.value, b.residue_labels)
+    with pytest.raises(ValueError, match="odd"):
+        tiny_model(memory_window=4)
+
+
 def test_task_every_step_adds_the_task_embedding_to_every_input():
     """With `task_every_step`, every decoder input gets the task token's embedding: logits equal
     a plain decoder whose position table has that embedding added, cached decoding equals a full
