@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from card_calibration import calibration_section, measure_task
+from card_stages import shipped_perplexity, source_stages, stages_section
+from card_verdicts import MARGIN, aux_section, task_rows, withdraw_failing
 
 from p2t_screen.model.store import load_model
 from p2t_screen.tasks.kind import KINDS
@@ -26,6 +28,7 @@ from p2t_screen.train.classical import MAX_WINDOW_ROWS
 from p2t_screen.train.config import load_config
 from p2t_screen.train.evaluate import baseline, classical
 from p2t_screen.train.run import load_labelled, spread
+from p2t_screen.train.thresholds import withdrawn_specs
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -39,6 +42,9 @@ def create_parser() -> argparse.ArgumentParser:
                    help="validation examples per task the temperature is fitted on (evenly spaced)")
     p.add_argument("--no-calibrate", action="append", default=[], metavar="TASK",
                    help="leave this task's temperature as it is (repeatable)")
+    p.add_argument("--withdraw", action="store_true",
+                   help=f"after measuring, stop offering every task that does not beat both baselines by "
+                        f"more than {MARGIN} (its spec leaves the saved model; the card lists it as not offered)")
     return p
 
 
@@ -46,17 +52,18 @@ def _fmt(v) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
-def measure(cfg, model, max_test: int) -> dict:
-    """Test metrics and baseline metrics for every task of the config. An auxiliary task (trained,
-    not offered: its spec is not in the saved model) is scored with the config's spec put back
-    for the measurement only."""
+def measure(cfg, model, max_test: int, withdrawn: dict) -> dict:
+    """Test metrics and baseline metrics for every task of the config. A task the saved model does
+    not offer (auxiliary in the config, or `withdrawn`: name -> its spec when it was taken out) is
+    scored with its spec put back for the measurement only."""
     out = {}
     for entry in cfg.tasks:
         data = load_labelled(cfg, entry)
         test = spread(data["test"], max_test)
         offered = model.config
-        spec = entry.spec if entry.auxiliary else offered.task(entry.spec.name)
-        if entry.auxiliary:
+        absent = entry.auxiliary or entry.spec.name in withdrawn
+        spec = (withdrawn.get(entry.spec.name, entry.spec) if absent else offered.task(entry.spec.name))
+        if absent:
             model.config = replace(offered, tasks=(*offered.tasks, spec))
         try:
             metrics, calibrated = measure_task(model, spec, test)
@@ -66,6 +73,7 @@ def measure(cfg, model, max_test: int) -> dict:
         found = classical(spec, data["train"], data["valid"], test)
         out[spec.name] = {"kind": spec.kind, "test_examples": len(test), "model": metrics,
                           "baseline": {"name": name, "metrics": base}, "auxiliary": entry.auxiliary,
+                          "withdrawn": entry.spec.name in withdrawn,
                           "classical": None if found is None else {"name": found[0], "metrics": found[1]},
                           "calibration": calibrated, "counts": {k: len(v) for k, v in data.items()}}
         print(spec.name, {k: _fmt(out[spec.name]["model"].get(k)) for k in spec.task_kind.report_metrics}, flush=True)
@@ -94,29 +102,19 @@ def provenance(cfg) -> list[str]:
 
 
 def pretrain_line(cfg) -> str:
-    """How the encoder started: masked-LM pre-training here (with its held-out figures) or not."""
-    source = Path(cfg.encoder.source)
-    summary = source.with_suffix(".json")
-    if cfg.encoder.source == "new" or not summary.is_file():
+    """How the encoder started: from earlier stages here (table below) or from scratch."""
+    stages = source_stages(cfg)
+    if not stages:
         return "the encoder was trained from scratch together with the decoder."
-    info = json.loads(summary.read_text())
-    corpus = Path("data/pretrain/PROVENANCE.json")
-    prov = json.loads(corpus.read_text()) if corpus.is_file() else {}
-    v, c = info.get("valid", {}), info.get("config", {})
-    return (f"it was first pre-trained here by masked-language modelling (`make encoder`: "
-            f"{info.get('steps')} steps of {c.get('max_tokens')} tokens, windows of at most "
-            f"{c.get('crop')} residues) on {info.get('train_sequences')} sequences "
-            f"({prov.get('corpus_residues', '?')} residues: the training splits of every task plus "
-            f"UniProt sequences, with every sequence that has a >= 30% identity hit in any held-out "
-            f"set removed first), reaching a held-out masked-residue accuracy of "
-            f"{v.get('accuracy', float('nan')):.3f} (perplexity {v.get('perplexity', float('nan')):.2f}; "
-            f"20 equally likely amino acids would be 0.05 and 20), then fine-tuned with the decoder.")
+    return (f"the encoder went through {len(stages)} earlier stage{'s' if len(stages) > 1 else ''} here "
+            f"(masked-LM pre-training first; see Training stages), then was fine-tuned with the decoder.")
 
 
 OPTIONS = {"residue_skip": "per-residue inputs add their residue's memory row",
            "site_pointer": "site logits read each candidate residue's memory row",
            "pooled_memory": "class and multi-label inputs add the mean memory row",
-           "task_every_step": "every input adds the task token's embedding"}
+           "task_every_step": "every input adds the task token's embedding",
+           "memory_window": "each memory row adds a learned mix of the rows in a window around it"}
 
 
 def feedback_text(dec: dict) -> str:
@@ -139,57 +137,6 @@ def thresholds_text(found: dict) -> str:
                      f"({scores[str(info['threshold'])]:.3f} on {info['examples']} examples; "
                      f"{scores.get('0.5', float('nan')):.3f} at 0.5).\n")
     return "".join(lines)
-
-
-def aux_section(aux_rows: list[str]) -> str:
-    """Tasks trained as auxiliary (`auxiliary = true`): measured, but not offered by the model."""
-    if not aux_rows:
-        return ""
-    return ("""
-Trained but not offered (`auxiliary = true` in the config: their data shaped the shared
-weights, but the saved model has no spec for them, so `p2t screen` cannot run them). Scored
-here with the config's spec put back:
-
-| task | kind | test n | model | trivial baseline | classical baseline | margin | beats both |
-|---|---|---|---|---|---|---|---|
-""" + "\n".join(aux_rows) + "\n")
-
-
-MARGIN = 0.02  # how far above the better baseline "beats both" means
-
-
-def verdict(r: dict) -> tuple[float, str]:
-    """(margin, verdict): the model's primary metric minus the better baseline's."""
-    primary = KINDS[r["kind"]].primary_metric
-    scores = [r["baseline"]["metrics"]] + ([r["classical"]["metrics"]] if r.get("classical") else [])
-    best = max(m.get(primary) or 0.0 for m in scores)
-    margin = (r["model"].get(primary) or 0.0) - best
-    if margin > MARGIN:
-        return margin, "yes"
-    return margin, "**no**: below" if margin < 0 else f"**no**: within {MARGIN}"
-
-
-def metrics_text(keys: tuple[str, ...], found: dict | None) -> str:
-    if found is None:
-        return "none for this kind"
-    m = found.get("metrics", found)
-    text = ", ".join(f"{k} {_fmt(m.get(k))}" for k in keys if k in m)
-    return f"{found['name']}: {text}" if "name" in found else text
-
-
-def task_rows(results: dict) -> tuple[list[str], list[str], dict[str, list[str]]]:
-    """Table rows of offered and auxiliary tasks, and offered task names by verdict."""
-    rows, aux_rows, verdicts = [], [], {}
-    for task, r in results.items():
-        keys = KINDS[r["kind"]].report_metrics
-        margin, says = verdict(r)
-        if not r.get("auxiliary"):
-            verdicts.setdefault(says.split(":")[0].strip("*"), []).append(task)
-        (aux_rows if r.get("auxiliary") else rows).append(
-            f"| {task} | {r['kind']} | {r['test_examples']} | {metrics_text(keys, r['model'])} | "
-            f"{metrics_text(keys, r['baseline'])} | {metrics_text(keys, r.get('classical'))} | "
-            f"{margin:+.3f} {KINDS[r['kind']].primary_metric} | {says} |")
-    return rows, aux_rows, verdicts
 
 
 def write_card(cfg, model_dir: Path, results: dict, max_test: int, command: str) -> None:
@@ -233,7 +180,7 @@ test proteins have a training protein at >= 30% identity (106 at >= 90%).
 `p2t train {cfg.origin}`: {training.get('steps')} steps, {len(history)} epochs, about {minutes:.0f} min of
 training on 2 CPU cores; the epoch with the best mean validation score is kept.
 Validation score by epoch: {', '.join(f"{h['score']:.3f}" for h in history)}.
-{thresholds_text(training.get('thresholds', {}))}
+{thresholds_text(training.get('thresholds', {}))}{stages_section(cfg, training, shipped_perplexity(model))}
 ## Test metrics
 Reproduce: `{command}` (at most {max_test} test examples per task, evenly spaced over the split; here {'every test split is scored whole' if all(r['test_examples'] == r['counts']['test'] for r in results.values()) else 'some splits are sampled'}; `p2t eval {model_dir} {cfg.origin} --split test` prints the same metrics).
 Each task is compared, on its primary metric ({', '.join(f'{k}: {v.primary_metric}' for k, v in KINDS.items())}),
@@ -252,12 +199,13 @@ Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
 | task | kind | test n | model | trivial baseline | classical baseline | margin | beats both |
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-{aux_section(aux_rows)}{calibration_section(results, training.get('temperatures', {}))}
+{aux_section(aux_rows, results)}{calibration_section(results, training.get('temperatures', {}))}
 ## Limits
-- A small encoder trained on 2 CPU cores for about an hour in all: use it to try p2t and for
-  rough triage, not for decisions. Where a row says **no**, the model does not clearly beat
-  both baselines: a logistic regression on sequence composition or a residue window does as
-  well or better, so do not use that column.
+- A small encoder trained on 2 CPU cores for a few hours in all (see Training stages): use it to
+  try p2t and for rough triage, not for decisions. Where a row says **no**, the model does not
+  clearly beat both baselines: a logistic regression on sequence composition or a residue window
+  does as well or better, so do not use that column (a card made with `--withdraw` offers no
+  such task).
 - `binding` labels come from 2014 GO annotations including electronic ones (noisy); a protein
   without a label only lacks such an annotation.
 - Sequences longer than 1022 residues are truncated (the first 1022 are used).
@@ -284,7 +232,10 @@ def run(args: argparse.Namespace) -> None:
         calibrate(cfg, args.model, args.calibration_valid, args.no_calibrate)
     model = load_model(args.model)
     command = shlex.join(["python", "tools/model_card.py", *sys.argv[1:]])
-    write_card(cfg, args.model, measure(cfg, model, args.max_test), args.max_test, command)
+    results = measure(cfg, model, args.max_test, withdrawn_specs(args.model))
+    if args.withdraw:
+        withdraw_failing(args.model, results)
+    write_card(cfg, args.model, results, args.max_test, command)
 
 
 def main() -> None:

@@ -65,6 +65,13 @@ def config_to_json(config: ModelConfig, extra: dict[str, Any] | None = None) -> 
     }
 
 
+def stored_extra(path: Path, config: ModelConfig) -> dict[str, Any]:
+    """The entries of a model directory's `config.json` beside the model's own (its training
+    record, data provenance): what a re-save with changed specs must carry over."""
+    doc = json.loads((Path(path) / CONFIG_FILE).read_text())
+    return {k: v for k, v in doc.items() if k not in config_to_json(config)}
+
+
 def config_from_json(doc: dict[str, Any], origin: str) -> ModelConfig:
     """Validate and rebuild a ModelConfig; errors name the file and the problem."""
     if not isinstance(doc, dict):

@@ -15,7 +15,6 @@ validation examples, so what is fitted is exactly what `p2t screen` reports.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..model.model import P2TModel
-from ..model.store import CONFIG_FILE, config_to_json, load_model, save_model
+from ..model.store import load_model, save_model, stored_extra
 from ..tasks.spec import TaskSpec
 from .data import Labelled
 from .evaluate import predict_columns
@@ -134,8 +133,7 @@ def calibrate_model(model_dir: Path, valid: Mapping[str, Sequence[Labelled]], ma
                     progress(spec.name, fit)
     tasks = tuple(replace(s, temperature=fits[s.name]["temperature"]) if s.name in fits else s
                   for s in model.config.tasks)
-    doc = json.loads((Path(model_dir) / CONFIG_FILE).read_text())
-    extra = {k: v for k, v in doc.items() if k not in config_to_json(model.config)}
+    extra = stored_extra(Path(model_dir), model.config)
     extra.setdefault("training", {})["temperatures"] = {
         name: {"temperature": f["temperature"], "examples": f["examples"],
                "validation_ece_before": f["validation_before"]["ece"],

@@ -134,7 +134,7 @@ def pretrain(sequences: Sequence[str], valid: Sequence[str], cfg: PretrainConfig
     encoder = EncoderConfig("new", cfg.num_layers, cfg.embed_dim, cfg.attention_heads).build().to(device)
     encoder.train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, epoch, index = 0, 0, 0
+    step, epoch, index, spent = 0, 0, 0, 0.0
     saved = None if fresh else load_state(
         state_path, fingerprint, "belongs to a different pre-training run (settings or sequences "
         "changed); pass --fresh to start over")
@@ -142,6 +142,7 @@ def pretrain(sequences: Sequence[str], valid: Sequence[str], cfg: PretrainConfig
         encoder.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         step, epoch, index = saved["step"], saved["epoch"], saved["index"]
+        spent = saved.get("seconds", 0.0)  # the earlier stages' training time
     schedule = LRSchedule(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup)
     emit("start", {"steps": cfg.steps, "resumed_at": step, "sequences": len(sequences)})
     plan = _epoch_batches(sequences, cfg, epoch)
@@ -160,22 +161,26 @@ def pretrain(sequences: Sequence[str], valid: Sequence[str], cfg: PretrainConfig
                       "lr": optimizer.param_groups[0]["lr"],
                       "residues_per_s": residues / (time.perf_counter() - started)})
         pause = step < cfg.steps and stage_over is not None and stage_over(step)
+        seconds = spent + time.perf_counter() - started
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or pause:
             save_state(state_path, fingerprint, {"model": encoder.state_dict(), "optimizer": optimizer.state_dict(),
-                                                 "step": step, "epoch": epoch, "index": index})
+                                                 "step": step, "epoch": epoch, "index": index, "seconds": seconds})
         if pause:
             emit("paused", {"step": step, "total": cfg.steps, "state": str(state_path)})
-            return {"paused_at": step, "steps": cfg.steps, "state": str(state_path)}
-    return _finish(encoder, valid, cfg, output, device, step, epoch, len(sequences), emit)
+            return {"paused_at": step, "steps": cfg.steps, "state": str(state_path), "seconds": seconds}
+    return _finish(encoder, valid, cfg, output, device, (step, epoch, spent + time.perf_counter() - started),
+                   len(sequences), emit)
 
 
 def _finish(encoder: ESM2, valid: Sequence[str], cfg: PretrainConfig, output: Path, device: torch.device,
-            step: int, epoch: int, train_sequences: int, emit: Callable[[str, dict], None]) -> dict:
-    """Held-out metrics, the checkpoint and its summary file."""
+            done: tuple[int, int, float], train_sequences: int, emit: Callable[[str, dict], None]) -> dict:
+    """Held-out metrics, the checkpoint and its summary file; `done`: (steps, epochs seen, training
+    seconds over every stage)."""
+    step, epoch, seconds = done
     metrics = evaluate_mlm(encoder, valid, cfg, device) if valid else {}
     output.parent.mkdir(parents=True, exist_ok=True)
     save_esm_checkpoint(encoder.cpu().eval(), output)
-    summary = {"output": str(output), "steps": step, "epochs_seen": epoch, "valid": metrics,
+    summary = {"output": str(output), "steps": step, "epochs_seen": epoch, "seconds": seconds, "valid": metrics,
                "config": asdict(cfg), "train_sequences": train_sequences}
     output.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     emit("done", summary)

@@ -1,14 +1,19 @@
-"""After training: decision thresholds tuned on validation data, and the trained model saved with
-its training record (auxiliary tasks left out of what it offers)."""
+"""After training: decision thresholds tuned on validation data, the trained model saved with
+its training record (auxiliary tasks left out of what it offers), and tasks withdrawn from what
+a saved model offers once measured (`withdraw_tasks`)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from ..model.model import P2TModel
-from ..model.store import load_model, save_model
+from ..model.store import CONFIG_FILE, load_model, save_model, stored_extra
+from ..tasks.spec import TaskSpec
 from .config import TrainingConfig
 from .data import Labelled
 from .evaluate import evaluate
@@ -53,3 +58,29 @@ def save_trained(cfg: TrainingConfig, model: P2TModel, state: RunState, data: di
     # Auxiliary tasks shaped the weights but are not offered: their specs stay out of the model.
     offered = replace(model.config, tasks=tuple(t for t in model.config.tasks if t.name not in auxiliary))
     save_model(model, cfg.output, extra, offered)
+
+
+def withdraw_tasks(model_dir: Path, reasons: Mapping[str, str]) -> None:
+    """Stop offering the tasks named in `reasons` (name -> why): their specs leave the saved
+    model, weights unchanged, so `p2t screen` no longer runs them. The training record keeps
+    each one's spec and reason under `withdrawn`, so it can still be measured."""
+    model = load_model(model_dir)
+    unknown = sorted(set(reasons) - {t.name for t in model.config.tasks})
+    if unknown:
+        raise ValueError(f"model {model_dir} offers no task {', '.join(map(repr, unknown))}")
+    extra = stored_extra(Path(model_dir), model.config)
+    gone = extra.setdefault("training", {}).setdefault("withdrawn", {})
+    for spec in model.config.tasks:
+        if spec.name in reasons:
+            gone[spec.name] = {"reason": reasons[spec.name], "spec": spec.to_dict()}
+    kept = tuple(t for t in model.config.tasks if t.name not in reasons)
+    if not kept:
+        raise ValueError(f"withdrawing {', '.join(reasons)} would leave model {model_dir} offering no task")
+    save_model(model, Path(model_dir), extra, replace(model.config, tasks=kept))
+
+
+def withdrawn_specs(model_dir: Path) -> dict[str, TaskSpec]:
+    """The specs of the tasks `withdraw_tasks` took out of a saved model, by name."""
+    doc = json.loads((Path(model_dir) / CONFIG_FILE).read_text())
+    gone = doc.get("training", {}).get("withdrawn", {})
+    return {name: TaskSpec.from_dict(info["spec"]) for name, info in gone.items()}

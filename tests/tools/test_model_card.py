@@ -1,16 +1,24 @@
-"""tools/model_card.py: the verdict compares the model with the better of both baselines; the
-calibration part shows ECE before and after."""
+"""tools/model_card.py: the verdict compares the model with the better of both baselines; failing
+tasks can be withdrawn; the calibration part shows ECE before and after; the stage table adds
+up every stage's recorded time."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from card_calibration import calibration_section  # noqa: E402
-from model_card import task_rows, verdict  # noqa: E402
+from card_stages import recorded_stages, stages_section  # noqa: E402
+from card_verdicts import aux_section, task_rows, verdict, withdraw_failing  # noqa: E402
+from conftest import tiny_model  # noqa: E402
+
+from p2t_screen.model.store import load_model, save_model  # noqa: E402
+from p2t_screen.train.thresholds import withdrawn_specs  # noqa: E402
 
 
 def result(model: float, trivial: float, classical: float | None, auxiliary: bool = False) -> dict:
@@ -52,3 +60,42 @@ def test_calibration_section_shows_ece_before_and_after():
     assert "| a | `confidence`: the chosen class is right | 4 | 0.450 | 2.500 | 0.100 | 0.400 -> 0.050 | yes |" in text
     assert "| a | T = 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 4: 0.950 / 0.500 |" in text
     assert calibration_section({"a": result(0.6, 0.3, 0.5)}, {}) == ""
+
+
+def test_withdraw_failing_takes_out_offered_tasks_below_the_bar_only(tmp_path):
+    save_model(tiny_model(seed=1), tmp_path / "m")
+    results = {"kingdom": result(0.40, 0.30, 0.50), "stability": {**result(0.6, 0.3, 0.5), "kind": "class"},
+               "ss3": result(0.40, 0.30, None, auxiliary=True)}
+    withdraw_failing(tmp_path / "m", results)
+    offered = [t.name for t in load_model(tmp_path / "m").config.tasks]
+    assert "kingdom" not in offered and {"stability", "ss3"} <= set(offered)
+    assert set(withdrawn_specs(tmp_path / "m")) == {"kingdom"}
+    assert results["kingdom"]["withdrawn"] and not results["stability"].get("withdrawn")
+    rows, aux, verdicts = task_rows(results)
+    assert len(rows) == 1 and len(aux) == 2 and verdicts == {"yes": ["stability"]}
+    text = aux_section(aux, results)
+    assert "config): `ss3`." in text and "0.02 (`tools/model_card.py --withdraw`" in text
+    assert "`config.json`): `kingdom`." in text
+    withdraw_failing(tmp_path / "m", results)  # nothing more fails: the model is left as it is
+    assert [t.name for t in load_model(tmp_path / "m").config.tasks] == offered
+
+
+def test_stage_table_lists_every_stage_and_adds_up_the_recorded_time(tmp_path):
+    pretrained = tmp_path / "enc.json"
+    pretrained.write_text(json.dumps({"steps": 100, "seconds": 1800.0, "valid": {"perplexity": 15.0, "accuracy": 0.2}}))
+    stages = recorded_stages(tmp_path / "enc.pt")
+    assert stages[0]["stage"] == "masked-LM pre-training" and stages[0]["seconds"] == 1800.0
+    stage1 = {"stage": "p2t train", "config": "a.toml", "steps": 50, "epochs": 2, "seconds": 3600.0,
+              "best_validation_score": 0.5}
+    (tmp_path / "next.json").write_text(json.dumps({"stages": [*stages, stage1]}))
+    assert recorded_stages(tmp_path / "next.pt") == [*stages, stage1]
+    cfg = SimpleNamespace(encoder=SimpleNamespace(source=str(tmp_path / "next.pt")), origin="b.toml")
+    training = {"steps": 20, "history": [{"score": 0.4, "seconds": 600.0}, {"score": 0.6, "seconds": 1200.0}]}
+    text = stages_section(cfg, training, {"residues": 1234, "perplexity": 16.5, "accuracy": 0.15})
+    assert "| 0 | masked-LM pre-training: `p2t pretrain (make encoder)` | 100 steps | 0.50 h (30 min) | masked-LM perplexity 15.00" in text
+    assert "| 1 | p2t train: `a.toml` | 50 steps, 2 epochs | 1.00 h (60 min) | best mean validation score 0.500 |" in text
+    assert "| 2 | p2t train: `b.toml` | 20 steps, 2 epochs | 0.50 h (30 min) | best mean validation score 0.600 |" in text
+    assert "In all: 2.00 CPU-hours" in text and "perplexity 16.50, accuracy 0.150" in text
+    assert "1,234 masked residues" in text
+    (tmp_path / "next.json").write_text(json.dumps({"stages": [{"stage": "x", "seconds": None}]}))
+    assert "1 not recorded" in stages_section(cfg, training, None)

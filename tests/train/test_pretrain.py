@@ -3,6 +3,7 @@ is exact, and `p2t train` takes the result as its encoder."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -81,13 +82,17 @@ def test_resumed_pretraining_ends_where_an_uninterrupted_run_does(tmp_path: Path
 
 def test_pretraining_in_stages_ends_where_one_run_does(tmp_path: Path):
     """A schedule split into stages (`stage_over`; the CLI's --stage-hours) saves its state at the
-    stage's end, writes no checkpoint until the last stage, and ends with the same weights."""
+    stage's end, writes no checkpoint until the last stage, ends with the same weights, and
+    records the training time of every stage together."""
     seqs = motif_sequences(60)
     pretrain(seqs, [], small(30), tmp_path / "a.pt", torch.device("cpu"))
     stages = [pretrain(seqs, [], small(30), tmp_path / "b.pt", torch.device("cpu"),
                        stage_over=lambda step, end=end: step >= end) for end in (7, 22, 99)]
     assert [s.get("paused_at") for s in stages] == [7, 22, None]  # 7 and 22: not checkpoint steps
     assert stages[2]["steps"] == 30 and (tmp_path / "b.pt").is_file()
+    # The training time adds up over the stages (each stage's own time is above zero).
+    assert 0 < stages[0]["seconds"] < stages[1]["seconds"] < stages[2]["seconds"]
+    assert json.loads((tmp_path / "b.json").read_text())["seconds"] == stages[2]["seconds"]
     a, b = load_esm2(str(tmp_path / "a.pt"))[1], load_esm2(str(tmp_path / "b.pt"))[1]
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         if not name.startswith("contact_head."):
