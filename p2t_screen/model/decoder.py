@@ -54,8 +54,9 @@ class DecoderConfig:
     residue_feedback: bool = True
     # Every memory row also gets a learned linear mix of the rows around it (a 1-D convolution of
     # this odd width over the protein, 0 = none; starts at zero, so as if there were none): each
-    # residue's row then holds its sequence window, which per-residue labels (GOR's +-7 residues)
-    # and the pooled mean (a learned k-mer composition) read without deep attention learning it.
+    # residue's row then holds its sequence window, which per-residue labels read (GOR's +-7
+    # residues) without attention first learning to gather it. Being linear, it adds nothing to
+    # the pooled mean that the mean of the rows does not already hold.
     memory_window: int = 0
 
     def __post_init__(self) -> None:
