@@ -40,8 +40,9 @@ def _bins(found: dict | None) -> list[str]:
             for b in found["bins"]] if found else ["-"] * 10
 
 
-def calibration_section(results: dict, fits: dict) -> str:
-    """Markdown: ECE before and after per task, then the 10-bin reliability tables."""
+def calibration_section(results: dict, fits: dict, poor: float = 0.0) -> str:
+    """Markdown: ECE before and after per task, then the 10-bin reliability tables; `poor`: the
+    validation ECE at T = 1 at or below which no temperature was fitted."""
     rows, tables = [], []
     for task, r in results.items():
         c = r.get("calibration")
@@ -66,8 +67,9 @@ test split: the expected calibration error (ECE, 10 equal-width bins; 0 is perfe
 temperature T divides the logits behind the reported probabilities only (the choices, and so
 every metric above, are the same; checked on the test split); it was fitted on the validation
 split (`tools/model_card.py --calibrate`: the T with the lowest log-loss of the reported
-probabilities, found by screening the validation examples at each trial T) and is stored in the
-task's spec (`temperature` in `config.json`). A flags task's decision threshold still acts on
+probabilities, found by screening the validation examples at each trial T), only where the
+validation ECE at T = 1 is above {poor:g} (elsewhere T stays 1), and is stored in the task's spec
+(`temperature` in `config.json`). A flags task's decision threshold still acts on
 the untempered probability.
 
 | task | reported probability: event | test events | test ECE at T = 1 | T | test ECE at T | validation ECE (T = 1 -> T) | choices unchanged |

@@ -12,6 +12,8 @@ import torch
 
 from p2t_screen.io.fasta import read_fasta
 from p2t_screen.io.records import ReadPolicy
+from p2t_screen.model.store import CONFIG_FILE
+from p2t_screen.train.config import load_config
 from p2t_screen.train.pretrain import PretrainConfig, evaluate_mlm
 
 HELD_OUT = Path("data/pretrain/valid.fasta")  # the pre-training corpus's held-out sequences (make encoder)
@@ -32,7 +34,15 @@ def recorded_stages(source: Path) -> list[dict]:
 
 
 def source_stages(cfg) -> list[dict]:
-    """The stages before this training (none for an encoder trained from scratch)."""
+    """The stages before this training: those of the model it starts from (`[encoder] init`: that
+    model's own stages, read through its training config, then its training), or those recorded
+    beside its encoder source (none for an encoder trained from scratch)."""
+    if cfg.encoder.init:
+        training = json.loads((Path(cfg.encoder.init) / CONFIG_FILE).read_text()).get("training", {})
+        config = Path(training.get("config", ""))
+        earlier = source_stages(load_config(config)) if config.is_file() else [
+            {"stage": "model", "source": cfg.encoder.init, "note": f"its training config {config} is not here"}]
+        return [*earlier, {**training_stage(training, str(config)), "model": cfg.encoder.init}]
     return [] if cfg.encoder.source == "new" else recorded_stages(Path(cfg.encoder.source))
 
 
@@ -61,7 +71,8 @@ def _hours(seconds) -> str:
 def _held_out(stage: dict) -> str:
     if stage.get("valid"):
         v = stage["valid"]
-        return f"masked-LM perplexity {v.get('perplexity', float('nan')):.2f}, accuracy {v.get('accuracy', float('nan')):.3f}"
+        nan = float("nan")
+        return f"masked-LM perplexity {v.get('perplexity', nan):.2f}, accuracy {v.get('accuracy', nan):.3f}"
     if stage.get("best_validation_score") is not None:
         return f"best mean validation score {stage['best_validation_score']:.3f}"
     return "-"
@@ -73,23 +84,28 @@ def stages_section(cfg, training: dict, shipped: dict | None) -> str:
     stages = [*source_stages(cfg), training_stage(training, cfg.origin)]
     rows = []
     for i, s in enumerate(stages):
-        what = (s.get("config") if isinstance(s.get("config"), str) else None) or s.get("command") or s.get("source", "?")
-        steps = f"{s['steps']} steps" + (f", {s['epochs']} epochs" if s.get("epochs") else "") if s.get("steps") else "-"
+        recipe = s.get("config") if isinstance(s.get("config"), str) else None  # pre-training's is a dict
+        what = recipe or s.get("command") or s.get("source", "?")
+        steps = f"{s['steps']} steps" if s.get("steps") else "-"
+        steps += f", {s['epochs']} epochs" if s.get("epochs") else ""
         note = f" ({s['note']})" if s.get("note") else ""
         rows.append(f"| {i} | {s['stage']}: `{what}`{note} | {steps} | {_hours(s.get('seconds'))} | {_held_out(s)} |")
     known = [s["seconds"] for s in stages if s.get("seconds") is not None]
     total = (f"{sum(known) / 3600:.2f} CPU-hours (2 cores) over the stages whose time was recorded"
              + ("" if len(known) == len(stages) else f"; {len(stages) - len(known)} not recorded"))
-    ppl = ("" if shipped is None else
-           f"\nThe encoder as shipped (after every stage's fine-tuning; its LM head is tied to the token "
-           f"embedding), on the {shipped['residues']:,} masked residues of the held-out pre-training "
-           f"sequences (`{HELD_OUT}`, the same fixed masks as pre-training's own figure): perplexity "
-           f"{shipped['perplexity']:.2f}, accuracy {shipped['accuracy']:.3f} (20 equally likely amino acids: 20 and 0.05).\n")
+    ppl = "" if shipped is None else (
+        f"\nThe encoder as shipped, on the {shipped['residues']:,} masked residues of the held-out "
+        f"pre-training sequences (`{HELD_OUT}`, the same fixed masks as stage 0's figure): masked-LM "
+        f"perplexity {shipped['perplexity']:.2f}, accuracy {shipped['accuracy']:.3f} (20 equally likely "
+        "amino acids: 20 and 0.05). Its LM head (tied to the token embedding) is not trained after "
+        "stage 0, so once fine-tuning has moved the representations this measures how far they moved "
+        "from what the head reads, not what they hold for the tasks; stage 0's figure is the "
+        "encoder's as a language model.\n")
     return f"""
 ## Training stages
 Each stage starts from the weights the one before it wrote; `make default-model` runs them all.
 
-| stage | what | length | time on 2 CPU cores | held-out |
+| stage | what | length | training time on 2 CPU cores (to the epoch kept) | held-out |
 |---|---|---|---|---|
 {chr(10).join(rows)}
 

@@ -30,6 +30,8 @@ from p2t_screen.train.evaluate import baseline, classical
 from p2t_screen.train.run import load_labelled, spread
 from p2t_screen.train.thresholds import withdrawn_specs
 
+POOR_ECE = 0.02  # validation ECE at T = 1 above which a temperature is fitted
+
 
 def create_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,6 +42,8 @@ def create_parser() -> argparse.ArgumentParser:
                    help="first fit each offered task's temperature on validation and store it in the model")
     p.add_argument("--calibration-valid", type=int, default=100,
                    help="validation examples per task the temperature is fitted on (evenly spaced)")
+    p.add_argument("--poor-ece", type=float, default=POOR_ECE,
+                   help="fit a temperature only where the validation ECE at T = 1 is above this")
     p.add_argument("--no-calibrate", action="append", default=[], metavar="TASK",
                    help="leave this task's temperature as it is (repeatable)")
     p.add_argument("--withdraw", action="store_true",
@@ -139,7 +143,7 @@ def thresholds_text(found: dict) -> str:
     return "".join(lines)
 
 
-def write_card(cfg, model_dir: Path, results: dict, max_test: int, command: str) -> None:
+def write_card(cfg, model_dir: Path, results: dict, max_test: int, command: str, poor_ece: float = POOR_ECE) -> None:
     doc = json.loads((model_dir / "config.json").read_text())
     training = doc.get("training", {})
     history = training.get("history", [])
@@ -199,7 +203,7 @@ Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
 | task | kind | test n | model | trivial baseline | classical baseline | margin | beats both |
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-{aux_section(aux_rows, results)}{calibration_section(results, training.get('temperatures', {}))}
+{aux_section(aux_rows, results)}{calibration_section(results, training.get('temperatures', {}), poor_ece)}
 ## Limits
 - A small encoder trained on 2 CPU cores for a few hours in all (see Training stages): use it to
   try p2t and for rough triage, not for decisions. Where a row says **no**, the model does not
@@ -214,28 +218,28 @@ Summary: {'; '.join(f"{k}: {', '.join(v)}" for k, v in verdicts.items())}.
     (model_dir / "test_metrics.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
 
 
-def calibrate(cfg, model_dir: Path, per_task: int, skip: list[str]) -> None:
+def calibrate(cfg, model_dir: Path, per_task: int, skip: list[str], poor_ece: float) -> None:
     """Fit and store the temperature of every offered task but `skip` on (at most `per_task`)
-    validation examples."""
+    validation examples, where its validation ECE at T = 1 is above `poor_ece`."""
     valid = {e.spec.name: spread(load_labelled(cfg, e)["valid"], per_task) for e in cfg.tasks
              if not e.auxiliary and e.spec.name not in skip}
     def show(task: str, fit: dict) -> None:
         print(task, f"temperature {fit['temperature']:.3f}, validation ECE "
               f"{fit['validation_before']['ece']:.3f} -> {fit['validation_after']['ece']:.3f}", flush=True)
 
-    calibrate_model(model_dir, valid, progress=show)
+    calibrate_model(model_dir, valid, progress=show, poor_ece=poor_ece)
 
 
 def run(args: argparse.Namespace) -> None:
     cfg = load_config(args.config)
     if args.calibrate:
-        calibrate(cfg, args.model, args.calibration_valid, args.no_calibrate)
+        calibrate(cfg, args.model, args.calibration_valid, args.no_calibrate, args.poor_ece)
     model = load_model(args.model)
     command = shlex.join(["python", "tools/model_card.py", *sys.argv[1:]])
     results = measure(cfg, model, args.max_test, withdrawn_specs(args.model))
     if args.withdraw:
         withdraw_failing(args.model, results)
-    write_card(cfg, args.model, results, args.max_test, command)
+    write_card(cfg, args.model, results, args.max_test, command, args.poor_ece)
 
 
 def main() -> None:

@@ -85,15 +85,20 @@ def calibration(spec: TaskSpec, examples: Sequence[Labelled],
 
 
 def fit_temperature(model: P2TModel, spec: TaskSpec, valid: Sequence[Labelled],
-                    max_tokens: int = 8192) -> dict[str, Any] | None:
+                    max_tokens: int = 8192, poor_ece: float = 0.0) -> dict[str, Any] | None:
     """The temperature with the lowest validation log-loss of the reported probabilities, and the
-    validation calibration at 1.0 and at it (None: the task reports no probabilities)."""
+    validation calibration at 1.0 and at it (None: the task reports no probabilities). Where the
+    validation ECE at 1.0 is `poor_ece` or less, 1.0 is kept without a search (a temperature
+    fitted to noise only moves well-calibrated probabilities about)."""
     def screened(t: float) -> dict[str, Any] | None:
         return calibration(spec, valid, predict_columns(model, replace(spec, temperature=t), valid, max_tokens))
 
     before = screened(1.0)
     if before is None:
         return None
+    if before["ece"] <= poor_ece:
+        return {"temperature": 1.0, "examples": len(valid), "validation_before": before,
+                "validation_after": before, "kept": True}
     tried = {1.0: before}
 
     def loss(log_t: float) -> float:
@@ -117,16 +122,18 @@ def fit_temperature(model: P2TModel, spec: TaskSpec, valid: Sequence[Labelled],
 
 
 def calibrate_model(model_dir: Path, valid: Mapping[str, Sequence[Labelled]], max_tokens: int = 8192,
-                    progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
+                    progress: Callable[[str, dict[str, Any]], None] | None = None,
+                    poor_ece: float = 0.0) -> dict[str, dict[str, Any]]:
     """Fit the temperature of every offered task with validation examples in `valid` and store
     it in the model's task specs (the rest of the model directory unchanged); returns the fits,
-    each also handed to `progress(task, fit)` as it is found. The training record keeps each
-    temperature with its validation ECE before and after."""
+    each also handed to `progress(task, fit)` as it is found. A task whose validation ECE at 1.0 is
+    `poor_ece` or less keeps 1.0. The training record keeps each temperature with its validation
+    ECE before and after."""
     model = load_model(model_dir)
     fits = {}
     for spec in model.config.tasks:
         if valid.get(spec.name):
-            fit = fit_temperature(model, replace(spec, temperature=None), valid[spec.name], max_tokens)
+            fit = fit_temperature(model, replace(spec, temperature=None), valid[spec.name], max_tokens, poor_ece)
             if fit is not None:
                 fits[spec.name] = fit
                 if progress is not None:

@@ -89,7 +89,7 @@ def test_stage_table_lists_every_stage_and_adds_up_the_recorded_time(tmp_path):
               "best_validation_score": 0.5}
     (tmp_path / "next.json").write_text(json.dumps({"stages": [*stages, stage1]}))
     assert recorded_stages(tmp_path / "next.pt") == [*stages, stage1]
-    cfg = SimpleNamespace(encoder=SimpleNamespace(source=str(tmp_path / "next.pt")), origin="b.toml")
+    cfg = SimpleNamespace(encoder=SimpleNamespace(source=str(tmp_path / "next.pt"), init=None), origin="b.toml")
     training = {"steps": 20, "history": [{"score": 0.4, "seconds": 600.0}, {"score": 0.6, "seconds": 1200.0}]}
     text = stages_section(cfg, training, {"residues": 1234, "perplexity": 16.5, "accuracy": 0.15})
     assert "| 0 | masked-LM pre-training: `p2t pretrain (make encoder)` | 100 steps | 0.50 h (30 min) | masked-LM perplexity 15.00" in text
@@ -97,5 +97,15 @@ def test_stage_table_lists_every_stage_and_adds_up_the_recorded_time(tmp_path):
     assert "| 2 | p2t train: `b.toml` | 20 steps, 2 epochs | 0.50 h (30 min) | best mean validation score 0.600 |" in text
     assert "In all: 2.00 CPU-hours" in text and "perplexity 16.50, accuracy 0.150" in text
     assert "1,234 masked residues" in text
+    # A run started from a whole model (`[encoder] init`) lists that model's stages, then its training.
+    recipe = tmp_path / "stage2.toml"
+    recipe.write_text(f'name = "m"\noutput = "out"\n[encoder]\nsource = "{tmp_path / "next.pt"}"\n'
+                      '[[tasks]]\nname = "secondary_structure"\ndata = "d.parquet"\n')
+    (tmp_path / "stage2").mkdir()
+    (tmp_path / "stage2" / "config.json").write_text(json.dumps({"training": {**training, "config": str(recipe)}}))
+    cfg = SimpleNamespace(encoder=SimpleNamespace(source="new", init=str(tmp_path / "stage2")), origin="c.toml")
+    text = stages_section(cfg, training, None)
+    assert f"| 2 | p2t train: `{recipe}` | 20 steps, 2 epochs | 0.50 h (30 min) |" in text
+    assert "| 3 | p2t train: `c.toml` |" in text and "In all: 2.50 CPU-hours" in text
     (tmp_path / "next.json").write_text(json.dumps({"stages": [{"stage": "x", "seconds": None}]}))
     assert "1 not recorded" in stages_section(cfg, training, None)

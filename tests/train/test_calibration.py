@@ -133,3 +133,18 @@ def test_fitted_temperatures_are_stored_and_the_weights_kept(tmp_path):
     assert (path / "decoder.safetensors").read_bytes() == weights
     record = json.loads((path / "config.json").read_text())["training"]["temperatures"]["kingdom"]
     assert record["temperature"] == fit["temperature"] and record["examples"] == 30
+
+
+def test_a_task_calibrated_well_enough_keeps_temperature_one(tmp_path):
+    """`poor_ece`: a task whose validation ECE at T = 1 is at most that keeps T = 1 (no search)."""
+    path = save_model(tiny_model(tasks=[TaskSpec("kingdom", "class", labels=("a", "b"))]), tmp_path / "m")
+    model = load_model(path)
+    seqs = sequences(30, seed=5)
+    preds = [r.label for r in screen(model, model.config.task("kingdom"), seqs)]
+    valid = [Labelled(f"p{i}", ModelInput(s), p if i % 5 < 3 else ("b" if p == "a" else "a"), "valid")
+             for i, (s, p) in enumerate(zip(seqs, preds))]
+    fit = calibrate_model(path, {"kingdom": valid}, poor_ece=1.0)["kingdom"]
+    assert fit["temperature"] == 1.0 and fit["kept"]
+    assert fit["validation_after"] == fit["validation_before"]
+    assert load_model(path).config.task("kingdom").temperature == 1.0
+    assert calibrate_model(path, {"kingdom": valid}, poor_ece=0.0)["kingdom"]["temperature"] > 1.0
