@@ -11,7 +11,7 @@ from conftest import tiny_model
 from p2t_screen.errors import UsageError
 from p2t_screen.io.schema import read_run_metadata
 from p2t_screen.model.locations import user_models_dir
-from p2t_screen.model.store import save_model
+from p2t_screen.model.store import read_model_config, save_model
 from p2t_screen.screen.pipeline import ScreenRequest, screen_file
 from p2t_screen.screen.routing import route_tasks
 from p2t_screen.tasks.spec import TaskSpec
@@ -65,6 +65,8 @@ def test_a_task_no_model_offers_names_the_pull_that_provides_it(installed):
 
 
 def test_the_default_model_keeps_the_tasks_it_offers(installed):
-    # positions_s is offered by p2t-default and p2t-selfsup-tiny (bundled): not ambiguous.
-    routes = route_tasks(["positions_s", "stability"], None)
-    assert [(p.name, names) for p, _, names in routes] == [("p2t-default", ["positions_s"]), ("alpha", ["stability"])]
+    # A task the default model offers, offered by another installed model too: not ambiguous.
+    offered = read_model_config(None).tasks[0]
+    save_model(tiny_model(seed=3, tasks=[offered]), user_models_dir() / "gamma")
+    routes = route_tasks([offered.name, "stability"], None)
+    assert [(p.name, names) for p, _, names in routes] == [("p2t-default", [offered.name]), ("alpha", ["stability"])]

@@ -361,7 +361,8 @@ def test_train_and_eval_commands(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "cannot tell which task" in " ".join(result.output.split())
 
 
-@pytest.mark.parametrize("recipe", ["train.toml", "esm2_650m.toml", "secondary_structure.toml", "structure.toml"])
+@pytest.mark.parametrize("recipe", ["train.toml", "train_stage1.toml", "train_stage2.toml", "esm2_650m.toml",
+                                    "secondary_structure.toml", "structure.toml"])
 def test_example_recipes_are_valid_configs(recipe):
     """The shipped recipes parse and check (their data and weights need not be here)."""
     cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / recipe)
