@@ -31,12 +31,13 @@ def measure_task(model, spec, test) -> tuple[dict, dict | None]:
                      "after": calibration(spec, test, columns), "choices_unchanged": same}
 
 
-def _num(v: float | None) -> str:
+def number(v: float | None) -> str:
+    """A card figure: 3 decimals, "-" for none or NaN."""
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
 def _bins(found: dict | None) -> list[str]:
-    return [f"{b['n']}: {_num(b['confidence'])} / {_num(b['accuracy'])}" if b["n"] else "0"
+    return [f"{b['n']}: {number(b['confidence'])} / {number(b['accuracy'])}" if b["n"] else "0"
             for b in found["bins"]] if found else ["-"] * 10
 
 
@@ -51,10 +52,10 @@ def calibration_section(results: dict, fits: dict, poor: float = 0.0) -> str:
         after = c["after"]
         fit = fits.get(task, {})
         rows.append(f"| {task} | {EVENTS.get(r['kind'], r['kind'])} | {c['before']['events']} | "
-                    f"{_num(c['before']['ece'])} | {_num(c['temperature'])} | {_num(after and after['ece'])} | "
-                    f"{_num(fit.get('validation_ece_before'))} -> {_num(fit.get('validation_ece_after'))} | "
+                    f"{number(c['before']['ece'])} | {number(c['temperature'])} | {number(after and after['ece'])} | "
+                    f"{number(fit.get('validation_ece_before'))} -> {number(fit.get('validation_ece_after'))} | "
                     f"{'yes' if c.get('choices_unchanged', True) else '**no**'} |")
-        for name, found in (("T = 1", c["before"]), (f"T = {_num(c['temperature'])}", after)):
+        for name, found in (("T = 1", c["before"]), (f"T = {number(c['temperature'])}", after)):
             if found:
                 tables.append(f"| {task} | {name} | " + " | ".join(_bins(found)) + " |")
     if not rows:

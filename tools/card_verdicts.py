@@ -3,16 +3,12 @@ table rows, and withdrawing the offered tasks that do not clear the bar (`--with
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
+
+from card_calibration import number
 
 from p2t_screen.tasks.kind import KINDS
 from p2t_screen.train.thresholds import withdraw_tasks
-
-
-def _fmt(v) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
 
 MARGIN = 0.02  # how far above the better baseline "beats both" means
 
@@ -32,7 +28,7 @@ def metrics_text(keys: tuple[str, ...], found: dict | None) -> str:
     if found is None:
         return "none for this kind"
     m = found.get("metrics", found)
-    text = ", ".join(f"{k} {_fmt(m.get(k))}" for k in keys if k in m)
+    text = ", ".join(f"{k} {number(m.get(k))}" for k in keys if k in m)
     return f"{found['name']}: {text}" if "name" in found else text
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from card_calibration import calibration_section, measure_task
+from card_calibration import calibration_section, measure_task, number
 from card_stages import shipped_perplexity, source_stages, stages_section
 from card_verdicts import MARGIN, aux_section, task_rows, withdraw_failing
 
@@ -52,9 +51,6 @@ def create_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fmt(v) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
 
 def measure(cfg, model, max_test: int, withdrawn: dict) -> dict:
     """Test metrics and baseline metrics for every task of the config. A task the saved model does
@@ -80,7 +76,7 @@ def measure(cfg, model, max_test: int, withdrawn: dict) -> dict:
                           "withdrawn": entry.spec.name in withdrawn,
                           "classical": None if found is None else {"name": found[0], "metrics": found[1]},
                           "calibration": calibrated, "counts": {k: len(v) for k, v in data.items()}}
-        print(spec.name, {k: _fmt(out[spec.name]["model"].get(k)) for k in spec.task_kind.report_metrics}, flush=True)
+        print(spec.name, {k: number(out[spec.name]["model"].get(k)) for k in spec.task_kind.report_metrics}, flush=True)
     return out
 
 

@@ -52,11 +52,9 @@ class DecoderConfig:
     # inputs are <pad>), so each label comes from the encoder alone, one wrong label cannot
     # drag the following ones along, and decoding needs one decoder pass instead of one per residue.
     residue_feedback: bool = True
-    # Every memory row also gets a learned linear mix of the rows around it (a 1-D convolution of
-    # this odd width over the protein, 0 = none; starts at zero, so as if there were none): each
-    # residue's row then holds its sequence window, which per-residue labels read (GOR's +-7
-    # residues) without attention first learning to gather it. Being linear, it adds nothing to
-    # the pooled mean that the mean of the rows does not already hold.
+    # Every memory row adds a learned linear mix of the rows around it (a 1-D convolution of this
+    # odd width, 0 = none, starting at zero): per-residue labels read their sequence window (GOR's
+    # +-7) at once. Being linear, it adds nothing to the pooled mean.
     memory_window: int = 0
 
     def __post_init__(self) -> None:
