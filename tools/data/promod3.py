@@ -54,7 +54,7 @@ DB_MEMBER = Path("usr/share/promod3/loop_data/structure_db.dat")
 COPYRIGHT_MEMBER = Path(f"usr/share/doc/{PACKAGE}/copyright")
 
 SPLIT_FRACTIONS = {"train": 0.80, "valid": 0.05, "test": 0.15}
-SPLIT_CAPS = {"train": 5000, "valid": 300, "test": 1000}
+SPLIT_CAPS = {"train": None, "valid": 300, "test": 1000}  # None: every chain of every cluster
 MAX_X_FRACTION = 0.05
 BURIED_RSA = 0.25
 
@@ -270,7 +270,7 @@ def split_of(rep: str) -> str:
 
 
 def assign_splits(chains: list[Chain], rep_of: dict[str, str], stats: FilterStats) -> dict[str, list[Chain]]:
-    """Whole clusters to splits, then cap each split taking one chain per cluster first (sha256 order)."""
+    """Whole clusters to splits, then cap the capped splits taking one chain per cluster first (sha256 order)."""
     clusters: dict[str, list[Chain]] = defaultdict(list)
     for chain in chains:
         clusters[rep_of[chain.id]].append(chain)
@@ -282,8 +282,9 @@ def assign_splits(chains: list[Chain], rep_of: dict[str, str], stats: FilterStat
     out = {}
     for split in SPLITS:
         order = sorted(ranked[split], key=lambda item: item[:3])
-        stats.dropped_by_cap[split] = max(0, len(order) - SPLIT_CAPS[split])
-        out[split] = sorted((item[3] for item in order[: SPLIT_CAPS[split]]), key=lambda c: c.id)
+        kept = order[: SPLIT_CAPS[split]]  # a cap of None keeps them all
+        stats.dropped_by_cap[split] = len(order) - len(kept)
+        out[split] = sorted((item[3] for item in kept), key=lambda c: c.id)
     return out
 
 
@@ -334,8 +335,9 @@ def base_provenance(deb: Path, version: str, stats: FilterStats, splits: dict[st
         },
         "split_method": (f"MMseqs2 {mmseqs_version} easy-cluster --min-seq-id 0.3 -c 0.8 --threads 1 on all kept "
                          "chains; whole clusters assigned by sha256(representative id) / 2^256: "
-                         "<0.80 train, <0.85 valid, else test; then capped per split "
-                         f"{SPLIT_CAPS}, taking one chain per cluster first, clusters in sha256 order"),
+                         "<0.80 train, <0.85 valid, else test; train keeps every chain, valid and test are "
+                         f"capped at {SPLIT_CAPS['valid']} and {SPLIT_CAPS['test']} chains, taking one chain "
+                         "per cluster first, clusters in sha256 order"),
         "counts": {s: len(splits[s]) for s in SPLITS},
         "clusters": cluster_counts(splits, rep_of),
         "filters": {
