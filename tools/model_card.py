@@ -178,7 +178,8 @@ test proteins have a training protein at >= 30% identity (106 at >= 90%).
 
 ## Training
 `p2t train {cfg.origin}`: {training.get('steps')} steps, {len(history)} epochs, about {minutes:.0f} min of
-training on 2 CPU cores; the epoch with the best mean validation score is kept.
+training on 2 CPU cores; the epoch with the best mean validation score (the primary metric, averaged
+over the tasks the model offers; auxiliary tasks do not choose it) is kept.
 Validation score by epoch: {', '.join(f"{h['score']:.3f}" for h in history)}.
 {thresholds_text(training.get('thresholds', {}))}{stages_section(cfg, training, shipped_perplexity(model))}
 ## Test metrics

@@ -119,9 +119,12 @@ def validate(model: P2TModel, cfg: TrainingConfig, valid: dict[str, list[Labelle
 
 
 def _score(metrics: dict[str, dict], cfg: TrainingConfig) -> float:
-    values = [metrics[t.spec.name][t.spec.task_kind.primary_metric] for t in cfg.tasks if t.spec.name in metrics]
+    """The epoch's score: the mean primary validation metric of the tasks the model will offer
+    (auxiliary ones are trained for the shared weights, not kept for their own figures)."""
+    offered = [t for t in cfg.tasks if not t.auxiliary]
+    values = [metrics[t.spec.name][t.spec.task_kind.primary_metric] for t in offered if t.spec.name in metrics]
     values = [v for v in values if v == v]  # NaN (e.g. constant predictions) counts as 0 below
-    return sum(values) / len(cfg.tasks) if values else 0.0
+    return sum(values) / len(offered) if values else 0.0
 
 
 @dataclass

@@ -290,7 +290,12 @@ def test_auxiliary_task_is_trained_but_not_offered(tmp_path):
     model, full = load_model(aux.output), load_model(plain.output)
     assert [t.name for t in model.config.tasks] == ["hydro", "has_w", "positions_c"]
     assert model.metadata["training"]["auxiliary"] == ["ss"]
-    assert "ss" in summary["history"][0]["metrics"]  # validated (and scored) like the others
+    epoch = summary["history"][0]
+    assert "ss" in epoch["metrics"]  # validated like the others...
+    offered = [epoch["metrics"][t.name][t.task_kind.primary_metric] for t in model.config.tasks
+               if t.name in epoch["metrics"]]  # a task without validation examples counts as 0, as NaN does
+    assert len(offered) == 2  # ...but the kept epoch is chosen without it
+    assert epoch["score"] == pytest.approx(sum(v for v in offered if v == v) / len(model.config.tasks))
     with pytest.raises(UsageError, match="has no task 'ss'"):
         model.config.select_tasks(["ss"])
     # the flag changes what is offered, not how the model is trained
