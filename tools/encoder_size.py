@@ -11,7 +11,7 @@ Also measured: training residues/s and screening residues/s (encoder forward alo
 The gain per CPU-hour is the drop in held-out loss (nats per masked residue) from the first
 measurement to the last, divided by the CPU-hours between them.
 
-    python tools/encoder_size.py [--minutes 12] [--every 3] [--out docs/bench/encoder_size]
+    python tools/encoder_size.py [--minutes 10] [--every 2.5] [--shapes 4x128 6x320] [--out docs/bench/encoder_size]
 
 Writes RESULT.md and result.json under --out. Build the corpus first: make data, then
 python tools/data/pretrain_corpus.py.
@@ -34,7 +34,8 @@ from p2t_screen.train.pretrain import PretrainConfig, evaluate_mlm, pretrain
 from p2t_screen.train.state import load_state
 
 # name -> (layers, width, heads, peak learning rate): the default model's shape and ESM2-8M's.
-SHAPES = {"4x128 (p2t-default)": (4, 128, 8, 1e-3), "6x320 (ESM2-8M)": (6, 320, 20, 5e-4)}
+SHAPES = {"4x128": (4, 128, 8, 1e-3), "6x320": (6, 320, 20, 5e-4)}
+LABELS = {"4x128": "4x128 (p2t-default)", "6x320": "6x320 (ESM2-8M)"}
 MAX_TOKENS = 8192
 PROBE_STEPS = 6
 
@@ -91,7 +92,7 @@ def study(name: str, train: list[str], valid: list[str], minutes: float, every: 
     shape = SHAPES[name]
     per_step = probe_seconds_per_step(shape, train, work)
     cfg = config(shape, max(10, int(minutes * 60 / per_step)))
-    output, points, speed = work / f"{name.split()[0]}.pt", [], {}
+    output, points, speed = work / f"{name}.pt", [], {}
     while True:
         deadline = time.perf_counter() + every * 60
         summary = pretrain(train, valid, cfg, output, torch.device("cpu"),
@@ -102,13 +103,13 @@ def study(name: str, train: list[str], valid: list[str], minutes: float, every: 
             break
         metrics = held_out(shape, cfg, Path(summary["state"]), train, valid)
         points.append({"step": summary["paused_at"], "seconds": summary["seconds"], **metrics})
-        print(f"{name}: step {points[-1]['step']}/{cfg.steps}, {points[-1]['seconds'] / 60:.1f} min, "
+        print(f"{LABELS.get(name, name)}: step {points[-1]['step']}/{cfg.steps}, {points[-1]['seconds'] / 60:.1f} min, "
               f"held-out loss {metrics['loss']:.3f}", flush=True)
     layers, width, heads, lr = shape
     params = sum(p.numel() for p in EncoderConfig("new", layers, width, heads).build().parameters())
     first, last = points[0], points[-1]
     hours = (last["seconds"] - first["seconds"]) / 3600
-    return {"shape": name, "layers": layers, "width": width, "heads": heads, "lr": lr, "parameters": params,
+    return {"shape": LABELS.get(name, name), "layers": layers, "width": width, "heads": heads, "lr": lr, "parameters": params,
             "steps": cfg.steps, "train_seconds_per_step": per_step,
             "train_residues_per_s": speed["residues_per_s"], "screen_residues_per_s": screening_speed(shape, valid),
             "points": points,
@@ -144,8 +145,8 @@ def report(results: list[dict], minutes: float) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=12.0, help="training minutes per shape")
-    parser.add_argument("--every", type=float, default=3.0, help="minutes between held-out measurements")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training minutes per shape")
+    parser.add_argument("--every", type=float, default=2.5, help="minutes between held-out measurements")
     parser.add_argument("--train", type=Path, default=Path("data/pretrain/train.fasta"))
     parser.add_argument("--valid", type=Path, default=Path("data/pretrain/valid.fasta"))
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "data"))
-import promod3  # noqa: E402
-from promod3 import Chain, FilterStats, assign_splits, split_of  # noqa: E402
+import promod3
+from promod3 import Chain, FilterStats, assign_splits, split_of
 
 
 def clustered(n_clusters: int, size: int) -> tuple[list[Chain], dict[str, str]]:
