@@ -50,7 +50,7 @@ data: setup-dev
 	$(BIN)/python tools/data/example_structures.py
 
 # The default model's encoder: masked-LM pre-training of an ESM2-architecture encoder on the
-# training splits (homologs of every held-out protein removed first); about 30 min on 2 CPU cores.
+# training splits (homologs of every held-out protein removed first); about 27 min on 2 CPU cores.
 encoder: data
 	$(BIN)/python tools/data/pretrain_corpus.py
 	$(BIN)/p2t pretrain data/pretrain/train.fasta --valid data/pretrain/valid.fasta \
@@ -58,7 +58,7 @@ encoder: data
 
 # Rebuild the bundled default model from scratch, stage by stage (times on 2 CPU cores; each stage
 # starts from the one before): the data; stage 0, the encoder's masked-LM pre-training (`make
-# encoder`, ~30 min); stage 1, examples/train_stage1.toml (~51 min), whose encoder is exported for
+# encoder`, ~27 min); stage 1, examples/train_stage1.toml (~51 min), whose encoder is exported for
 # stage 2, examples/train_stage2.toml (~40 min); stage 3, examples/train_stage3.toml (stage 2's whole
 # model trained on, ~13 min); stage 4, examples/train.toml (stage 3's trained on, mostly 3Di,
 # ~20 min); then per-task temperatures fitted on validation, test metrics and calibration on the
