@@ -28,8 +28,10 @@ from pathlib import Path
 
 import torch
 
-from p2t_screen.cli.train import _sequences
+from p2t_screen.io.fasta import read_fasta
+from p2t_screen.io.records import ReadPolicy
 from p2t_screen.model.encoder import EncoderConfig, esm2_forward, tokenize
+from p2t_screen.screen.batching import token_budget_batches
 from p2t_screen.train.pretrain import PretrainConfig, evaluate_mlm, pretrain
 from p2t_screen.train.state import load_state
 
@@ -42,7 +44,8 @@ PROBE_STEPS = 6
 
 def sequences(path: Path) -> list[str]:
     """Every usable sequence of a FASTA file, whole, as `p2t pretrain` reads it."""
-    return _sequences([path])
+    policy = ReadPolicy(on_invalid="skip", max_residues=100_000)
+    return [r.sequence for r in read_fasta(path, policy) if r.residues_used]
 
 
 def config(shape: tuple[int, int, int, float], steps: int) -> PretrainConfig:
@@ -73,13 +76,8 @@ def screening_speed(shape: tuple[int, int, int, float], valid: list[str]) -> flo
     """Encoder-forward residues/s over the held-out sequences in length-sorted batches."""
     layers, width, heads, _ = shape
     encoder = EncoderConfig("new", layers, width, heads).build().eval()
-    batches, batch, tokens = [], [], 0
-    for seq in sorted(valid, key=len):
-        if batch and (len(batch) + 1) * (len(seq) + 2) > MAX_TOKENS:
-            batches.append(batch)
-            batch = []
-        batch.append(seq[:1022])
-    batches.append(batch)
+    batches = list(token_budget_batches([s[:1022] for s in valid], len, MAX_TOKENS))
+    tokens = 0
     started = time.perf_counter()
     for batch in batches:
         esm2_forward(encoder, tokenize(batch))
