@@ -26,6 +26,11 @@ class OutputError(P2TError):
     """The output cannot be written (disk full, read-only, permissions, a vanished folder)."""
 
 
+class P2TWarning(UserWarning):
+    """Something p2t went on without (e.g. a models folder it cannot read); the CLI prints it as
+    one "warning:" line."""
+
+
 _SIMPLE = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
 
 

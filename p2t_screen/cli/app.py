@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from .common import EXIT_CODES_HELP, err
+from .common import EXIT_CODES_HELP, err, show_warnings
 
 app = typer.Typer(help=f"p2t: protein screening with ESM2 + Prot2Token decoders. {EXIT_CODES_HELP}",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -24,6 +24,7 @@ def _print_version(value: bool) -> None:
 def _main(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                                 help="print p2t's version and exit")] = False) -> None:
     """p2t: protein screening with ESM2 + Prot2Token decoders."""
+    show_warnings()
 
 
 def _register_ray() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import P2TError
+from ..errors import P2TError, P2TWarning
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_ROWS_NOT_OK, EXIT_NO_RECORDS = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -24,6 +26,22 @@ def fail(error: P2TError | str, code: int = EXIT_USAGE) -> typer.Exit:
     escaped: text such as "[on_invalid=error, on_long=truncate]" must not read as rich markup."""
     err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code)
+
+
+def show_warnings() -> None:
+    """p2t's own warnings print as one "warning:" line on stderr; other warnings as Python prints them."""
+    previous = warnings.showwarning
+    if getattr(previous, "p2t", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, P2TWarning):
+            err.print(f"warning: {message}", markup=False, highlight=False)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show.p2t = True
+    warnings.showwarning = show
 
 
 def split_tasks(value: str) -> list[str]:

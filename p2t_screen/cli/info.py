@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import P2TError
+from ..errors import P2TError, P2TWarning
 from ..io.schema import COLUMN_DOCS
 from ..model.locations import DEFAULT_MODEL, installed_models, resolve_model_path, where_looked
 from ..model.store import describe_model, read_model_config
@@ -58,11 +59,15 @@ def models_cmd(
     if not found:
         raise fail(f"no p2t models found; looked in: {where_looked()}. Install one with `p2t pull NAME` "
                    "(`p2t pull --list` shows them) or set P2T_MODELS_DIR")
-    try:
-        rows = [{**describe_model(resolve_model_path(path)), "origin": origin,
-                 "default": path.name == DEFAULT_MODEL and origin != "given"} for path, origin in found]
-    except P2TError as exc:
-        raise fail(exc) from None
+    rows = []
+    for path, origin in found:
+        try:
+            rows.append({**describe_model(resolve_model_path(path)), "origin": origin,
+                         "default": path.name == DEFAULT_MODEL and origin != "given"})
+        except P2TError as exc:
+            if origin == "given":
+                raise fail(exc) from None
+            warnings.warn(f"installed model {path} ({origin}) skipped: {exc}", P2TWarning, stacklevel=1)
     if as_json:
         print(json.dumps(rows, indent=2))
         return

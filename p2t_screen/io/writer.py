@@ -9,15 +9,34 @@ and last input index) and, once the run finished, `_SUCCESS`. Readers skip names
   rewritten atomically); a part that is not listed, or does not match its entry, is never counted.
 - Before resuming, or declaring a finished run "nothing to do", every listed part is checked
   (present, size, sha256, rows, key order); the run resumes from the first part that fails.
+- The output path is resolved once, before anything else (`output_folder`): a symbolic link is
+  followed and the run works on the folder it points to, so the link stays a link.
 - One writer per folder: an OS lock (`flock`, released when its holder dies, even by SIGKILL)
-  on a file beside the folder; a second run refuses at once, naming the holder, or waits.
-- `--overwrite` is a replacement: the new run is written beside the old one and takes its place
-  only once its first part is written, so a failure before that leaves the old results intact.
+  on `.<name>.p2t-lock` beside the folder; a second run refuses at once, naming the holder, or
+  waits. The holder removes the lock file before it lets go, so none is left after a run.
+- `--overwrite` is a replacement: the new run is written in `.<name>.p2t-new` beside the old
+  folder and takes its place only once its first part is written, so a failure before that
+  leaves the old results intact. The swap is one `renameat2(RENAME_EXCHANGE)` where Linux and
+  the file system allow it (the output path never goes missing, not even for readers), else two
+  renames: the old folder to `.<name>.p2t-old`, then the new one in.
+
+Recovery rule. A run killed in the middle of a swap leaves a state that the names alone decide;
+every run settles it as soon as it holds the lock (before reading the folder), and again when
+it lets go. Whatever stands at the output path is the truth (the swap commits when the new
+folder arrives there). So: (1) no folder at the output path but a `.p2t-old`: the run died
+between the two renames, and `.p2t-old` goes back to the output path; (2) what is left beside
+it is then stale and deleted: `.p2t-new` holds an unfinished replacement (or, after an exchange,
+the old results it replaced), and `.p2t-old` old results that a finished swap replaced. A crash at any instant therefore leaves the old
+results or the finished swap at the output path, never neither, and no hidden folder outlives
+the next run.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +54,7 @@ from ..errors import OutputError, UsageError
 PART_PATTERN = "part-{:05d}.parquet"
 ROW_GROUP_ROWS = 16_384  # a reader streaming a part holds one row group, not the whole part
 RUN_FILE, SUCCESS_FILE = "_p2t_run.json", "_SUCCESS"
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -56,39 +76,176 @@ def existing_parts(out_dir: Path) -> list[Path]:
     return sorted(out_dir.glob("part-*.parquet")) if out_dir.is_dir() else []
 
 
+def _beside(out_dir: Path, role: str) -> Path:
+    """The hidden path `.<name>.p2t-<role>` beside an output folder (role: lock, new, old)."""
+    return out_dir.with_name(f".{out_dir.name}.p2t-{role}")
+
+
+def output_folder(path: Path) -> Path:
+    """The real folder that output path `path` names, its symbolic links resolved once; the
+    UsageError or OutputError says what keeps it from being one (a dangling or looping link, a
+    file at the path or above it)."""
+    above = next((p for p in (path, *path.parents) if os.path.lexists(p)), None)
+    if above is not None:
+        _check_link(above, path)
+        if not above.is_dir():
+            if above == path:
+                raise UsageError(f"output path {path} is {_what(path)}, not a folder: choose another output path, "
+                                 "or remove it")
+            raise OutputError(f"cannot write the output folder {path}: {above} is {_what(above)}, not a folder")
+    real = Path(os.path.realpath(path))
+    if not real.name:
+        raise UsageError(f"output path {path} is the root of the file system: choose a folder in it")
+    return real
+
+
+def _check_link(link: Path, path: Path) -> None:
+    """Refuse a symbolic link (at `path` or above it) that leads nowhere, naming where it leads."""
+    if not link.is_symlink():
+        return
+    try:
+        os.stat(link)
+    except OSError as exc:
+        where = f"output path {path}" if link == path else f"output path {path} lies under {link}, which"
+        if exc.errno == errno.ELOOP:
+            raise UsageError(f"{where} is a symbolic link that leads back to itself (a loop): point it at a "
+                             "folder, or remove the link") from None
+        raise UsageError(f"{where} is a symbolic link to {os.path.realpath(link)}, which does not exist: "
+                         "create the folder it points to, or remove the link") from None
+
+
+def _what(path: Path) -> str:
+    """'a file', or 'a symbolic link to X, which is a file', for messages about a non-folder."""
+    kind = "a file" if path.is_file() else "something else (a pipe, socket or device)"
+    return f"a symbolic link to {os.path.realpath(path)}, which is {kind}" if path.is_symlink() else kind
+
+
+def _cannot_write(out_dir: Path, exc: OSError) -> OutputError:
+    """The error of a failed first write beside an output folder, naming the real cause."""
+    at = Path(exc.filename).parent if exc.filename else out_dir.parent  # the folder it failed to write in
+    denied = f"no permission to create files in {at}"
+    causes = {errno.EACCES: denied, errno.EPERM: denied, errno.EROFS: f"{at} is on a read-only file system",
+              errno.ENOSPC: f"no space left on the device of {at}", errno.ENOTDIR: f"{at} is not a folder"}
+    cause = causes.get(exc.errno, f"{exc.strerror or exc} ({exc.filename or at})")
+    return OutputError(f"cannot write the output folder {out_dir}: {cause}")
+
+
 class OutputLock:
     """The one-writer lock of an output folder: `flock` on `.<name>.p2t-lock` beside it, holding
-    the holder's pid, host and command. `wait`: block until the holder finishes."""
+    the holder's pid, host and command. `wait`: block until the holder finishes. Once held, it
+    settles a replacement that a killed run left half done (`settle_replacement`)."""
 
     def __init__(self, out_dir: Path, wait: bool = False, command: str = "") -> None:
-        self.out_dir, self.path = out_dir, out_dir.with_name(f".{out_dir.name}.p2t-lock")
+        self.out_dir, self.path = out_dir, _beside(out_dir, "lock")
         self.wait, self.command, self.fh = wait, command, None
 
     def __enter__(self) -> OutputLock:
-        try:  # the first write of a run: an unwritable place fails here, before any work
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = self.path.open("a+")
-        except OSError as exc:
-            raise OutputError(f"cannot write the output folder {self.out_dir}: {exc.strerror or exc} "
-                              f"({self.path.parent})") from None
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            self.fh.seek(0)
-            holder = self.fh.read().strip() or "another process"
-            self.fh.close()
-            raise UsageError(f"output folder {self.out_dir} is being written by "
-                             f"another p2t run ({holder}); wait for it to finish, or pass --wait") from None
+        self.fh = self._acquire()
         self.fh.seek(0)
         self.fh.truncate()
         self.fh.write(f"pid {os.getpid()} on {socket.gethostname()}: {self.command}".strip(": ") + "\n")
         self.fh.flush()
+        try:
+            settle_replacement(self.out_dir)
+        except BaseException:
+            self._release()
+            raise
         return self
 
+    def _acquire(self) -> Any:
+        """Open and lock the lock file; again if its holder removed it meanwhile (the lock we got
+        is then on a file no other run can find)."""
+        while True:
+            try:  # the first write of a run: an unwritable place fails here, before any work
+                self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+                fh = self.path.open("a+")
+            except OSError as exc:
+                raise _cannot_write(self.out_dir, exc) from None
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                fh.close()
+                raise UsageError(f"output folder {self.out_dir} is being written by "
+                                 f"another p2t run ({holder}); wait for it to finish, or pass --wait") from None
+            if _names(self.path, fh):
+                return fh
+            fh.close()
+
     def __exit__(self, *exc: Any) -> None:
-        if self.fh is not None:
+        if self.fh is None:
+            return
+        try:  # an --overwrite that stopped before its first part leaves nothing beside the folder
+            settle_replacement(self.out_dir)
+        except OutputError:
+            if exc[0] is None:  # a failing run's own error says more; the next run settles again
+                raise
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        try:  # unlinked before unlocking: a run waiting on this file then finds the name gone and retries
+            self.path.unlink(missing_ok=True)
+        finally:
             fcntl.flock(self.fh, fcntl.LOCK_UN)
             self.fh.close()
+            self.fh = None
+
+
+def _names(path: Path, fh: Any) -> bool:
+    """Whether `path` still names the open file `fh`."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fh.fileno())
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+
+def settle_replacement(out_dir: Path) -> None:
+    """Finish or undo an --overwrite that a killed run left half done (the recovery rule of the
+    module docstring). Only the holder of the folder's lock may call it."""
+    old, new = _beside(out_dir, "old"), _beside(out_dir, "new")
+    if old.is_dir() and not os.path.lexists(out_dir):  # killed between the two renames of a swap
+        try:
+            os.replace(old, out_dir)
+        except OSError as exc:
+            raise OutputError(f"cannot put the previous results {old} back at {out_dir} (a run replacing them "
+                              f"was killed): {exc.strerror or exc}") from None
+    for leftover in (new, old):
+        if os.path.lexists(leftover):
+            try:
+                shutil.rmtree(leftover)
+            except OSError as exc:
+                raise OutputError(f"cannot remove {leftover}, left by an --overwrite that did not finish: "
+                                  f"{exc.strerror or exc} ({exc.filename})") from None
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """libc's `renameat2`, or None where the C library has none (not Linux, or glibc < 2.28)."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the folders at `a` and `b` in one atomic step; False, changing nothing, where the
+    system or the file system cannot (the caller then renames twice)."""
+    fn = _renameat2()
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
 @dataclass(frozen=True)
@@ -115,7 +272,7 @@ def inspect_output(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool, 
     held = [p for p in out_dir.iterdir() if not p.name.startswith(".")] if out_dir.is_dir() else []
     if not held:
         return OutputState()
-    record = _read_record(out_dir / RUN_FILE)
+    record = read_record(out_dir / RUN_FILE)
     if record is None and not force:
         names = ", ".join(sorted(p.name for p in held)[:3])
         raise UsageError(f"output folder {out_dir} holds {len(held)} file(s) that are no p2t run ({names}); "
@@ -127,33 +284,40 @@ def inspect_output(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool, 
     if differs:
         raise UsageError(f"output folder {out_dir} holds a different run ({', '.join(differs)} "
                          "changed); pass --overwrite to start fresh, or choose another folder")
-    parts = _verified(out_dir, record.get("parts", []))
+    parts, _ = check_parts(out_dir, record.get("parts", []))
     complete = (out_dir / SUCCESS_FILE).exists() and len(parts) == len(record.get("parts", []))
     return OutputState(parts=tuple(parts), complete=complete)
 
 
-def _read_record(run_file: Path) -> dict[str, Any] | None:
+def read_record(run_file: Path) -> dict[str, Any] | None:
+    """The run record in `run_file` (`_p2t_run.json`), or None where it is missing or not one."""
     try:
         doc = json.loads(run_file.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return doc if isinstance(doc, dict) and "fingerprint" in doc else None
 
 
-def _verified(out_dir: Path, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The listed parts that check out, up to the first that does not (the run resumes there)."""
+def check_parts(out_dir: Path, listed: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+    """The listed parts that check out, up to the first that does not (a resume starts there),
+    and what is wrong with that one (None when every listed part checks out)."""
     kept, last = [], -1
     for i, entry in enumerate(listed):
-        path = out_dir / str(entry.get("file", ""))
-        if entry.get("file") != PART_PATTERN.format(i) or not path.is_file():
-            break
+        name = str(entry.get("file", "")) if isinstance(entry, dict) else ""
+        path = out_dir / name
+        if name != PART_PATTERN.format(i):
+            return kept, f"the run record lists {name or 'an entry'!r} where {PART_PATTERN.format(i)} belongs"
+        if not path.is_file():
+            return kept, f"{name} is missing"
         if path.stat().st_size != entry.get("bytes") or _sha256(path) != entry.get("sha256"):
-            break
+            return kept, (f"{name} is not the part this run wrote (its size or sha256 differs from the run "
+                          "record: damaged, or replaced by another run's part)")
         if entry.get("rows", 0) and not last < entry.get("first", -1) <= entry.get("last", -1):
-            break  # keys must rise from part to part: a copied or reordered part is not this one
+            # keys must rise from part to part: a copied or reordered part is not this one
+            return kept, f"{name} holds input records out of order (a copied or reordered part)"
         last = entry.get("last", last)
         kept.append(entry)
-    return kept
+    return kept, None
 
 
 class PartWriter:
@@ -163,7 +327,7 @@ class PartWriter:
                  ) -> None:
         self.final, self.schema = out_dir, schema
         self.record = {**run, "parts": list(state.parts)}
-        self.out_dir = out_dir.with_name(f".{out_dir.name}.p2t-new") if state.replace else out_dir
+        self.out_dir = _beside(out_dir, "new") if state.replace else out_dir
         if self.out_dir != out_dir:
             shutil.rmtree(self.out_dir, ignore_errors=True)  # a replacement that never finished
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -207,14 +371,20 @@ class PartWriter:
         return self.final / name
 
     def _swap_in(self) -> None:
-        """The replacement has its first part: it takes the old folder's place."""
-        aside = self.final.with_name(f".{self.final.name}.p2t-old")
-        shutil.rmtree(aside, ignore_errors=True)
-        if self.final.exists():
-            os.replace(self.final, aside)
-        os.replace(self.out_dir, self.final)
-        shutil.rmtree(aside, ignore_errors=True)
-        self.out_dir = self.final
+        """The replacement has its first part: it takes the old folder's place. The caller holds
+        the folder's lock; a crash at any step is settled by the next run (module docstring)."""
+        new, final = self.out_dir, self.final
+        if not (os.path.lexists(final) and _exchange(new, final)):
+            if os.path.lexists(final):
+                # Until the next rename no folder stands at `final`: a run killed here finds the
+                # old one at `.p2t-old` and puts it back.
+                os.replace(final, _beside(final, "old"))
+            os.replace(new, final)
+        self.out_dir = final
+        # The old results now stand at `.p2t-new` (after an exchange) or `.p2t-old` (after two renames).
+        # Best effort: what is left is removed again, or named, when the lock is let go.
+        for leftover in (new, _beside(final, "old")):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     def finish(self, summary: dict[str, Any]) -> None:
         """Mark the run complete; an empty run still leaves one (empty) part with the schema."""

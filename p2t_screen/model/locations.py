@@ -11,10 +11,11 @@ A model is named by its directory's name; the first folder that has it wins.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import ModelError, P2TWarning
 
 CONFIG_FILE = "config.json"
 DEFAULT_MODEL = "p2t-default"
@@ -51,15 +52,43 @@ class InstalledModel:
 
 
 def installed_models() -> list[InstalledModel]:
-    """Every model on the search path, each name once (the first folder wins)."""
+    """Every model on the search path, each name once (the first folder wins). A folder that
+    cannot be read, or an entry that is no folder, is skipped with one warning naming it: a
+    broken entry on the path must not stop a screen that does not need it."""
     found: dict[str, InstalledModel] = {}
     for origin, root in search_path():
-        if not root.is_dir():
-            continue
-        for path in sorted(root.iterdir()):
-            if (path / CONFIG_FILE).is_file() and path.name not in found:
+        for path in _model_dirs(origin, root):
+            if path.name not in found:
                 found[path.name] = InstalledModel(path.name, path, origin)
     return list(found.values())
+
+
+def _model_dirs(origin: str, root: Path) -> list[Path]:
+    """The model directories directly inside `root` (none where it is missing or unreadable)."""
+    try:
+        if not root.exists():  # the user's folder before any pull is normal; a folder named in P2T_MODELS_DIR is not
+            if origin == "P2T_MODELS_DIR":
+                _skip(origin, root, "it does not exist")
+            return []
+        if not root.is_dir():
+            _skip(origin, root, "it is not a folder")
+            return []
+        entries = sorted(root.iterdir())
+    except OSError as exc:
+        _skip(origin, root, exc.strerror or str(exc))
+        return []
+    found = []
+    for path in entries:
+        try:
+            if (path / CONFIG_FILE).is_file():
+                found.append(path)
+        except OSError as exc:
+            _skip(origin, path, exc.strerror or str(exc))
+    return found
+
+
+def _skip(origin: str, path: Path, why: str) -> None:
+    warnings.warn(f"models folder {path} ({origin}) skipped: {why}", P2TWarning, stacklevel=3)
 
 
 def bundled_models() -> list[Path]:
@@ -76,8 +105,11 @@ def resolve_model_path(ref: str | os.PathLike | None) -> Path:
     """A model directory path, or the name of an installed model (None: the default model)."""
     ref = DEFAULT_MODEL if ref is None else ref
     path = Path(ref).expanduser()
-    if (path / CONFIG_FILE).is_file():
-        return path
+    try:
+        if (path / CONFIG_FILE).is_file():
+            return path
+    except OSError as exc:
+        raise ModelError(f"cannot read the model directory {path}: {exc.strerror or exc}") from None
     for model in installed_models():
         if model.name == str(ref):
             return model.path

@@ -37,6 +37,8 @@ class Pullable:
     size: str
     licence: str
     tasks: tuple[str, ...] = ()  # the tasks of the model it installs (prot2token entries)
+    layers: int | None = None  # esm2 entries: the layer count and width the checkpoint's cfg must state
+    width: int | None = None
 
     @property
     def env(self) -> str:
@@ -48,10 +50,11 @@ class Pullable:
         return f"{base.rstrip('/')}{prefix}/{path}"
 
 
-def _esm2(name: str, layers: int, params: str, width: int, size: str) -> Pullable:
+def esm2_entry(name: str, layers: int, params: str, width: int, size: str) -> Pullable:
+    """The catalogue entry of fair-esm's ESM2 model `name`: its weights and contact regression."""
     return Pullable(name, ESM2, (f"models/{name}.pt", f"regression/{name}-contact-regression.pt"),
                     f"ESM2 encoder, {layers} layers, width {width}, {params} parameters "
-                    f"(encoder.source = \"{name}\")", size, ESM_LICENCE)
+                    f"(encoder.source = \"{name}\")", size, ESM_LICENCE, layers=layers, width=width)
 
 
 def _prot2token(task: str, folder: str, checkpoint: str, provides: str) -> Pullable:
@@ -61,14 +64,15 @@ def _prot2token(task: str, folder: str, checkpoint: str, provides: str) -> Pulla
                     ">= 2.6 GB (ESM2-650M inside)", PROT2TOKEN_LICENCE, (task,))
 
 
-# ESM2 sizes: the fp32 weights, about 4 bytes per parameter (fair-esm publishes no byte counts).
+# ESM2 sizes: the fp32 weights, about 4 bytes per parameter (fair-esm publishes no byte counts
+# and no digests, so a pull checks each checkpoint's layer count and width and records its sha256).
 CATALOGUE: dict[str, Pullable] = {p.name: p for p in (
-    _esm2("esm2_t6_8M_UR50D", 6, "8M", 320, "~30 MB"),
-    _esm2("esm2_t12_35M_UR50D", 12, "35M", 480, "~140 MB"),
-    _esm2("esm2_t30_150M_UR50D", 30, "150M", 640, "~600 MB"),
-    _esm2("esm2_t33_650M_UR50D", 33, "650M", 1280, "~2.6 GB"),
-    _esm2("esm2_t36_3B_UR50D", 36, "3B", 2560, "~11 GB"),
-    _esm2("esm2_t48_15B_UR50D", 48, "15B", 5120, "~60 GB"),
+    esm2_entry("esm2_t6_8M_UR50D", 6, "8M", 320, "~30 MB"),
+    esm2_entry("esm2_t12_35M_UR50D", 12, "35M", 480, "~140 MB"),
+    esm2_entry("esm2_t30_150M_UR50D", 30, "150M", 640, "~600 MB"),
+    esm2_entry("esm2_t33_650M_UR50D", 33, "650M", 1280, "~2.6 GB"),
+    esm2_entry("esm2_t36_3B_UR50D", 36, "3B", 2560, "~11 GB"),
+    esm2_entry("esm2_t48_15B_UR50D", 48, "15B", 5120, "~60 GB"),
     _prot2token("stability", "stability/2024-07-05__17-35-31", "best_valid_stability_spearman.pth",
                 "task stability (regression)"),
     _prot2token("fluorescence", "fluorescence/2024-04-23__18-20-05", "best_valid_fluorescence_spearman.pth",

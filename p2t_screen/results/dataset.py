@@ -1,5 +1,10 @@
 """A finished (or partial) screen read back: its run metadata, its tasks, its rows record by record.
 
+Every reader opens results here, so every reader checks them first: each part against the run
+record (name, size, sha256, key order), and whether the run finished. A damaged or foreign part
+is refused with how to repair it; an unfinished run is refused unless the reader allows partial
+results, and then says what is missing.
+
 Rows are streamed part by part and batch by batch, so reading 100,000 proteins costs memory for
 one batch and one record's rows, not for the dataset. Within a p2t output all rows of one input
 record are adjacent (a window writes its records whole, rows in input order), which is what
@@ -8,6 +13,7 @@ lets `records()` group them on the fly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import P2TError, UsageError
 from ..io.schema import read_run_metadata
-from ..io.writer import RUN_FILE, SUCCESS_FILE, existing_parts
+from ..io.writer import RUN_FILE, SUCCESS_FILE, check_parts, existing_parts, read_record
 from ..model.store import read_model_config
 from ..tasks.spec import TaskSpec
 
@@ -28,34 +35,41 @@ BATCH_ROWS = 4096
 
 @dataclass(frozen=True)
 class Results:
-    """A p2t output folder (or one part file) opened for reading."""
+    """A p2t output folder (or one part file) opened for reading, its parts checked first."""
 
     path: Path
     parts: tuple[Path, ...]
     run: dict[str, Any]  # the run metadata (schema metadata of the parts)
     finished: dict[str, Any] | None = None  # the `_SUCCESS` summary, when the run finished
     specs: dict[str, TaskSpec] = field(default_factory=dict)  # the run's tasks, in run order
+    unfinished: str | None = None  # what is missing, when the run has not finished (read with allow_partial)
 
     @classmethod
-    def open(cls, path: Path | str) -> Results:
-        """Open a screen's output; UsageError says what is wrong with `path`."""
+    def open(cls, path: Path | str, allow_partial: bool = False) -> Results:
+        """Open a screen's output, every part checked against the run record first. UsageError
+        says what is wrong with `path`: a damaged or foreign part, a missing record, or (unless
+        `allow_partial`) a run that has not finished."""
         path = Path(path)
-        if path.is_dir():  # a local run's numbered parts, else any Parquet files (a Ray run's)
-            parts = existing_parts(path) or sorted(p for p in path.glob("*.parquet")
-                                                   if not p.name.startswith(("_", ".")))
-            if not parts:
-                hint = " (the run is still at work, or stopped before its first part)" if (path / RUN_FILE).exists() else ""
-                raise UsageError(f"{path} holds no p2t results: no Parquet files{hint}")
+        unfinished = None
+        if path.is_dir():
+            parts, unfinished = _checked_parts(path)
+            if unfinished and not allow_partial:
+                raise UnfinishedRun(f"{path} holds an {unfinished}. Rerun the screen that writes it to finish it "
+                                    "(it resumes), or pass --allow-partial to read the rows written so far")
         elif path.is_file():
-            parts = [path]
+            parts = [_checked_part_file(path)]
+        elif path.with_name(f".{path.name}.p2t-old").is_dir():
+            raise UsageError(f"no results folder at {path}: a run replacing it (--overwrite) was killed mid-swap "
+                             f"and its previous results wait in .{path.name}.p2t-old; rerun that screen (or any "
+                             "p2t screen with this output) to put them back or finish the swap")
         else:
             raise UsageError(f"no such results folder: {path}")
         try:
             run = read_run_metadata(pq.read_schema(parts[0]))
         except (ValueError, OSError, pa.ArrowInvalid) as exc:
             raise UsageError(f"{parts[0]} is not a p2t output ({exc})") from None
-        finished = _read_json(path / SUCCESS_FILE) if path.is_dir() else None
-        return cls(path, tuple(parts), run, finished, task_specs(run))
+        finished = _read_json(path / SUCCESS_FILE) if path.is_dir() and not unfinished else None
+        return cls(path, tuple(parts), run, finished, task_specs(run), unfinished)
 
     @property
     def tasks(self) -> list[str]:
@@ -77,6 +91,69 @@ class Results:
                 group.append(row)
         if group:
             yield group
+
+
+class UnfinishedRun(UsageError):
+    """Results of a run that has not finished, opened without allow_partial."""
+
+
+def _repair_hint(record: dict[str, Any]) -> str:
+    command = str(record.get("command") or "").strip()
+    how = f" (`{command}`)" if command else ""
+    return (f"rerun the screen that wrote it{how}: it keeps the parts that check out and recomputes the rest, "
+            "or start again with --overwrite")
+
+
+def _checked_parts(folder: Path) -> tuple[list[Path], str | None]:
+    """The parts of an output folder, each checked against the run record (`_p2t_run.json`), and
+    what is missing when the run has not finished. A folder of Parquet files with no run record
+    and no numbered parts is a Ray run's output: read as it is (Ray writes no record)."""
+    record = read_record(folder / RUN_FILE)
+    if record is None:
+        if existing_parts(folder) or (folder / RUN_FILE).exists():
+            raise UsageError(f"{folder}: its run record {RUN_FILE} is missing or unreadable, so its parts cannot "
+                             "be checked; rerun the screen with --overwrite to write them again")
+        other = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(("_", ".")))
+        if not other:
+            raise UsageError(f"{folder} holds no p2t results: no Parquet files")
+        return other, None
+    listed = record.get("parts") or []
+    _, problem = check_parts(folder, listed)
+    if problem:
+        raise UsageError(f"{folder} cannot be read: {problem}. To repair it, {_repair_hint(record)}")
+    if not listed:
+        raise UnfinishedRun(f"{folder} holds no p2t results yet: the run is still at work, or stopped before "
+                            "its first part")
+    parts = [folder / entry["file"] for entry in listed]
+    return parts, None if (folder / SUCCESS_FILE).is_file() else _missing(record, parts)
+
+
+def _missing(record: dict[str, Any], parts: list[Path]) -> str:
+    """What an unfinished run lacks, in words: how many records have rows, of how many."""
+    written = pa.chunked_array([pq.read_table(p, columns=["input_index"]).column(0) for p in parts])
+    count = len(pc.unique(written)) if len(written) else 0
+    last = record["parts"][-1].get("last", -1)
+    total = record.get("records")
+    if isinstance(total, int) and count >= total:
+        return (f"unfinished run: all {total:,} input records have rows, but the run stopped before marking "
+                f"itself finished ({SUCCESS_FILE} is missing)")
+    if isinstance(total, int):
+        return (f"unfinished run: {count:,} of {total:,} input records have rows; the other {total - count:,} "
+                f"(input_index after {last}) are missing")
+    return f"unfinished run: {count:,} input records have rows; the records after input_index {last} are missing"
+
+
+def _checked_part_file(path: Path) -> Path:
+    """One part file, checked against its folder's run record when the record lists it."""
+    record = read_record(path.parent / RUN_FILE) or {}
+    entry = next((e for e in record.get("parts") or [] if isinstance(e, dict) and e.get("file") == path.name), None)
+    if entry is not None:
+        with path.open("rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        if path.stat().st_size != entry.get("bytes") or digest != entry.get("sha256"):
+            raise UsageError(f"{path} cannot be read: it is not the part this run wrote (its size or sha256 "
+                             f"differs from the run record). To repair it, {_repair_hint(record)}")
+    return path
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -7,7 +7,8 @@ batch by batch, so memory does not grow with the number of records. `foldseek` w
 predicted 3Di states with the amino acids, for a Foldseek database (`results.foldseek`).
 
 CSV starts with a UTF-8 byte-order mark, so Excel reads it as UTF-8 without an import dialog
-(LibreOffice, pandas and pyarrow read the mark too); TSV, for command-line tools, has none. The
+(LibreOffice, pandas and pyarrow read the mark too); TSV, for command-line tools, has none. No
+text cell of a CSV or TSV can run as a spreadsheet formula (`results.cells`). The
 meaning of each column (and of each per-residue code) is in the file where the format has room
 (Parquet field metadata, an xlsx `legend` sheet) and in `<file>.legend.txt` beside a CSV or TSV.
 """
@@ -28,7 +29,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import OutputError, UsageError
-from ..io.schema import METADATA_KEY
+from ..io.schema import METADATA_KEY, read_run_metadata
+from . import cells
+from .cells import safe_batch
 from .dataset import Results
 from .foldseek import foldseek_task, write_foldseek
 from .residues import residue_batches, residue_schema, track_tasks, write_three_line
@@ -66,6 +69,7 @@ class ExportRequest:
     output: Path | None = None
     fasta: Path | None = None  # the screened library (residue layouts; default: the run's input)
     tasks: tuple[str, ...] = ()  # residue layouts: these tasks only
+    allow_partial: bool = False  # export an unfinished run's rows (the file then says what is missing)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class ExportSummary:
     path: Path
     rows: int  # data rows (3-line: blocks)
     legend: Path | None = None
+    unfinished: str | None = None  # what the results lack, when they are an unfinished run's
 
 
 def default_output(results: Path, fmt: Format, layout: Layout) -> Path:
@@ -86,7 +91,7 @@ def default_output(results: Path, fmt: Format, layout: Layout) -> Path:
 def export(request: ExportRequest) -> ExportSummary:
     """Write the export; UsageError for a request that cannot be met, before anything is written."""
     fmt, layout = Format(request.format), Layout(request.layout)
-    results = Results.open(request.results)
+    results = Results.open(request.results, request.allow_partial)
     out = request.output or default_output(request.results, fmt, layout)
     if fmt in PER_RESIDUE or layout is Layout.RESIDUES:
         sequences = InputSequences.of_run(results.run, request.fasta)
@@ -100,10 +105,11 @@ def export(request: ExportRequest) -> ExportSummary:
     if fmt in PER_RESIDUE and layout is Layout.WIDE:  # --per-residue with them says what they are anyway
         raise UsageError(f"--format {fmt.value} is per residue; it has no --wide form")
     if fmt is Format.THREE_LINE:
-        return ExportSummary(out, _writing(out, lambda path: write_three_line(results, sequences, tasks, path)))
+        return ExportSummary(out, _writing(out, lambda path: write_three_line(results, sequences, tasks, path)),
+                             unfinished=results.unfinished)
     if fmt is Format.FOLDSEEK:
         task = foldseek_task(results, list(request.tasks) or None)
-        return ExportSummary(out, write_foldseek(results, sequences, task, out))
+        return ExportSummary(out, write_foldseek(results, sequences, task, out), unfinished=results.unfinished)
     if layout is Layout.WIDE:
         schema, batches = wide_schema(results), wide_batches(results)
     elif layout is Layout.RESIDUES:
@@ -112,13 +118,23 @@ def export(request: ExportRequest) -> ExportSummary:
         schema, batches = pq.read_schema(results.parts[0]), results.batches()
     else:
         schema, batches = long_schema(), long_batches(results)
-    schema = schema.with_metadata({**(schema.metadata or {}), METADATA_KEY: json.dumps(results.run).encode()})
+    run = {**results.run, **({"unfinished": results.unfinished} if results.unfinished else {})}
+    schema = schema.with_metadata({**(schema.metadata or {}), METADATA_KEY: json.dumps(run).encode()})
     rows = _writing(out, lambda path: SINKS[fmt](path, schema, batches))
     side = None
     if fmt in (Format.CSV, Format.TSV):
         side = out.with_name(out.name + ".legend.txt")
-        side.write_text("".join(f"{name}\t{doc}\n" for name, doc in legend(schema)), encoding="utf-8")
-    return ExportSummary(out, rows, side)
+        side.write_text("".join(f"{name}\t{doc}\n" for name, doc in legend_rows(schema, text=True)),
+                        encoding="utf-8")
+    return ExportSummary(out, rows, side, results.unfinished)
+
+
+def legend_rows(schema: pa.Schema, text: bool = False) -> list[tuple[str, str]]:
+    """The legend of an export: each column's meaning; first, for an unfinished run's rows, what
+    they lack; last, for CSV and TSV (`text`), how text cells are kept from running as formulas."""
+    run = read_run_metadata(schema)
+    note = [("UNFINISHED", f"{run['unfinished']}; these are the rows written so far")] if run.get("unfinished") else []
+    return [*note, *legend(schema), *([("text cells", cells.NOTE)] if text else [])]
 
 
 def _writing(out: Path, write: Callable[[Path], int]) -> int:
@@ -146,7 +162,7 @@ def _write_text_table(path: Path, schema: pa.Schema, batches: Iterator[pa.Record
         options = pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed")
         with pacsv.CSVWriter(fh, schema.remove_metadata(), write_options=options) as writer:
             for batch in batches:
-                writer.write_batch(batch)
+                writer.write_batch(safe_batch(batch))
                 rows += batch.num_rows
     return rows
 
@@ -200,7 +216,7 @@ def write_xlsx(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch])
         sheet.write_row(0, 0, names, bold)
     info = book.add_worksheet("legend")
     info.write_row(0, 0, ["column", "meaning"], bold)
-    for i, (name, doc) in enumerate(legend(schema), 1):
+    for i, (name, doc) in enumerate(legend_rows(schema), 1):
         info.write_row(i, 0, [name, doc])
     book.close()
     return rows

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import OutputError, UsageError
 from ..tasks.catalog import THREE_DI
+from .cells import safe_text
 from .dataset import Results
 from .residues import tracks
 from .sequences import InputSequences
@@ -35,8 +36,9 @@ then search it like any Foldseek database, for example against a structure datab
     foldseek convertalis p2tDB targetDB aln aln.m8
 
 aa.tsv, 3di.tsv and header.tsv share their first column (the key); 3di.fasta holds the same
-3Di strings as FASTA, the protein's id as header. A protein cut to fit the encoder appears with
-the residues that were screened.
+3Di strings as FASTA, the protein's id as header. In header.tsv a header that starts with =, +,
+-, @ has a leading ' (so no spreadsheet runs it as a formula), and tabs become spaces. A protein
+cut to fit the encoder appears with the residues that were screened.
 """
 
 
@@ -81,6 +83,11 @@ def write_foldseek(results: Results, sequences: InputSequences, task: str, out: 
     return n
 
 
+def _one_field(text: str) -> str:
+    """A header as one TSV field: a tab inside it would start a new column."""
+    return text.replace("\t", " ")
+
+
 def _write_parts(results: Results, sequences: InputSequences, task: str, folder: Path) -> int:
     names = ("aa.tsv", "3di.tsv", "header.tsv", "3di.fasta")
     files = [(folder / name).open("w", encoding="utf-8") for name in names]
@@ -96,7 +103,7 @@ def _write_parts(results: Results, sequences: InputSequences, task: str, folder:
             n += 1
             aa.write(f"{n}\t{sequence}\n")
             states.write(f"{n}\t{track.codes}\n")
-            headers.write(f"{n}\t{row['header'] or row['seq_id']}\n")
+            headers.write(f"{n}\t{safe_text(_one_field(row['header'] or row['seq_id']))}\n")
             fasta.write(f">{row['seq_id']}\n{track.codes}\n")
     finally:
         for fh in files:

@@ -39,6 +39,7 @@ class ReportRequest:
     tracks: int = 3
     table_rows: int = 1000
     fasta: Path | None = None  # the screened library (default: the run's input, when still there)
+    allow_partial: bool = False  # report on an unfinished run (the page says what is missing)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ReportSummary:
     path: Path
     table: Path  # the full per-protein table, beside the page
     proteins: int  # rows of the full table
+    unfinished: str | None = None  # what the results lack, when they are an unfinished run's
 
 
 def default_report_path(results: Path) -> Path:
@@ -54,10 +56,11 @@ def default_report_path(results: Path) -> Path:
 
 def write_report(request: ReportRequest) -> ReportSummary:
     """Write the report page and the full per-protein CSV beside it."""
-    results = Results.open(request.results)
+    results = Results.open(request.results, request.allow_partial)
     out = request.output or default_report_path(request.results)
     sequences = InputSequences.of_run(results.run, request.fasta)
-    table = export(ExportRequest(request.results, Format.CSV, Layout.WIDE, out.with_suffix(".csv")))
+    table = export(ExportRequest(request.results, Format.CSV, Layout.WIDE, out.with_suffix(".csv"),
+                                 allow_partial=request.allow_partial))
     problems = Problems(PROBLEMS_LISTED)
     found = summarise(results, sequences, problems)
     body = "".join([
@@ -72,7 +75,7 @@ def write_report(request: ReportRequest) -> ReportSummary:
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)
-    return ReportSummary(out, table.path, table.rows)
+    return ReportSummary(out, table.path, table.rows, results.unfinished)
 
 
 def _static(name: str) -> str:
@@ -106,7 +109,8 @@ def _run_section(results: Results, found: dict[str, Found]) -> str:
                   ("throughput", (f"{done['seconds']:.1f} s: {rate:,.0f} residues/s, "
                                  f"{done['records'] / max(done['seconds'], 1e-9):,.1f} records/s"))]
     else:
-        facts.append(("state", "<span class='bad'>unfinished run: these are the parts written so far</span>"))
+        what = results.unfinished or "unfinished run"
+        facts.append(("state", f"<span class='bad'>{escape(what)}; these are the parts written so far</span>"))
     statuses = sorted({s for f in found.values() for s in f.statuses} - {"ok"})
     head = "".join(f"<th>{escape(s)}</th>" for s in ["task", "kind", "ok", *statuses])
     body = "".join(f"<tr><td>{escape(f.task)}</td><td>{escape(f.kind)}</td><td class='num'>{f.statuses['ok']}</td>"
@@ -151,6 +155,17 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+# Characters that could end or comment out a <script> block (`</script>`, `<!--`), or that old
+# parsers read as line ends, written as JSON escapes: the parsed data is the same.
+_SCRIPT_UNSAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def script_json(data: Any) -> str:
+    """JSON to embed in a `<script type="application/json">` block: no text in it can end the block."""
+    return json.dumps(data, allow_nan=False, default=str).translate(_SCRIPT_UNSAFE)
+
+
 def _table_section(results: Results, limit: int, total: int, table_file: str) -> str:
     schema = wide_schema(results)
     rows: list[list[Any]] = []
@@ -159,7 +174,7 @@ def _table_section(results: Results, limit: int, total: int, table_file: str) ->
         if len(rows) >= limit:
             break
     data = {"columns": schema.names, "docs": [doc for _, doc in legend(schema)], "rows": rows}
-    blob = json.dumps(data, allow_nan=False, default=str).replace("</", "<\\/")
+    blob = script_json(data)
     shown = f"the first {len(rows):,} of {total:,}" if len(rows) < total else f"all {total:,}"
     return (f"<h2>Per protein</h2><p>{shown} proteins; the whole table: <a href='{escape(table_file)}'>"
             f"{escape(table_file)}</a> (CSV for a spreadsheet; <code>p2t export --wide --format xlsx</code> "

@@ -24,7 +24,7 @@ from ..io.fasta import check_fasta
 from ..io.ligands import Ligand
 from ..io.records import OnInvalid, OnLong, ReadPolicy, Record
 from ..io.schema import SCHEMA_VERSION, schema_with_metadata
-from ..io.writer import SUCCESS_FILE, OutputLock, OutputState, PartWriter, inspect_output
+from ..io.writer import SUCCESS_FILE, OutputLock, OutputState, PartWriter, inspect_output, output_folder
 from ..model.config import ModelConfig
 from ..model.model import P2TModel
 from ..model.runtime import dtype_name, resolve_device, resolve_dtype
@@ -209,6 +209,7 @@ def _run_metadata(req: ScreenRequest, plan: _Plan, models: list[P2TModel]) -> di
         "torch": torch.__version__, "python": platform.python_version(),
         "host": platform.node() or os.uname().nodename,
         "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None, "fingerprint": plan.fingerprint,
+        "records": plan.records,  # input records this run screens: readers of a partial run say how many are missing
         "memory": req.screen.memory_layout or first.config.memory_layout,
         **({"partner": str(req.partner), "pair_by_id": req.pair_by_id} if plan.pairing else {}),
         **({"ligands": len(plan.ligands)} if plan.ligands else {}),
@@ -222,9 +223,10 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None, should_sto
     Rerunning the same request after an interruption resumes after the last complete part.
     `should_stop` (polled between batches) stops cleanly with `Stopped`; completed parts stay.
     """
-    with readable_input(req.input, req.output) as path:
-        return _screen_file(replace(req, input=path, input_label=req.input_label or str(req.input)), progress,
-                            should_stop, memory_guard)
+    output = output_folder(req.output)  # a symbolic link is followed once: the run writes its target, the link stays
+    with readable_input(req.input, output) as path:
+        return _screen_file(replace(req, input=path, output=output, input_label=req.input_label or str(req.input)),
+                            progress, should_stop, memory_guard)
 
 
 def _screen_file(req: ScreenRequest, progress: Progress | None, should_stop: StopFn | None,

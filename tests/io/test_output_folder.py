@@ -111,6 +111,7 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path, tiny_model_dir):
         waiting = subprocess.Popen(cmd + ["--wait"], stderr=subprocess.PIPE, text=True, env=env)
     assert waiting.wait() == 0, waiting.stderr.read()  # it ran once the lock was released
     assert len(rows(out)) == 30
+    assert not (tmp_path / ".out.p2t-lock").exists()  # each holder removes the lock file as it lets go
 
 
 def test_with_the_lock_free_a_killed_holder_never_blocks(tmp_path, tiny_model_dir):
@@ -126,6 +127,7 @@ def test_with_the_lock_free_a_killed_holder_never_blocks(tmp_path, tiny_model_di
     holder.wait()
     screen_file(request(src, out, tiny_model_dir))  # the dead holder's lock went with it
     assert len(rows(out)) == 60
+    assert not (tmp_path / ".out.p2t-lock").exists()  # and the file it left is gone after the next run
 
 
 def test_overwrite_stopped_before_its_first_part_keeps_the_old_results(finished, tiny_model_dir):
@@ -146,7 +148,8 @@ def test_an_unwritable_output_is_one_clear_error_before_any_work(tmp_path, tiny_
     locked.chmod(0o500)
     if os.access(locked, os.W_OK):  # root ignores permissions: a read-only place cannot be made here
         pytest.skip("running as a user whom file permissions do not bind (root)")
-    with pytest.raises(OutputError, match=f"cannot write the output folder {locked / 'out'}"):
+    with pytest.raises(OutputError, match=f"cannot write the output folder {locked / 'out'}: no permission to "
+                                          f"create files in {locked}$"):
         screen_file(request(library(tmp_path), locked / "out", tiny_model_dir))
 
 
@@ -207,7 +210,8 @@ def test_an_output_under_a_file_is_one_clear_error_before_any_work(tmp_path, tin
     from p2t_screen.errors import OutputError
 
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(OutputError, match=f"cannot write the output folder {tmp_path / 'file' / 'out'}"):
+    with pytest.raises(OutputError, match=f"cannot write the output folder {tmp_path / 'file' / 'out'}: "
+                                          f"{tmp_path / 'file'} is a file, not a folder$"):
         screen_file(request(library(tmp_path), tmp_path / "file" / "out", tiny_model_dir))
 
 

@@ -26,6 +26,7 @@ def screened_3di(tmp_path_factory):
     rng = random.Random(4)
     records = [(f"q{i}", "".join(rng.choice(THREE_DI) for _ in range(rng.randint(5, 60)))) for i in range(9)]
     records.append(("cut", "M" * 70))  # longer than the model's 64 residues: screened cut
+    records.append(("=HYPERLINK(1)", "MKTAYIAKQR"))  # a formula as id: defused in header.tsv
     (tmp / "lib.fasta").write_text("".join(f">{rid} protein {rid}\n{seq}\n" for rid, seq in records))
     result = CliRunner().invoke(app, ["screen", str(tmp / "lib.fasta"), "--model", str(model), "-o",
                                       str(tmp / "out"), "--long", "truncate", "--device", "cpu", "-q"])
@@ -45,13 +46,15 @@ def test_foldseek_folder_pairs_3di_with_the_screened_residues(screened_3di, tmp_
     aa, states, headers = (_table(done.path / n) for n in ("aa.tsv", "3di.tsv", "header.tsv"))
     assert [r[0] for r in aa] == [r[0] for r in states] == [r[0] for r in headers] == \
         [str(i) for i in range(1, len(sequences) + 1)]  # one key per protein, the same in all three
+    assert headers[-1][1] == "'=HYPERLINK(1) protein =HYPERLINK(1)"  # no spreadsheet runs it
     for (_, residues), (_, codes), (_, header) in zip(aa, states, headers):
+        header = header.removeprefix("'")
         rid = header.split()[0]
         assert header == f"{rid} protein {rid}"
         assert residues == sequences[rid][:64]  # the residues screened (the long one was cut)
         assert len(codes) == len(residues) and set(codes) <= set(THREE_DI)
     fasta = (done.path / "3di.fasta").read_text().splitlines()
-    assert fasta[0::2] == [">" + h.split()[0] for _, h in headers] and fasta[1::2] == [c for _, c in states]
+    assert fasta[0::2] == [">" + h.removeprefix("'").split()[0] for _, h in headers] and fasta[1::2] == [c for _, c in states]
     readme = (done.path / "README.txt").read_text()
     assert "foldseek tsv2db 3di.tsv p2tDB_ss --output-dbtype 0" in readme and "--output-dbtype 12" in readme
     again = export(ExportRequest(out, Format.FOLDSEEK, output=tmp_path / "fs"))  # replaces the folder

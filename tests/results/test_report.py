@@ -16,6 +16,7 @@ from screened import screen
 from typer.testing import CliRunner
 
 from p2t_screen.cli import app
+from p2t_screen.results.dataset import UnfinishedRun
 from p2t_screen.results.report import ReportRequest, write_report
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -102,8 +103,11 @@ def test_a_report_of_an_unfinished_run_says_so(screened, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(out, partial)
     (partial / "_SUCCESS").unlink()
-    html = write_report(ReportRequest(partial)).path.read_text()
-    assert "unfinished run" in html and (partial / "_report.html").is_file()
+    with pytest.raises(UnfinishedRun, match="--allow-partial"):
+        write_report(ReportRequest(partial))
+    assert not (partial / "_report.html").exists()
+    html = write_report(ReportRequest(partial, allow_partial=True)).path.read_text()
+    assert "unfinished run: all 14 input records have rows" in html and (partial / "_report.html").is_file()
 
 
 def test_screen_report_flag_and_the_found_column(tmp_path, tiny_model_dir):
