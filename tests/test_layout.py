@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "p2t_screen"
 # The data flow, lowest first: a module may import its own room and the rooms before it.
-ROOMS = ["errors", "io", "tasks", "model", "screen", "results", "train", "interop", "cli"]
+ROOMS = ["version", "errors", "io", "tasks", "model", "decode", "screen", "results", "bench", "train", "interop", "cli"]
 
 
 def room_of(module: str) -> str | None:
@@ -30,8 +30,6 @@ def imported_modules(path: Path, module: str) -> list[tuple[int, str]]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if target == "p2t_screen" and {a.name for a in node.names} == {"__version__"}:
-                continue  # the version string, not the package's contents
             names = [f"{target}.{a.name}" for a in node.names]
             found += [(node.lineno, n if room_of(n) and room_of(target) is None else target) for n in names]
         elif isinstance(node, ast.Import):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__
+from ..version import __version__
 from .common import EXIT_CODES_HELP, err, show_warnings
 
 app = typer.Typer(help=f"p2t: protein screening with ESM2 + Prot2Token decoders. {EXIT_CODES_HELP}",

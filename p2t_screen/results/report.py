@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ..version import __version__
 from .dataset import Results
 from .export import ExportRequest, Format, Layout, export
 from .figures import chart_svg, data_uri

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..errors import UsageError
 from ..io.records import ReadPolicy
 from ..model.config import ModelConfig
