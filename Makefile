@@ -40,7 +40,7 @@ bench: setup
 # Real training data from Debian and PyPI packages (needs root for apt-get; about 10 minutes).
 data: setup-dev
 	command -v mmseqs >/dev/null || (apt-get update && apt-get install -y mmseqs2)
-	$(BIN)/python tools/prepare_sequences.py
+	$(BIN)/python tools/data/prepare_sequences.py
 	$(BIN)/python tools/data/promod3.py
 	$(BIN)/python tools/data/structure_labels.py
 	$(BIN)/python tools/data/scl2205.py
@@ -64,15 +64,17 @@ encoder: data
 # ~20 min); then per-task temperatures fitted on validation, test metrics and calibration on the
 # whole test splits against trivial and classical baselines, every task that does not beat both by
 # more than 0.02 withdrawn from the model, and the model card (MODEL_CARD.md, with every stage's
-# time).
+# time). Every stage trains into models/local/ (git-ignored); the last one's model then replaces the
+# bundled models/p2t-default, which the card is written for.
 default-model: encoder
 	$(BIN)/p2t train examples/train_stage1.toml --fresh
-	$(BIN)/python tools/export_encoder.py models/p2t-default-stage1 examples/train_stage1.toml \
+	$(BIN)/python tools/export_encoder.py models/local/p2t-default-stage1 examples/train_stage1.toml \
 		data/encoder/p2t_default_encoder.pt
 	$(BIN)/p2t train examples/train_stage2.toml --fresh
 	$(BIN)/p2t train examples/train_stage3.toml --fresh
 	$(BIN)/p2t train examples/train.toml --fresh
-	$(BIN)/python tools/model_card.py examples/train.toml p2t_screen/bundled_models/p2t-default --max-test 3000 \
+	rm -rf models/p2t-default && cp -r models/local/p2t-default models/p2t-default
+	$(BIN)/python tools/model_card.py examples/train.toml models/p2t-default --max-test 3000 \
 		--calibrate --calibration-valid 60 --withdraw
 
 clean:

@@ -11,7 +11,8 @@ from p2t_screen.model.encoder import EncoderConfig
 from p2t_screen.model.esm_io import save_esm_checkpoint
 from p2t_screen.model.model import P2TModel, create_model
 from p2t_screen.model.store import BUNDLED, save_model
-from p2t_screen.screen.decode import Decoded, _choose
+from p2t_screen.decode import Decoded, TaskBlock, decode_stack
+from p2t_screen.decode.choice import choose
 from p2t_screen.tasks.spec import TaskSpec
 
 
@@ -104,7 +105,7 @@ def uncached_decode(decoder, memory_kv, keep, prompt, grammar, eos_id, pad_id=0,
     prefix, first = prompt, None
     for step in range(steps):
         logits = decoder(prefix, memory_kv, keep, None, 0, side)[:, -1]
-        token, prob, logp = _choose(logits, grammar.allowed(step), done, pad_id, grammar.bias(step))
+        token, prob, logp = choose(logits, grammar.allowed(step), done, pad_id, grammar.bias(step))
         first = logp.exp() if first is None else first
         tokens[:, step], probs[:, step] = token, prob
         grammar.advance(token)
@@ -113,3 +114,12 @@ def uncached_decode(decoder, memory_kv, keep, prompt, grammar, eos_id, pad_id=0,
             return Decoded(tokens[:, : step + 1], probs[:, : step + 1], first)
         prefix = torch.cat([prefix, token[:, None]], dim=1)
     return Decoded(tokens, probs, first)
+
+
+def greedy_decode(decoder, memory_kv, keep, prompt, grammar, eos_id, pad_id=0, forced=None, forced_len=None,
+                  side=None, feedback=True, temperature=1.0) -> Decoded:
+    """One task's cached decoding after `prompt` (B, 2) `<bos> <task>`: a stack of one block
+    (`decode.decode_stack`), for tests that drive a single grammar."""
+    block = TaskBlock(int(prompt[0, 1]), grammar, forced, forced_len, temperature)
+    return decode_stack(decoder, memory_kv, keep, int(prompt[0, 0]), [block], eos_id, pad_id,
+                        side_for=lambda _: side, feedback=feedback)[0]

@@ -57,3 +57,25 @@ def test_no_code_outside_tasks_tests_a_task_kind_by_name():
              for p in sorted(PACKAGE.rglob("*.py")) if "tasks" not in p.relative_to(PACKAGE).parts[:1]
              for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not found, "\n".join(found)
+
+
+def test_the_architecture_document_names_every_module():
+    """docs/architecture.md describes every module: a module it does not name is one a newcomer
+    cannot find there (`__init__.py` files of rooms count as their room)."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.name == "__init__.py" and len(rel.parts) > 1:
+            name = f"`{rel.parts[0]}/`"
+        else:
+            name = f"`{rel.name}`"
+        # a module is named in its room's paragraph (rooms share file names such as config.py)
+        room = f"**`{rel.parts[0]}/`" if len(rel.parts) > 1 else "**Bottom.**"
+        start = text.find(room)
+        paragraph = text[start: text.find("\n\n", start)] if start >= 0 else ""
+        if name not in paragraph:
+            missing.append(str(rel))
+    assert not missing, f"not described in docs/architecture.md: {missing}"
+    for room in ROOMS:
+        assert f"`{room}`" in text, room

@@ -1,10 +1,10 @@
-"""Build the bundled self-supervised model `p2t_screen/bundled_models/p2t-selfsup-tiny` from real UniProt sequences.
+"""Build the bundled self-supervised model `models/p2t-selfsup-tiny` from real UniProt sequences.
 
 The tasks are Prot2Token's self-supervised residue-position tasks (every position of S, T, Y, K,
 R, N): labels come from the sequence itself, so every output can be checked. The ESM2-shaped
 encoder is trained from scratch here (ESM2 weights cannot be downloaded on these machines).
 
-    python tools/prepare_sequences.py              # real sequences -> data/selfsup/
+    python tools/data/prepare_sequences.py              # real sequences -> data/selfsup/
     python tools/build_selfsup_model.py --minutes 25
 """
 
@@ -37,7 +37,7 @@ TASKS = [CATALOG[f"positions_{r.lower()}"] for r in SELF_SUPERVISED_RESIDUES]
 def create_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("data/selfsup"))
-    p.add_argument("--out", type=Path, default=Path("p2t_screen/bundled_models/p2t-selfsup-tiny"))
+    p.add_argument("--out", type=Path, default=Path("models/p2t-selfsup-tiny"))
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--examples-per-sequence", type=int, default=3)
     p.add_argument("--eval-sequences", type=int, default=300)
@@ -69,7 +69,7 @@ whose every answer can be checked; do not use its outputs for anything else.
 - {n_train} training sequences, held-out validation sequences from the same source: real
   UniProtKB sequences from Debian's `mmseqs2-examples` package ({version}; packaging licence
   GPL-3; UniProt data is distributed by UniProt under CC BY 4.0). Built by
-  `python tools/prepare_sequences.py` (standard amino acids only, 30-1022 residues, exact and
+  `python tools/data/prepare_sequences.py` (standard amino acids only, 30-1022 residues, exact and
   near-duplicates removed by shared 20-mers, split by sequence hash).
 - Training examples: random windows (log-uniform length 30-1022) of each training sequence,
   {per_seq} tasks per sequence drawn at random; {examples} examples in all.
@@ -87,7 +87,7 @@ at random (expected F1 = the residue's frequency).
 |---|---|---|---|---|---|
 {rows}
 
-Reproduce: `python tools/build_selfsup_model.py --out p2t_screen/bundled_models/p2t-selfsup-tiny` (metrics are
+Reproduce: `python tools/build_selfsup_model.py --out models/p2t-selfsup-tiny` (metrics are
 written to `metrics.json` beside the model).
 
 ## Limits

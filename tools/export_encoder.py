@@ -1,7 +1,7 @@
 """Save a trained model's encoder as a fair-esm checkpoint for the next training stage, with a
 JSON summary beside it that carries every stage so far (what the model card's stage table reads).
 
-    python tools/export_encoder.py models/p2t-default-stage1 examples/train_stage1.toml \
+    python tools/export_encoder.py models/local/p2t-default-stage1 examples/train_stage1.toml \
         data/encoder/p2t_default_encoder.pt
 
 The summary (`<out>.json`) lists the stages: the encoder source's own summary first (a

@@ -4,7 +4,7 @@ Test metrics come from `p2t eval` (the screening path) on each task's held-out t
 baselines, fitted on the train split, are the trivial ones of `p2t_screen.train.evaluate.baseline`
 and the classical ones of `p2t_screen.train.classical` (scikit-learn: `pip install -e ".[dev]"`).
 
-    python tools/model_card.py examples/train.toml p2t_screen/bundled_models/p2t-default
+    python tools/model_card.py examples/train.toml models/p2t-default
 """
 
 from __future__ import annotations

@@ -11,18 +11,22 @@ and `p2t bench` can be measured on a realistically shaped model. Its predictions
       --tokenizer out/stability-like/decoder_tokenizer.yaml -o models/synthetic-stability
   p2t bench --model models/synthetic-stability --n 60 --naive-n 10
 
-The weights come from p2t_screen/interop/prot2token_reference.py (a plain reimplementation of
-the reference model, also used by the tests), which knows the published tensor names.
+The weights come from tests/helpers/prot2token_reference.py (a plain reimplementation of
+the reference model, the tests' oracle), which knows the published tensor names.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
-from p2t_screen.interop.prot2token_reference import RefProt2Token, write_published
+# The reference reimplementation is a test oracle, not product: it lives with the tests, not in
+# the installed package, so this tool reads it from there.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+from prot2token_reference import RefProt2Token, write_published  # noqa: E402
 
 STABILITY_VOCAB = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<task_stability>": 3,
                    **{str(d): 4 + d for d in range(10)}, ".": 14}

@@ -16,7 +16,7 @@ from ..screen.config import DEFAULT_MAX_TOKENS, ScreenConfig
 from .app import app
 
 if TYPE_CHECKING:
-    from ..screen.bench import BenchReport
+    from ..bench.screen import BenchReport
 from .common import err, fail, split_tasks
 
 
@@ -41,11 +41,11 @@ def bench_cmd(
     host: Annotated[bool, typer.Option("--host", help="instead: host cost per record (model replaced by a no-op) and its overlap with the real model")] = False,
 ) -> None:
     """Measure screen throughput beside the encoder alone and a naive reference-style path."""
-    from ..screen.bench import run_bench
-    from ..screen.soak import run_soak
+    from ..bench.screen import run_bench
+    from ..bench.soak import run_soak
 
     if host:
-        from ..screen.bench_host import run_host_bench
+        from ..bench.host import run_host_bench
 
         try:
             found = run_host_bench(model, split_tasks(tasks) if tasks and tasks != "all" else None, n,
@@ -59,7 +59,7 @@ def bench_cmd(
             json_out.write_text(json.dumps({"host": asdict(found), "notes": found.lines()}, indent=2) + "\n")
         return
     if export:
-        from ..results.bench import run_export_bench
+        from ..bench.exports import run_export_bench
 
         try:
             baseline, timings = run_export_bench(model, export, device, log=lambda m: err.print(m, style="dim"))

@@ -15,7 +15,6 @@ from rich.table import Table
 from ..errors import P2TError
 from ..io.records import OnInvalid, OnLong
 from ..io.writer import existing_parts
-from ..model.config import MASKED
 from ..model.store import DEFAULT_MODEL
 from ..results.dataset import Results
 from ..results.report import ReportRequest, write_report
@@ -60,7 +59,7 @@ def screen(
     ligand: Annotated[Optional[list[str]], typer.Option(help="SMILES for protein-ligand tasks (repeatable)")] = None,
     ligands: Annotated[Optional[Path], typer.Option(help=".smi file (SMILES [name] per line) for protein-ligand tasks")] = None,
     threshold: Annotated[Optional[list[str]], typer.Option(help=THRESHOLD_HELP)] = None,
-    fast_memory: Annotated[bool, typer.Option("--fast-memory", help="run models made for a padded memory (imported Prot2Token checkpoints) on length-bucketed memory: faster, but outputs drift from the published model")] = False,
+    fast_memory: Annotated[bool, typer.Option("--fast-memory", help="run models made for a padded memory (imported Prot2Token checkpoints) on a masked memory, each batch padded to its longest protein: faster, but outputs drift from the published model")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="decoder steps through torch.compile (CUDA graphs on a GPU): faster steps after a compile per batch shape, worth it on long GPU runs")] = False,
     force: Annotated[bool, typer.Option("--force", help="use an output folder that holds files but no p2t run (with --overwrite: replace it)")] = False,
     allow_nucleotide: Annotated[bool, typer.Option("--allow-nucleotide", help="screen a library that looks like DNA/RNA (>90% A/C/G/T/U/N) anyway")] = False,
@@ -79,7 +78,7 @@ def screen(
             input=input, output=output, model=model, tasks=tuple(split_tasks(tasks)), device=device,
             dtype=dtype, on_invalid=on_invalid, on_long=long,
             screen=ScreenConfig(max_tokens=max_tokens, window_records=window_records, window_seconds=part_seconds,
-                                memory_layout=MASKED if fast_memory else None, compile=compile),
+                                fast_memory=fast_memory, compile=compile),
             overwrite=overwrite, command=shlex.join(["p2t", *sys.argv[1:]]), shard=parse_shard(shard),
             partner=partner, pair_by_id=pair_by_id, ligand=tuple(ligand or ()), ligands=ligands,
             thresholds=parse_thresholds(threshold), wait=wait, allow_nucleotide=allow_nucleotide,

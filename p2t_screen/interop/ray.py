@@ -72,7 +72,7 @@ class ScreenActor:
         screen_config = ScreenConfig(max_tokens=max_tokens)
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
-        loaded = load_model(path, torch_device, torch_dtype)
+        loaded = load_model(path, torch_device, torch_dtype, config=config)
         # Only facts every actor shares, so that all output files carry the same metadata.
         run = {**run_metadata(config, path, loaded.checksum, self.tasks, torch_device.type, torch_dtype,
                               self.policy, max_tokens), "engine": "ray"}

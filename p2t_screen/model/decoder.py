@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import check_fields
-from .rows import RowInput, SideInputs, by_decoder_row, by_memory_row
+from .stacking import RowInput, SideInputs, by_decoder_row, by_memory_row
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,7 @@ class Decoder(nn.Module):
             nn.init.zeros_(self.window.bias)
         self.memory_dropout = nn.Dropout(cfg.memory_dropout)
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.dim, padding_idx=0)
+        self.embed_dropout = nn.Dropout(cfg.dropout)
         self.pos_embed = nn.Parameter(torch.zeros(cfg.max_len, cfg.dim))
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.dim) if cfg.norm_first else None
@@ -221,8 +222,8 @@ class Decoder(nn.Module):
         the protein's (the memory window reads zeros elsewhere; None: all rows are)."""
         memory = self.projection(hidden)
         if self.window is not None:
-            rows = memory if keep is None else memory * keep[..., None].to(memory.dtype)
-            memory = memory + self.window(rows.transpose(1, 2)).transpose(1, 2)
+            own = memory if keep is None else memory * keep[..., None].to(memory.dtype)  # zeros off the protein
+            memory = memory + self.window(own.transpose(1, 2)).transpose(1, 2)
         if self.memory_pos is not None:
             memory = memory + self.memory_pos[: memory.shape[1]]
         return self.memory_dropout(memory)
@@ -231,10 +232,14 @@ class Decoder(nn.Module):
         """Cross-attention keys/values of every layer, computed once per batch."""
         return [layer.cross_attn.memory_kv(memory) for layer in self.layers]
 
+    def check_length(self, tokens: int) -> None:
+        """ValueError unless the decoder has positions for `tokens` tokens (prompt and outputs)."""
+        if tokens > self.cfg.max_len:
+            raise ValueError(f"decoder input of {tokens} tokens exceeds max_len {self.cfg.max_len}")
+
     def new_caches(self, rows: int, max_len: int, like: Tensor) -> list[KVCache]:
         """Empty self-attention caches for `rows` decoder rows decoding up to `max_len` tokens."""
-        if max_len > self.cfg.max_len:
-            raise ValueError(f"decoder input of {max_len} tokens exceeds max_len {self.cfg.max_len}")
+        self.check_length(max_len)
         hd = self.cfg.dim // self.cfg.num_heads
         return [KVCache.empty(rows, self.cfg.num_heads, max_len, hd, like.dtype, like.device)
                 for _ in self.layers]
@@ -247,8 +252,8 @@ class Decoder(nn.Module):
         tensor, so a step has the same shapes at every position (capturable). `side`: the inputs
         beside the tokens that the model's options enable (see `SideInputs`)."""
         t = tokens.shape[1]
-        if isinstance(pos, int) and pos + t > self.cfg.max_len:
-            raise ValueError(f"decoder input of {pos + t} tokens exceeds max_len {self.cfg.max_len}")
+        if isinstance(pos, int):
+            self.check_length(pos + t)
         if caches is None and not (isinstance(pos, int) and pos == 0):
             raise ValueError("decoding from a position past 0 needs caches")
         positions = pos + torch.arange(t, device=tokens.device)  # (t,)
@@ -260,7 +265,7 @@ class Decoder(nn.Module):
             x = x + self._tile(side.pooled.value, x.shape[0])[:, None, :].to(x.dtype) * side.pooled.mask(x)
         if side.task is not None and self.cfg.task_every_step:
             x = x + self.embedding(side.task[: x.shape[0]])[:, None, :]
-        x = self.layers[0].dropout(x)
+        x = self.embed_dropout(x)
         keep = None if memory_keep is None else memory_keep[:, None, None, :]  # (B, 1, 1, S)
         for i, layer in enumerate(self.layers):
             x = layer(x, memory_kv[i], keep, None if caches is None else caches[i], positions)
@@ -281,9 +286,9 @@ class Decoder(nn.Module):
     def _residue_rows(self, residue: RowInput, positions: Tensor, x: Tensor) -> Tensor:
         """Memory row j for the input at position j (zeros past the memory): (R, t, D)."""
         width = residue.value.shape[1]
-        rows = residue.value.index_select(1, positions.clamp(max=width - 1))  # (B, t, D)
-        rows = rows * (positions < width)[None, :, None].to(rows.dtype)
-        return self._tile(rows, x.shape[0]).to(x.dtype) * residue.mask(x)
+        at = residue.value.index_select(1, positions.clamp(max=width - 1))  # (B, t, D)
+        at = at * (positions < width)[None, :, None].to(at.dtype)
+        return self._tile(at, x.shape[0]).to(x.dtype) * residue.mask(x)
 
     def _pointer_scores(self, pointer: RowInput, x: Tensor) -> Tensor:
         """Position token p's pointer score from memory row p (R, T, n), zero in rows that do not read it."""

@@ -3,7 +3,7 @@
 1. the folders in `P2T_MODELS_DIR` (separated by the OS path separator, ':' on Linux);
 2. the user's models folder, `$P2T_HOME/models`; `P2T_HOME` defaults to `$XDG_DATA_HOME/p2t`,
    else `~/.local/share/p2t` (`p2t pull` installs models there);
-3. the models bundled with the package (`p2t_screen/bundled_models`, installed with it).
+3. the models bundled with p2t (the repository's `models/`, installed as `p2t_screen/bundled_models`).
 
 A model is named by its directory's name; the first folder that has it wins.
 """
@@ -19,7 +19,24 @@ from ..errors import ModelError, P2TWarning
 
 CONFIG_FILE = "config.json"
 DEFAULT_MODEL = "p2t-default"
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled_models"
+
+
+def _bundled_dir() -> Path:
+    """Where the bundled models are. They live in the repository's top-level `models/`, which
+    pyproject.toml maps into the installed package as `p2t_screen/bundled_models` (package data),
+    so a wheel or any non-editable install carries them beside its code. A checkout (an editable
+    install, `make setup`, or the source on the path) has no such folder inside the package: there
+    they are the repository's `models/`, found as the folder beside `p2t_screen/` next to the
+    repository's pyproject.toml. The checkout is tested first because an old checkout may still
+    hold an emptied `p2t_screen/bundled_models/` (caches, training state) that git leaves behind."""
+    package = Path(__file__).resolve().parents[1]  # p2t_screen/
+    checkout = package.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "models").is_dir():
+        return checkout / "models"
+    return package / "bundled_models"
+
+
+BUNDLED_DIR = _bundled_dir()
 
 
 def p2t_home() -> Path:

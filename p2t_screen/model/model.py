@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from .config import PADDED, PROMPT_LEN, ModelConfig, check_memory_layout
 from .decoder import Decoder, DecoderConfig
 from .encoder import EncoderConfig, esm2_forward, esm2_forward_packed
 from .molecule import MoleculeConfig, MoleculeEncoder
-from .rows import RowInput, SideInputs
+from .stacking import RowInput, SideInputs
 
 
 class P2TModel(nn.Module):
@@ -41,7 +41,7 @@ class P2TModel(nn.Module):
         return self.config.vocab
 
     def encode(self, tokens: Tensor, layout: str | None = None, molecules: Tensor | None = None,
-               rows: Tensor | None = None, hidden: Callable[[Tensor], Tensor] | None = None,
+               protein_index: Tensor | None = None, encode_hidden: Callable[[Tensor], Tensor] | None = None,
                packed: bool | None = None) -> tuple[Tensor, Tensor | None]:
         """ESM token ids (B, T) -> decoder memory (B, S, D) and its keep-mask (B, S) or None.
 
@@ -49,16 +49,17 @@ class P2TModel(nn.Module):
         tokens to max_residues + 2 (S = that) and returns no mask: the decoder attends to every
         position. MASKED keeps S = T and masks the padding. `molecules` (B, M) SMILES ids
         (protein-ligand tasks) append the molecule encoder's memory: S grows by M, and a mask is
-        returned. `rows` (B,): batch row b uses protein `tokens[rows[b]]` (inputs sharing a
-        protein, such as one protein with many ligands, encode it once); B is then len(rows).
-        `hidden` replaces `encoder_hidden` (an encoder trunk shared with other models). `packed`:
+        returned. `protein_index` (B,): batch row b uses protein `tokens[protein_index[b]]` (inputs
+        sharing a protein, such as one protein with many ligands, encode it once); B is then
+        len(protein_index). `encode_hidden` replaces `encoder_hidden` (an encoder trunk shared with
+        other models). `packed`:
         a masked memory's encoder runs on the real tokens only (`esm2_forward_packed`); None: when
         screening on CUDA, where varlen attention kernels run (a padded memory never packs: the
         decoder reads its padded positions too).
         """
-        out, keep = self._encode_protein(tokens, layout, hidden, packed)
-        if rows is not None:
-            out, keep = out[rows], (None if keep is None else keep[rows])
+        out, keep = self._encode_protein(tokens, layout, encode_hidden, packed)
+        if protein_index is not None:
+            out, keep = out[protein_index], (None if keep is None else keep[protein_index])
         if molecules is None:
             return out, keep
         if self.molecule is None:
@@ -75,40 +76,47 @@ class P2TModel(nn.Module):
         forward = esm2_forward_packed if packed else esm2_forward
         return forward(self.encoder, tokens, self.config.encoder.rotary_inv_freq)
 
-    def _encode_protein(self, tokens: Tensor, layout: str | None, hidden: Callable[[Tensor], Tensor] | None,
+    def _encode_protein(self, tokens: Tensor, layout: str | None, encode_hidden: Callable[[Tensor], Tensor] | None,
                         packed: bool | None) -> tuple[Tensor, Tensor | None]:
         layout = check_memory_layout(layout or self.config.memory_layout)
-        if hidden is None:
+        if encode_hidden is None:
             auto = tokens.is_cuda and not torch.is_grad_enabled()  # screening on a GPU (training: padded)
             packs = layout != PADDED and (auto if packed is None else packed)
-            hidden = lambda t: self.encoder_hidden(t, packs)  # noqa: E731
+            encode_hidden = lambda t: self.encoder_hidden(t, packs)  # noqa: E731
         if layout == PADDED:
             width = self.config.encoder.max_residues + 2
             if tokens.shape[1] > width:
                 raise ValueError(f"{tokens.shape[1]} encoder tokens exceed the model's {width}")
             tokens = F.pad(tokens, (0, width - tokens.shape[1]), value=self.encoder.padding_idx)
         residues = tokens.ne(self.encoder.padding_idx)
-        out = self.decoder.project_memory(hidden(tokens), residues)
+        out = self.decoder.project_memory(encode_hidden(tokens), residues)
         return out, (None if layout == PADDED else residues)
 
     def feeds_back(self, spec: TaskSpec) -> bool:
         """Whether the decoder reads the task's previous output tokens (see residue_feedback)."""
         return self.decoder.cfg.residue_feedback or not spec.task_kind.one_pass_without_feedback
 
-    def side_inputs(self, memory: Tensor, task_ids: Tensor, keep: Tensor | None = None) -> SideInputs:
+    def side_inputs(self, memory: Tensor, task_ids: Tensor, keep: Tensor | None = None,
+                    tasks_present: Sequence[int] | None = None) -> SideInputs:
         """The decoder's side inputs for decoder rows started with task tokens `task_ids` (R,), over
-        a memory (B, S, D) with R = G x B (`model.rows`): each one the model enables goes to the
+        a memory (B, S, D) with R = G x B (`model.stacking`): each one the model enables goes to the
         rows whose task kind reads it (`TaskKind.side_input`), None when no row does. `keep` (B, S):
         the memory rows that `pooled` averages (None: all). With `task_every_step`, `task` is
-        `task_ids` itself."""
+        `task_ids` itself. `tasks_present`: the task ids among the rows, when the host knows them
+        (a stacked decode's blocks); whether none or all rows read an input is then decided on
+        the host, with no wait for the device (else, in training, by asking the device)."""
         cfg = self.decoder.cfg
         enabled = {SideInput.RESIDUE: cfg.residue_skip, SideInput.POINTER: cfg.site_pointer,
                    SideInput.POOLED: cfg.pooled_memory}
         found: dict[SideInput, RowInput | None] = {}
         for name, on in enabled.items():
-            ids = [self.vocab.id(t.token) for t in self.config.tasks if t.task_kind.side_input is name]
-            rows = torch.isin(task_ids, torch.tensor(ids if on else [], dtype=torch.long, device=task_ids.device))
-            if not bool(rows.any()):
+            ids = [self.vocab.id(t.token) for t in self.config.tasks if t.task_kind.side_input is name] if on else []
+            readers = torch.isin(task_ids, torch.tensor(ids, dtype=torch.long, device=task_ids.device))  # (R,)
+            if tasks_present is not None:
+                some, every = any(t in ids for t in tasks_present), all(t in ids for t in tasks_present)
+            else:
+                some, every = bool(readers.any()), bool(readers.all())
+            if not some:
                 found[name] = None
                 continue
             value = memory  # (B, S, D)
@@ -117,7 +125,7 @@ class P2TModel(nn.Module):
             elif name is SideInput.POOLED:
                 weight = keep.to(memory.dtype)  # (B, S)
                 value = (memory * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp_min(1)  # (B, D)
-            found[name] = RowInput(value, None if bool(rows.all()) else rows)
+            found[name] = RowInput(value, None if every else readers)
         return SideInputs(residue=found[SideInput.RESIDUE], pointer=found[SideInput.POINTER],
                           pooled=found[SideInput.POOLED], task=task_ids if cfg.task_every_step else None)
 

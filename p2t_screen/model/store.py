@@ -226,15 +226,22 @@ def model_checksum(path: Path) -> str:
 
 
 def load_model(ref: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32, checksum: str | None = None) -> P2TModel:
-    """Load a model directory (or installed model name) for inference, on `device` in `dtype`;
-    `checksum`: its `model_checksum`, when the caller has just computed it (saves reading it twice)."""
+               dtype: torch.dtype = torch.float32, checksum: str | None = None,
+               config: ModelConfig | None = None) -> P2TModel:
+    """Load a model directory (or installed model name) for inference, on `device` in `dtype`.
+
+    `checksum` and `config`: its `model_checksum` and `read_model_config`, when the caller has just
+    computed them (saves reading the files twice). With `config`, `config.json` is not read again,
+    so `model.metadata` (the entries stored beside the config: training record, provenance) stays empty.
+    """
     path = resolve_model_path(ref)
-    try:
-        doc = json.loads((path / CONFIG_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read {path / CONFIG_FILE}: {exc}") from exc
-    config = config_from_json(doc, str(path / CONFIG_FILE))
+    doc: dict[str, Any] = {}
+    if config is None:
+        try:
+            doc = json.loads((path / CONFIG_FILE).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"cannot read {path / CONFIG_FILE}: {exc}") from exc
+        config = config_from_json(doc, str(path / CONFIG_FILE))
     if config.encoder.source == BUNDLED:
         encoder = config.encoder.build()
         load_encoder_state(encoder, _read_safetensors(path / ENCODER_FILE), str(path / ENCODER_FILE))

@@ -1,3 +1,3 @@
 """Screening: batching, grammar-constrained decoding, the screener, pair and ligand expansion,
-the FASTA-to-Parquet pipeline, its run record, and the bench.
+the FASTA-to-Parquet pipeline and its run record.
 """

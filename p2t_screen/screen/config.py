@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model.config import check_memory_layout
 
 DEFAULT_MAX_TOKENS = 16384
 
@@ -19,12 +18,15 @@ class ScreenConfig:
     # A window also closes after about this many seconds of work (None: by size only), so an
     # interrupted run keeps all but about a minute of its work.
     window_seconds: float | None = 60.0
-    # Memory layout overriding the model's own (`ModelConfig.memory_layout`); None keeps it.
-    # MASKED runs a PADDED model (imported Prot2Token checkpoints) on length-bucketed memory:
-    # much faster on short sequences, but not what the model was trained with (outputs drift).
-    memory_layout: str | None = None
+    # `--fast-memory`: run a model made for a padded memory (imported Prot2Token checkpoints) on
+    # the masked memory p2t's own models use (each batch padded to its longest protein, padding
+    # masked): much faster on short sequences, but not what the model was trained with (outputs drift).
+    fast_memory: bool = False
     host_stages: bool = True  # read ahead / write behind in threads (`screen.stages`); False: in line
     compile: bool = False  # decoder steps through torch.compile (CUDA graphs on GPU; `decode.compiled_step`)
+    # torch.compile's backend: "inductor" (kernels; on CUDA with CUDA graphs), or e.g. "aot_eager",
+    # which traces the same graphs without building kernels (quick on CPU: the tests use it).
+    compile_backend: str = "inductor"
     stack_tasks: bool = True  # one decode loop for all of a batch's tasks; False: one per task (bench)
     packed_encoder: bool | None = None  # encoder on real tokens only (`P2TModel.encode`); None: on CUDA
 
@@ -34,5 +36,3 @@ class ScreenConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.window_seconds is not None and not self.window_seconds > 0:
             raise ValueError(f"window_seconds must be positive or None, got {self.window_seconds}")
-        if self.memory_layout is not None:
-            check_memory_layout(self.memory_layout)

@@ -15,10 +15,8 @@ import pyarrow.compute as pc
 
 from ..io.records import Record
 from ..model.trunk import SharedTrunk, shared_depth
-from ..tasks.inputs import INPUTS, ModelInput
-from .batching import token_budget_batches
-from .outcome import Outcome
-from .screener import ProgressFn, Screener, StopFn, Stopped, WindowPlan
+from .planning import StopFn, WindowPlan, plan_batches
+from .screener import ProgressFn, Results, Screener
 
 
 class MultiScreener:
@@ -41,7 +39,7 @@ class MultiScreener:
         self.depth = depth if share and alike else 0
         self.trunk = SharedTrunk(screeners[0].model, self.depth) if self.depth else None
         for s in screeners:
-            s.trunk = self.trunk
+            s.use_trunk(self.trunk)
 
     def work(self, record: Record) -> int:
         """Residues all models together spend on one record (the unit of progress)."""
@@ -60,25 +58,21 @@ class MultiScreener:
             yield batch
 
     def _screen_window(self, window: list[Record], should_stop: StopFn | None) -> pa.RecordBatch:
-        plans = [s._window_plan(window) for s in self.screeners]
+        plans = [s.plan(window) for s in self.screeners]
         if self.trunk is not None and len({frozenset(p.copies) for p in plans}) == 1:
             results = self._run_together(plans[0], should_stop)
         else:
-            results = [s._run_batches(p.copies, None, should_stop) for s, p in zip(self.screeners, plans)]
-        return self._merge([s._window_rows(window, p, r) for s, p, r in zip(self.screeners, plans, results)])
+            results = [s.run_window(p, None, should_stop) for s, p in zip(self.screeners, plans)]
+        return self._merge([s.rows(window, p, r) for s, p, r in zip(self.screeners, plans, results)])
 
-    def _run_together(self, plan: WindowPlan, should_stop: StopFn | None) -> list[dict[ModelInput, dict[str, Outcome]]]:
+    def _run_together(self, plan: WindowPlan, should_stop: StopFn | None) -> list[Results]:
         """Every model on each batch in turn, so the shared trunk runs once per batch."""
-        results: list[dict[ModelInput, dict[str, Outcome]]] = [{} for _ in self.screeners]
+        results: list[Results] = [{} for _ in self.screeners]
         length, budget = self.screeners[0].batch_length(), self.screeners[0].config.max_tokens
-        for form in INPUTS:
-            keys = [k for k in plan.copies if k.inputs == form]
-            for batch in token_budget_batches(keys, length, budget):
-                if should_stop and should_stop():
-                    raise Stopped("stopped on request")
-                for s, found in zip(self.screeners, results):
-                    if s.by_input[form]:
-                        found.update(s._predict_splitting(batch, s.by_input[form]))
+        for form, batch in plan_batches(plan, length, budget, should_stop):
+            for s, found in zip(self.screeners, results):
+                if s.by_input[form]:
+                    found.update(s.run_batch(batch, s.by_input[form]))
         return results
 
     def _merge(self, batches: list[pa.RecordBatch]) -> pa.RecordBatch:

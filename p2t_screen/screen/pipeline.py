@@ -1,7 +1,9 @@
 """`screen_file`: FASTA in, Parquet dataset out. Checks everything it can before loading weights.
 
-Order of work: resolve the model's config (no weights) -> check the input under the policy ->
-load weights -> stream windows of records through the Screener -> write parts -> mark success.
+Order of work (`_ScreenRun`, one object from request to written parts): route the tasks to their
+models (configs, no weights) -> read the input once (policy check, counts, digest) -> lock and
+inspect the output folder -> load weights -> stream windows of records through the Screener ->
+write parts -> mark success.
 """
 
 from __future__ import annotations
@@ -20,23 +22,21 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import InputError, OutputError, UsageError
-from ..io.fasta import check_fasta
-from ..io.ligands import Ligand
 from ..io.records import OnInvalid, OnLong, ReadPolicy, Record
 from ..io.schema import SCHEMA_VERSION, schema_with_metadata
 from ..io.writer import SUCCESS_FILE, OutputLock, OutputState, PartWriter, inspect_output, output_folder
-from ..model.config import ModelConfig
+from ..model.config import MASKED, ModelConfig
 from ..model.model import P2TModel
 from ..model.runtime import dtype_name, resolve_device, resolve_dtype
 from ..model.store import file_sha256, load_model, model_checksum
 from ..model.trunk import shared_depth
 from ..tasks.spec import TaskSpec
-from .expansion import Pairing
 from .multi import MultiScreener
 from .routing import route_tasks
 from .run_record import StatusCounts, run_metadata, with_thresholds
-from .screener import HostMemoryGuard, ScreenConfig, Screener, StopFn
-from .sources import check_protein_library, count_library, library_records, load_ligands, load_pairing, readable_input
+from .screener import HostMemoryGuard, ScreenConfig, Screener, StopFn, compiled_shapes
+from .sources import (check_protein_library, library_records, load_ligands, load_pairing, readable_input,
+                      survey_library)
 from .stages import InLine, ReadAhead, WriteBehind
 
 
@@ -111,34 +111,24 @@ class _Route:
     """One model of a run and the tasks it answers."""
 
     path: Path
-    config: ModelConfig
+    config: ModelConfig  # read once, by routing; loading the weights reuses it
     tasks: list[TaskSpec]
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """Everything a run has checked before loading weights."""
-
-    routes: list[_Route]
-    device: torch.device
-    dtype: torch.dtype
-    policy: ReadPolicy
-    pairing: Pairing | None
-    ligands: list[Ligand] | None
-    records: int
-    residues: int
-    fingerprint: dict[str, Any]
-    checksums: list[str] = field(default_factory=list)  # each route's model checksum, computed once
-    requested: tuple[str, ...] = ()  # the task names as asked ("all" selects every task of the model)
-
-    @property
-    def tasks(self) -> list[TaskSpec]:
-        """Every task of the run, in the order they were asked."""
-        return _in_order(self.routes, self.requested)
-
-    @property
-    def order(self) -> list[str]:
-        return [t.name for t in self.tasks]
+def _routes(req: ScreenRequest) -> list[_Route]:
+    """The run's models, each with its tasks (decision thresholds applied); models that read
+    different sequence lengths cannot share one read policy."""
+    routed = [(path, config, config.select_tasks(names))
+              for path, config, names in route_tasks(list(req.tasks), req.model)]
+    # Thresholds are checked against every selected task, whichever model answers it.
+    tuned = {t.name: t for t in with_thresholds([t for *_, tasks in routed for t in tasks], req.thresholds)}
+    routes = [_Route(path, config, [tuned[t.name] for t in tasks]) for path, config, tasks in routed]
+    limits = {r.config.encoder.max_residues for r in routes}
+    if len(limits) > 1:
+        raise UsageError(f"the models for these tasks read different sequence lengths "
+                         f"({', '.join(f'{r.path.name}: {r.config.encoder.max_residues}' for r in routes)}); "
+                         "screen them in separate runs")
+    return routes
 
 
 def _in_order(routes: list[_Route], requested: tuple[str, ...]) -> list[TaskSpec]:
@@ -148,72 +138,143 @@ def _in_order(routes: list[_Route], requested: tuple[str, ...]) -> list[TaskSpec
     return [found[n] for n in asked] or list(found.values())
 
 
-def _routes(req: ScreenRequest) -> list[_Route]:
-    routes = []
-    for path, config, names in route_tasks(list(req.tasks), req.model):
-        routes.append(_Route(path, config, config.select_tasks(names)))
-    tasks = with_thresholds([t for r in routes for t in r.tasks], req.thresholds)
-    by_name = {t.name: t for t in tasks}
-    routes = [_Route(r.path, r.config, [by_name[t.name] for t in r.tasks]) for r in routes]
-    limits = {r.config.encoder.max_residues for r in routes}
-    if len(limits) > 1:
-        raise UsageError(f"the models for these tasks read different sequence lengths "
-                         f"({', '.join(f'{r.path.name}: {r.config.encoder.max_residues}' for r in routes)}); "
-                         "screen them in separate runs")
-    return routes
+class _ScreenRun:
+    """One screen, from request to written parts.
 
+    Built from the request, it holds the plan: every check that needs no weights, each done once
+    (tasks routed to models, device and dtype, the read policy, the input read in one pass,
+    partners, ligands, model checksums, the fingerprint that decides whether a folder resumes).
+    `screen` then locks and inspects the output folder, loads the weights and writes the parts.
+    """
 
-def _plan(req: ScreenRequest) -> _Plan:
-    """Resolve and check the request (models and tasks, device, input, partners, ligands)."""
-    routes = _routes(req)
-    tasks = _in_order(routes, req.tasks)
-    device = resolve_device(req.device)
-    dtype = resolve_dtype(req.dtype, device)
-    policy = ReadPolicy(req.on_invalid, req.on_long, routes[0].config.encoder.max_residues)
-    if req.input.is_dir():
-        raise InputError(f"{req.input} is a directory, not a FASTA file")
-    if not req.input.is_file():
-        raise InputError(f"input file not found: {req.input}")
-    if policy.on_invalid is OnInvalid.ERROR or policy.on_long is OnLong.ERROR:
-        check_fasta(req.input, policy)
-    pairing = load_pairing(req.partner, req.pair_by_id, tasks, policy)
-    ligands = load_ligands(req.ligand, req.ligands, tasks)
-    records, residues, nucleotide_share = count_library(req.input, policy, req.shard)
-    check_protein_library(req.input, nucleotide_share, req.allow_nucleotide)
-    checksums = [model_checksum(r.path) for r in routes]  # load_model reuses them
-    fingerprint = {
-        "input_sha256": file_sha256(req.input),
-        **({"model_sha256": checksums[0]} if len(routes) == 1 else {"models_sha256": checksums}),
-        **({"partner_sha256": file_sha256(req.partner), "pair_by_id": req.pair_by_id}
-           if pairing else {}),
-        **({"ligands": [[lig.id, lig.smiles] for lig in ligands]} if ligands else {}),
-        "tasks": [t.name for t in tasks], "dtype": dtype_name(dtype),
-        "policy": [policy.on_invalid.value, policy.on_long.value],
-        "shard": list(req.shard) if req.shard else None, "schema_version": SCHEMA_VERSION,
-        **({"memory": req.screen.memory_layout} if req.screen.memory_layout else {}),
-        **({"thresholds": dict(req.thresholds)} if req.thresholds else {}),
-    }
-    return _Plan(routes, device, dtype, policy, pairing, ligands, records, residues, fingerprint, checksums, req.tasks)
+    def __init__(self, req: ScreenRequest, progress: Progress | None = None, should_stop: StopFn | None = None,
+                 memory_guard: HostMemoryGuard | None = None) -> None:
+        self.req = req
+        self.progress, self.should_stop, self.memory_guard = progress, should_stop, memory_guard
+        self.routes = _routes(req)
+        self.tasks = _in_order(self.routes, req.tasks)  # every task of the run, in the order asked
+        self.device = resolve_device(req.device)
+        self.dtype = resolve_dtype(req.dtype, self.device)
+        self.policy = ReadPolicy(req.on_invalid, req.on_long, self.routes[0].config.encoder.max_residues)
+        if req.input.is_dir():
+            raise InputError(f"{req.input} is a directory, not a FASTA file")
+        if not req.input.is_file():
+            raise InputError(f"input file not found: {req.input}")
+        self.pairing = load_pairing(req.partner, req.pair_by_id, self.tasks, self.policy)
+        self.ligands = load_ligands(req.ligand, req.ligands, self.tasks)
+        # The one pass over the input before the weights: every record checked, the shard counted, the bytes hashed.
+        self.library = survey_library(req.input, self.policy, req.shard)
+        check_protein_library(req.input, self.library.nucleotide_share, req.allow_nucleotide)
+        self.checksums = [model_checksum(r.path) for r in self.routes]  # load_model reuses them
+        self.fingerprint = self._fingerprint()
 
+    def _fingerprint(self) -> dict[str, Any]:
+        """What must match for an output folder to be resumed (or found complete) by this run."""
+        req = self.req
+        return {
+            "input_sha256": self.library.sha256,
+            **({"model_sha256": self.checksums[0]} if len(self.routes) == 1 else {"models_sha256": self.checksums}),
+            **({"partner_sha256": file_sha256(req.partner), "pair_by_id": req.pair_by_id}
+               if self.pairing else {}),
+            **({"ligands": [[lig.id, lig.smiles] for lig in self.ligands]} if self.ligands else {}),
+            "tasks": [t.name for t in self.tasks], "dtype": dtype_name(self.dtype),
+            "policy": [self.policy.on_invalid.value, self.policy.on_long.value],
+            "shard": list(req.shard) if req.shard else None, "schema_version": SCHEMA_VERSION,
+            **({"memory": MASKED} if req.screen.fast_memory else {}),  # --fast-memory
+            **({"thresholds": dict(req.thresholds)} if req.thresholds else {}),
+        }
 
-def _run_metadata(req: ScreenRequest, plan: _Plan, models: list[P2TModel]) -> dict[str, Any]:
-    """The run record of a local screen: the shared facts, then where and how it ran."""
-    first = plan.routes[0]
-    return {
-        **run_metadata(first.config, first.path, models[0].checksum, plan.tasks, str(plan.device), plan.dtype,
-                       plan.policy, req.screen.max_tokens),
-        "models": [{"name": r.config.name, "path": str(r.path), "sha256": m.checksum,
-                    "tasks": [t.name for t in r.tasks]} for r, m in zip(plan.routes, models)],
-        "created": datetime.now(timezone.utc).isoformat(),
-        "command": req.command or " ".join(sys.argv), "input": req.input_label or str(req.input),
-        "torch": torch.__version__, "python": platform.python_version(),
-        "host": platform.node() or os.uname().nodename,
-        "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None, "fingerprint": plan.fingerprint,
-        "records": plan.records,  # input records this run screens: readers of a partial run say how many are missing
-        "memory": req.screen.memory_layout or first.config.memory_layout,
-        **({"partner": str(req.partner), "pair_by_id": req.pair_by_id} if plan.pairing else {}),
-        **({"ligands": len(plan.ligands)} if plan.ligands else {}),
-    }
+    def screen(self) -> RunSummary:
+        """Lock the output folder; a folder holding this finished run is left as it is, else the
+        weights load and the parts are written (resuming after the last complete one)."""
+        req = self.req
+        with OutputLock(req.output, req.wait, req.command):
+            state = inspect_output(req.output, self.fingerprint, req.overwrite, req.force)
+            if state.complete:
+                done = json.loads((req.output / SUCCESS_FILE).read_text())
+                return RunSummary(**{**done, "already_complete": True})
+            # Weights load before the folder is touched: a model that fails to load leaves it as it was.
+            models = self._load_models()
+            try:
+                return self._write_parts(state, models)
+            except OSError as exc:  # disk full, read-only, permissions, the folder removed under us
+                where = exc.filename or req.output
+                raise OutputError(f"cannot write {where}: {exc.strerror or exc}; finished parts are kept: fix that "
+                                  "and rerun the same command to resume") from None
+
+    def _load_models(self) -> list[P2TModel]:
+        return [load_model(r.path, self.device, self.dtype, checksum=c, config=r.config)
+                for r, c in zip(self.routes, self.checksums)]
+
+    def _metadata(self, models: list[P2TModel], shared_layers: int) -> dict[str, Any]:
+        """The run record of a local screen: the shared facts, then where and how it ran."""
+        req, first = self.req, self.routes[0]
+        return {
+            **run_metadata(first.config, first.path, models[0].checksum, self.tasks, str(self.device), self.dtype,
+                           self.policy, req.screen.max_tokens),
+            "models": [{"name": r.config.name, "path": str(r.path), "sha256": m.checksum,
+                        "tasks": [t.name for t in r.tasks]} for r, m in zip(self.routes, models)],
+            "created": datetime.now(timezone.utc).isoformat(),
+            "command": req.command or " ".join(sys.argv), "input": req.input_label or str(req.input),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "host": platform.node() or os.uname().nodename,
+            "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None, "fingerprint": self.fingerprint,
+            # The input records this run screens: readers of a partial run say how many are missing.
+            "records": self.library.records,
+            "memory": MASKED if req.screen.fast_memory else first.config.memory_layout,
+            **({"partner": str(req.partner), "pair_by_id": req.pair_by_id} if self.pairing else {}),
+            **({"ligands": len(self.ligands)} if self.ligands else {}),
+            **({"shared_encoder_layers": shared_layers} if len(models) > 1 else {}),
+            # --compile: the shapes each model's compiled decoder steps may see (`decode.compile`)
+            **({"compiled_shapes": {r.config.name: compiled_shapes(r.config, req.screen).describe()
+                                    for r in self.routes}} if req.screen.compile else {}),
+        }
+
+    def _records(self) -> Iterator[Record]:
+        return library_records(self.req.input, self.policy, self.req.shard)
+
+    def _write_parts(self, state: OutputState, models: list[P2TModel]) -> RunSummary:
+        """Stream the records through the models into parts, then mark the run finished."""
+        req, progress = self.req, self.progress
+        depth = shared_depth(models) if len(models) > 1 else 0  # layers run once per batch (model.trunk)
+        run = self._metadata(models, depth)
+        schema = schema_with_metadata(run)
+        writer = PartWriter(req.output, schema, run, state)
+        screeners = [Screener(m, r.tasks, req.screen, schema, self.memory_guard, self.pairing, self.ligands)
+                     for m, r in zip(models, self.routes)]
+        screener = screeners[0] if len(screeners) == 1 else MultiScreener(
+            screeners, schema, [t.name for t in self.tasks], depth=depth)
+        residues = self.library.residues
+        if self.pairing or self.ligands or len(screeners) > 1:  # progress counts every model's, pair's, ligand's
+            residues = sum(screener.work(r) for r in self._records())
+        summary = RunSummary(output=str(req.output), records=self.library.records, residues=residues,
+                             resumed_parts=state.parts_done)
+        counts = StatusCounts(t.name for t in self.tasks)
+        counts.add_parts(req.output / p["file"] for p in state.parts)
+        start = time.perf_counter()
+        if progress:
+            progress.start(self.library.records, residues)
+        staged = req.screen.host_stages
+        behind = WriteBehind(writer.write) if staged else InLine(writer.write)  # Parquet work overlaps the model's
+        try:
+            for batch in screener.screen(ReadAhead(self._records()) if staged else self._records(),
+                                         progress.advance if progress else None,
+                                         resume_after=state.parts[-1]["last"] if state.parts else -1,
+                                         should_stop=self.should_stop):
+                behind.put(batch)
+                counts.add(batch)
+        finally:
+            try:
+                behind.close()  # every window screened so far is written, also when stopping
+            finally:
+                if progress:
+                    progress.finish()
+        summary.seconds = time.perf_counter() - start
+        summary.status_counts = counts.as_dict()
+        summary.rows = counts.rows
+        summary.parts = writer.parts or 1  # an empty run still leaves one empty part with the schema
+        writer.finish(summary.to_dict())
+        return summary
 
 
 def screen_file(req: ScreenRequest, progress: Progress | None = None, should_stop: StopFn | None = None,
@@ -225,78 +286,5 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None, should_sto
     """
     output = output_folder(req.output)  # a symbolic link is followed once: the run writes its target, the link stays
     with readable_input(req.input, output) as path:
-        return _screen_file(replace(req, input=path, output=output, input_label=req.input_label or str(req.input)),
-                            progress, should_stop, memory_guard)
-
-
-def _screen_file(req: ScreenRequest, progress: Progress | None, should_stop: StopFn | None,
-                 memory_guard: HostMemoryGuard | None) -> RunSummary:
-    plan = _plan(req)
-    with OutputLock(req.output, req.wait, req.command):
-        state = inspect_output(req.output, plan.fingerprint, req.overwrite, req.force)
-        if state.complete:
-            done = json.loads((req.output / SUCCESS_FILE).read_text())
-            return RunSummary(**{**done, "already_complete": True})
-        # Weights load before the folder is touched: a model that fails to load leaves it as it was.
-        models = [load_model(r.path, plan.device, plan.dtype, checksum=c) for r, c in zip(plan.routes, plan.checksums)]
-        return _screen(req, plan, state, models, progress, should_stop, memory_guard)
-
-
-def _screen(req: ScreenRequest, plan: _Plan, state: OutputState, models: list[P2TModel],
-            progress: Progress | None, should_stop: StopFn | None,
-            memory_guard: HostMemoryGuard | None) -> RunSummary:
-    run = _run_metadata(req, plan, models)
-    depth = shared_depth(models) if len(models) > 1 else 0  # layers run once per batch (model.trunk)
-    if len(models) > 1:
-        run["shared_encoder_layers"] = depth
-    schema = schema_with_metadata(run)
-    try:
-        return _write(req, plan, state, models, run, schema, depth, progress, should_stop, memory_guard)
-    except OSError as exc:  # disk full, read-only, permissions, the folder removed under us
-        where = exc.filename or req.output
-        raise OutputError(f"cannot write {where}: {exc.strerror or exc}; finished parts are kept: fix that "
-                          "and rerun the same command to resume") from None
-
-
-def _write(req: ScreenRequest, plan: _Plan, state: OutputState, models: list[P2TModel], run: dict[str, Any],
-           schema: Any, depth: int, progress: Progress | None, should_stop: StopFn | None,
-           memory_guard: HostMemoryGuard | None) -> RunSummary:
-    writer = PartWriter(req.output, schema, run, state)
-    screeners = [Screener(m, r.tasks, req.screen, schema, memory_guard, plan.pairing, plan.ligands)
-                 for m, r in zip(models, plan.routes)]
-    screener = screeners[0] if len(screeners) == 1 else MultiScreener(screeners, schema, plan.order, depth=depth)
-
-    def records() -> Iterator[Record]:
-        return library_records(req.input, plan.policy, req.shard)
-
-    residues = plan.residues
-    if plan.pairing or plan.ligands or len(screeners) > 1:  # progress counts every model's, pair's, ligand's
-        residues = sum(screener.work(r) for r in records())
-    summary = RunSummary(output=str(req.output), records=plan.records, residues=residues,
-                         resumed_parts=state.parts_done)
-    counts = StatusCounts(t.name for t in plan.tasks)
-    counts.add_parts(req.output / p["file"] for p in state.parts)
-    start = time.perf_counter()
-    if progress:
-        progress.start(plan.records, residues)
-    staged = req.screen.host_stages
-    behind = WriteBehind(writer.write) if staged else InLine(writer.write)  # Parquet work overlaps the model's
-    try:
-        for batch in screener.screen(ReadAhead(records()) if staged else records(),
-                                     progress.advance if progress else None,
-                                     resume_after=state.parts[-1]["last"] if state.parts else -1,
-                                     should_stop=should_stop):
-            behind.put(batch)
-            counts.add(batch)
-    finally:
-        try:
-            behind.close()  # every window screened so far is written, also when stopping
-        finally:
-            if progress:
-                progress.finish()
-    summary.seconds = time.perf_counter() - start
-    summary.status_counts = counts.as_dict()
-    summary.rows = counts.rows
-    summary.parts = writer.parts or 1  # an empty run still leaves one empty part with the schema
-    writer.finish(summary.to_dict())
-    return summary
+        local = replace(req, input=path, output=output, input_label=req.input_label or str(req.input))
+        return _ScreenRun(local, progress, should_stop, memory_guard).screen()

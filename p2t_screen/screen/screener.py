@@ -1,55 +1,53 @@
-"""Screening records with a loaded model: encoder once per unique input, then every task.
+"""Screening records with a loaded model: the encoder once per distinct input, then every task.
 
 `Screener.screen(records)` turns an iterable of `Record`s into typed Arrow record batches, one
-per window of input; rows come out in input order, one per (record, task).
+per window of input (`windows`); rows come out in input order, one per (record, task). Around
+the model run itself, a window's plan and batches come from `planning`, its rows from `assembly`,
+and the parsing of decoded tokens from `outcome`.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import torch
 
+from ..decode import Decoded, ShapeLadder, compiled_step, decode_stack, task_block
 from ..errors import UsageError
 from ..io.ligands import Ligand
 from ..io.records import Record, Status
-from ..io.schema import SCHEMA, rows_to_batch
-from ..model.config import MASKED
+from ..io.schema import SCHEMA
+from ..model.config import MASKED, ModelConfig
 from ..model.encoder import encoder_tokens
 from ..model.model import P2TModel
 from ..model.trunk import SharedTrunk
 from ..tasks.inputs import INPUTS, LIGAND, PAIR, PROTEIN, ModelInput, as_input
 from ..tasks.spec import TaskSpec
-from .batching import token_budget_batches
+from .assembly import window_rows
 from .config import ScreenConfig
-from .decode import Decoded, compiled_step, decode_stack, task_rows
-from .expansion import Companion, Expansion, Pairing
-from .outcome import Failure, Outcome
-from .rows import output_row
+from .expansion import Expansion, Pairing
+from .outcome import Failure, Outcome, parse_outcomes, to_host
+from .planning import StopFn, Stopped, WindowPlan, plan_batches, plan_window
 from .windows import Windows
 
+__all__ = ["HostMemoryGuard", "ProgressFn", "ScreenConfig", "Screener", "StopFn", "Stopped"]
+
 ProgressFn = Callable[[int, int], None]  # (records done, residues done) increments
-StopFn = Callable[[], bool]
 HostMemoryGuard = Callable[[list[ModelInput]], None]  # raises MemoryError for a batch that must not run
+Results = dict[ModelInput, dict[str, Outcome]]  # each distinct input's outcome per task
 _NEEDS = {PAIR: ("a partner protein", "--partner"), LIGAND: ("a ligand", "--ligand(s)")}
 
 
-@dataclass(frozen=True)
-class WindowPlan:
-    """A window's distinct inputs (each with the number of rows it serves) and, per pair or ligand
-    form, each ok record's companions."""
-
-    copies: Counter[ModelInput]
-    companions: dict[str, dict[int, list[Companion]]]
-
-
-class Stopped(Exception):
-    """Screening stopped on request (a signal) between two batches."""
+def compiled_shapes(model: ModelConfig, config: ScreenConfig) -> ShapeLadder:
+    """The shapes of a model's compiled decoder steps under `config`: batches up to the most inputs
+    the token budget lets in, memories up to the widest the model can read (a ligand's included)."""
+    masked = config.fast_memory or model.memory_layout == MASKED
+    shortest = 1 if masked else model.encoder.max_residues  # a padded memory costs its full width
+    widest = model.encoder.max_residues + 2 + (model.molecule.max_len if model.molecule is not None else 0)
+    return ShapeLadder.for_model(config.max_tokens // (shortest + 2), widest, model.decoder.max_len)
 
 
 class Screener:
@@ -69,11 +67,20 @@ class Screener:
         self.config = config
         self.schema = schema
         self.device = next(model.parameters()).device
-        self.memory_layout = config.memory_layout or model.config.memory_layout  # the layout it runs
+        self.memory_layout = MASKED if config.fast_memory else model.config.memory_layout  # the layout it runs
         # The `model` column: the model directory's name (what --model and routing name), else its config name.
         self.model_name = Path(model.source).name if model.source else model.config.name
-        self.trunk: SharedTrunk | None = None  # set by MultiScreener when encoders share layers
-        self.step = compiled_step(model.decoder) if config.compile else None  # None: the eager decoder
+        self.trunk: SharedTrunk | None = None  # encoder layers shared with other models (`use_trunk`)
+        # Compiled decoder steps see the shapes of a fixed ladder (`decode.compile`); eager ones follow the data.
+        self.ladder = compiled_shapes(model.config, config) if config.compile else None
+        self.step = compiled_step(model.decoder, config.compile_backend, self.ladder) if config.compile else None
+
+    def use_trunk(self, trunk: SharedTrunk | None) -> None:
+        """Run the bottom encoder layers through `trunk`, shared with other models' screeners
+        (`MultiScreener`): computed once per batch for all of them."""
+        self.trunk = trunk
+
+    # -- the model run -------------------------------------------------------------------------
 
     @torch.inference_mode()
     def predict(self, inputs: Sequence[ModelInput | str],
@@ -90,16 +97,18 @@ class Screener:
             molecules = model.config.molecule.encode([i.ligand for i in items], self.device)
         encoded = [i.encoder_input for i in items]
         unique = {p: i for i, p in enumerate(dict.fromkeys(encoded))}  # each protein encoded once
-        rows = None if len(unique) == len(encoded) else torch.tensor(
+        protein_index = None if len(unique) == len(encoded) else torch.tensor(
             [unique[p] for p in encoded], device=self.device)
-        hidden = None
+        encode_hidden = None
         if self.trunk is not None:  # the bottom encoder layers are shared with other models
-            key = (self.memory_layout, tuple(unique))
-            hidden = lambda tokens: self.trunk.hidden(model, tokens, key)  # noqa: E731
+            key, trunk = (self.memory_layout, tuple(unique)), self.trunk
+            encode_hidden = lambda tokens: trunk.hidden(model, tokens, key)  # noqa: E731
         memory, keep = model.encode(encoder_tokens(list(unique), self.device), self.memory_layout,
-                                    molecules, rows, hidden, self.config.packed_encoder)
-        memory_kv = model.decoder.memory_kv(memory)
+                                    molecules, protein_index, encode_hidden, self.config.packed_encoder)
         proteins = [i.protein for i in items]
+        if self.ladder is not None:  # padded up to the compiled shapes; the padding rows are dropped below
+            proteins, memory, keep = self.ladder.fit(proteins, memory, keep)
+        memory_kv = model.decoder.memory_kv(memory)
         specs = self.tasks if tasks is None else tasks
         # Tasks that read back their outputs: one stack, step by step. The others (per-residue, no feedback):
         # one pass each (stacked, their logits, rows x residues x vocabulary, would all be held at once).
@@ -107,43 +116,46 @@ class Screener:
         stacks = [stepped] if stepped and self.config.stack_tasks else [[s] for s in stepped]
         stacks += [[s] for s in specs if not model.feeds_back(s)]
         outcomes = {name: out for stack in stacks
-                    for name, out in self._decode_stack(stack, proteins, memory, memory_kv, keep).items()}
-        return {spec.name: outcomes[spec.name] for spec in specs}
+                    for name, out in self._decode(stack, proteins, memory, memory_kv, keep).items()}
+        return {spec.name: outcomes[spec.name][: len(items)] for spec in specs}
 
-    def _decode_stack(self, specs: list[TaskSpec], proteins: list[str], memory: torch.Tensor,
-                      memory_kv: list[tuple[torch.Tensor, torch.Tensor]], keep: torch.Tensor | None
-                      ) -> dict[str, list[Outcome]]:
+    def _decode(self, specs: list[TaskSpec], proteins: list[str], memory: torch.Tensor,
+                memory_kv: list[tuple[torch.Tensor, torch.Tensor]], keep: torch.Tensor | None
+                ) -> dict[str, list[Outcome]]:
+        """One stack of tasks decoded together, its tokens copied to the host once and parsed."""
         model, vocab = self.model, self.model.vocab
-        blocks = [task_rows(spec, vocab, proteins, model.config.max_output_steps, self.device) for spec in specs]
-        decoded = decode_stack(model.decoder, memory_kv, keep, vocab.bos_id, blocks, vocab.eos_id, vocab.pad_id,
-                               side_for=lambda ids: model.side_inputs(memory, ids, keep), feedback=model.feeds_back(specs[0]),
-                               step=self.step)
-        return {spec.name: self._parse(spec, out, [len(p) for p in block.prompts])
-                for spec, out, block in zip(specs, decoded, blocks)}
+        blocks = [task_block(spec, vocab, proteins, model.config.max_output_steps, self.device) for spec in specs]
+        decoded: list[Decoded] = decode_stack(
+            model.decoder, memory_kv, keep, vocab.bos_id, blocks, vocab.eos_id, vocab.pad_id,
+            side_for=lambda stack: model.side_inputs(memory, stack.task_ids, keep, stack.block_task_ids),
+            feedback=model.feeds_back(specs[0]), step=self.step, ladder=self.ladder)
+        on_host = to_host(specs, decoded, vocab)
+        return {spec.name: parse_outcomes(spec, out, vocab, block.prompt_lengths)
+                for spec, out, block in zip(specs, on_host, blocks)}
 
-    def _parse(self, spec: TaskSpec, decoded: Decoded, given: list[int]) -> list[Outcome]:
-        """Typed outcomes; the first `given[row]` tokens of a row are its prompt, not output."""
-        kind, vocab = spec.task_kind, self.model.vocab
-        ids, probs = decoded.tokens.cpu().tolist(), decoded.probs.cpu().tolist()
-        ids = [row[n:] for row, n in zip(ids, given)]
-        probs = [row[n:] for row, n in zip(probs, given)]
-        first: list[dict[str, float]] = [{}] * len(ids)
-        if kind.needs_first_probs:
-            label_ids = torch.tensor(vocab.ids(spec.labels), device=decoded.first_probs.device)
-            table = decoded.first_probs[:, label_ids].cpu().tolist()
-            first = [dict(zip(spec.labels, row)) for row in table]
-        outcomes: list[Outcome] = []
-        for row_ids, row_probs, row_first in zip(ids, probs, first):
-            if vocab.eos_id not in row_ids:
-                outcomes.append(Failure(Status.ERROR, "decoder output did not terminate"))
-                continue
-            end = row_ids.index(vocab.eos_id)
-            tokens = [vocab.tokens[i] for i in row_ids[:end]]
-            try:
-                outcomes.append(kind.parse(spec, tokens, row_probs[:end], row_first))
-            except ValueError as exc:  # unreachable under the grammar; kept as a per-row status
-                outcomes.append(Failure(Status.ERROR, f"unparseable output {tokens}: {exc}"))
-        return outcomes
+    def run_batch(self, batch: list[ModelInput], tasks: list[TaskSpec]) -> Iterator[tuple[ModelInput, dict[str, Outcome]]]:
+        """Each input's outcomes for `tasks`; out of memory, the batch is split in halves down to
+        single inputs, and an input that still does not fit gets `status=oom` instead of stopping
+        the run."""
+        try:
+            if self.memory_guard:
+                self.memory_guard(batch)
+            per_task = self.predict(batch, tasks)
+        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                message = f"out of memory for {batch[0].residues} residues: {str(exc).splitlines()[0][:200]}"
+                yield batch[0], {t.name: Failure(Status.OOM, message) for t in tasks}
+                return
+            half = len(batch) // 2
+            yield from self.run_batch(batch[:half], tasks)
+            yield from self.run_batch(batch[half:], tasks)
+            return
+        for i, item in enumerate(batch):
+            yield item, {name: outcomes[i] for name, outcomes in per_task.items()}
+
+    # -- windows of records --------------------------------------------------------------------
 
     def work(self, record: Record) -> int:
         """Residues the screen of one record costs (pairs: both proteins, once per partner; a
@@ -166,17 +178,25 @@ class Screener:
         `should_stop` is polled between batches; when it returns True the current window is
         abandoned and `Stopped` is raised.
         """
+        self.check_inputs()
+        windows = self.windows(records, resume_after, progress, self.work)
+        while window := windows.next():
+            started = time.perf_counter()
+            plan = self.plan(window)
+            results = self.run_window(plan, progress, should_stop)
+            if progress:  # records with no protein input (not ok, or pairs and ligands only) count now
+                progress(len(window) - sum(plan.copies[k] for k in plan.copies if k.inputs == PROTEIN), 0)
+            batch = self.rows(window, plan, results)
+            windows.took(time.perf_counter() - started, sum(r.residues_used for r in window))
+            yield batch
+
+    def check_inputs(self) -> None:
+        """UsageError when pair or ligand tasks have no partners or ligands to read."""
         for form, given in ((PAIR, self.pairs), (LIGAND, self.ligands)):
             if self.by_input[form] and given is None:
                 names = ", ".join(t.name for t in self.by_input[form])
                 what, option = _NEEDS[form]
                 raise UsageError(f"task(s) {names} read {what} besides each protein: give {option}")
-        windows = self.windows(records, resume_after, progress, self.work)
-        while window := windows.next():
-            started = time.perf_counter()
-            batch = self._screen_window(window, progress, should_stop)
-            windows.took(time.perf_counter() - started, sum(r.residues_used for r in window))
-            yield batch
 
     def windows(self, records: Iterable[Record], resume_after: int, progress: ProgressFn | None,
                 work: Callable[[Record], int]) -> Windows:
@@ -186,88 +206,26 @@ class Screener:
         return Windows(iter(records), cfg.window_records, cfg.window_residues, cfg.window_seconds,
                        resume_after, skipped)
 
-    def _screen_window(self, window: list[Record], progress: ProgressFn | None,
-                       should_stop: StopFn | None = None) -> pa.RecordBatch:
-        plan = self._window_plan(window)
-        results = self._run_batches(plan.copies, progress, should_stop)
-        if progress:
-            progress(len(window) - sum(plan.copies[k] for k in plan.copies if k.inputs == PROTEIN), 0)
-        return self._window_rows(window, plan, results)
-
-    def _window_plan(self, window: list[Record]) -> WindowPlan:
-        """The distinct inputs of a window (with how many rows each serves) and its companions."""
-        ok = [r for r in window if r.status is Status.OK]
-        copies: Counter[ModelInput] = Counter()
-        if self.by_input[PROTEIN]:
-            copies.update(ModelInput(r.used_sequence) for r in ok)
-        companions = {form: {r.input_index: self.expansion.companions(r, form) for r in ok}
-                      for form in (PAIR, LIGAND) if self.by_input[form]}
-        for per_record in companions.values():
-            for items in per_record.values():
-                copies.update(c.input for c in items if c.input)
-        return WindowPlan(copies, companions)
-
-    def _window_rows(self, window: list[Record], plan: WindowPlan,
-                     results: dict[ModelInput, dict[str, Outcome]]) -> pa.RecordBatch:
-        rows = []
-        for record in window:
-            for spec in self.tasks:
-                if spec.inputs == PROTEIN:
-                    outcome = (results[ModelInput(record.used_sequence)][spec.name]
-                               if record.status is Status.OK else None)
-                    rows.append(output_row(record, spec, outcome, model=self.model_name))
-                    continue
-                items = plan.companions[spec.inputs].get(record.input_index, []) if record.status is Status.OK \
-                    else self.expansion.companions(record, spec.inputs)
-                if not items:  # pairing by id found no partner: the record still gets a row
-                    rows.append(output_row(record, spec, Failure(
-                        Status.ERROR, f"no partner for {record.seq_id!r} (pairing by id)"), model=self.model_name))
-                for item in items:  # a record that is not ok was not run: its row gives its own status
-                    outcome = None if record.status is not Status.OK else \
-                        item.failure or results[item.input][spec.name]
-                    rows.append(output_row(record, spec, outcome, item, self.model_name))
-        return rows_to_batch(rows, self.schema)
+    def plan(self, window: list[Record]) -> WindowPlan:
+        """The distinct inputs of a window for this screener's tasks, and its companions."""
+        return plan_window(window, {form for form, specs in self.by_input.items() if specs}, self.expansion)
 
     def batch_length(self) -> Callable[[ModelInput], int]:
         """What a batch's token budget counts per input: a padded memory costs the full width."""
         full = self.model.config.encoder.max_residues
         return (lambda k: k.encoder_length) if self.memory_layout == MASKED else (lambda k: full)
 
-    def _run_batches(self, copies: Counter[ModelInput], progress: ProgressFn | None,
-                     should_stop: StopFn | None) -> dict[ModelInput, dict[str, Outcome]]:
-        """Outcomes of every distinct input, in length-sorted batches within the token budget."""
-        results: dict[ModelInput, dict[str, Outcome]] = {}
-        length = self.batch_length()
-        for form in INPUTS:
-            keys = [k for k in copies if k.inputs == form]
-            for batch in token_budget_batches(keys, length, self.config.max_tokens):
-                if should_stop and should_stop():
-                    raise Stopped("stopped on request")
-                results.update(self._predict_splitting(batch, self.by_input[form]))
-                if progress:
-                    done = sum(copies[k] for k in batch) if form == PROTEIN else 0
-                    progress(done, sum(k.residues * copies[k] for k in batch))
+    def run_window(self, plan: WindowPlan, progress: ProgressFn | None = None,
+                   should_stop: StopFn | None = None) -> Results:
+        """Outcomes of every distinct input of a window, batch by batch (`planning.plan_batches`)."""
+        results: Results = {}
+        for form, batch in plan_batches(plan, self.batch_length(), self.config.max_tokens, should_stop):
+            results.update(self.run_batch(batch, self.by_input[form]))
+            if progress:
+                done = sum(plan.copies[k] for k in batch) if form == PROTEIN else 0
+                progress(done, sum(k.residues * plan.copies[k] for k in batch))
         return results
 
-    def _predict_splitting(self, batch: list[ModelInput], tasks: list[TaskSpec]
-                           ) -> Iterator[tuple[ModelInput, dict[str, Outcome]]]:
-        """Predict a batch; out of memory, split it in halves down to single inputs, and give
-        an input that still does not fit `status=oom` instead of stopping the run."""
-        try:
-            if self.memory_guard:
-                self.memory_guard(batch)
-            per_task = self.predict(batch, tasks)
-        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if len(batch) == 1:
-                message = f"out of memory for {batch[0].residues} residues: {str(exc).splitlines()[0][:200]}"
-                yield batch[0], {t.name: Failure(Status.OOM, message) for t in tasks}
-                return
-            half = len(batch) // 2
-            yield from self._predict_splitting(batch[:half], tasks)
-            yield from self._predict_splitting(batch[half:], tasks)
-            return
-        for i, item in enumerate(batch):
-            yield item, {name: outcomes[i] for name, outcomes in per_task.items()}
-
+    def rows(self, window: list[Record], plan: WindowPlan, results: Results) -> pa.RecordBatch:
+        """The window's output rows, in input order (`assembly.window_rows`)."""
+        return window_rows(window, self.tasks, plan, results, self.expansion, self.model_name, self.schema)

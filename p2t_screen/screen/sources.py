@@ -3,6 +3,7 @@ it, optionally), the partner proteins of pair tasks and the ligands of protein-l
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -11,10 +12,11 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, OutputError, UsageError
-from ..io.fasta import read_fasta
+from ..io.fasta import read_fasta, scan_fasta
 from ..io.ligands import Ligand, check_smiles, read_ligands
 from ..io.records import OnInvalid, ReadPolicy, Record
 from ..tasks.inputs import LIGAND, PAIR
@@ -66,15 +68,27 @@ NUCLEOTIDE_SHARE = 0.9  # above this share of A/C/G/T/U/N, a library looks like 
 _NOT_NUCLEOTIDE = str.maketrans("", "", NUCLEOTIDES)  # deletes them: what is left is not nucleotide
 
 
-def count_library(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> tuple[int, int, float]:
-    """(records, residues used, share of A/C/G/T/U/N among the residues) of the library or shard,
-    in one streaming pass."""
+@dataclass(frozen=True)
+class Library:
+    """What one pass over the library found, before any weights load."""
+
+    records: int  # records of the shard (of the file, unsharded)
+    residues: int  # residues the encoder reads of them (after truncation)
+    nucleotide_share: float  # share of A/C/G/T/U/N among those residues
+    sha256: str  # of the whole file's bytes as stored (gzip: compressed): the run fingerprint's input
+
+
+def survey_library(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> Library:
+    """Read the library once: check every record of the file under the read policy (an
+    InputError names each one it rejects), count the shard's records and residues, hash the bytes."""
+    digest = hashlib.sha256()
     records = residues = nucleotides = 0
-    for record in library_records(path, policy, shard):
-        records += 1
-        residues += record.residues_used
-        nucleotides += record.residues_used - len(record.used_sequence.translate(_NOT_NUCLEOTIDE))
-    return records, residues, nucleotides / residues if residues else 0.0
+    for record in scan_fasta(path, policy, digest):
+        if in_shard(record, shard):
+            records += 1
+            residues += record.residues_used
+            nucleotides += record.residues_used - len(record.used_sequence.translate(_NOT_NUCLEOTIDE))
+    return Library(records, residues, nucleotides / residues if residues else 0.0, digest.hexdigest())
 
 
 def check_protein_library(path: Path, share: float, allow_nucleotide: bool) -> None:

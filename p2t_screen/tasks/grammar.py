@@ -22,6 +22,9 @@ class Grammar:
     """Base class: a legal-token mask per decoding step for a batch of rows."""
 
     max_steps: int
+    # Whether rows may end well before `max_steps` (a loose bound, such as a sites task's), so the
+    # decoding loop checks now and then whether all of a block's rows are done.
+    rows_end_early: bool = True
 
     def allowed(self, step: int) -> Tensor:  # (B, V) bool
         raise NotImplementedError
@@ -43,6 +46,8 @@ def _one_hot(vocab_size: int, ids: Sequence[int], device: torch.device) -> Tenso
 
 class TableGrammar(Grammar):
     """Legality depends only on the step: row `step` of a (max_steps, V) table, same for all rows."""
+
+    rows_end_early = False  # a table's few steps are its length: nothing to gain from checking
 
     def __init__(self, table: Tensor, batch: int, offsets: Tensor | None = None) -> None:
         self.table = table

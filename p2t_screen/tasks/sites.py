@@ -62,9 +62,11 @@ class SitesKind(TaskKind):
     def grammar(self, spec, vocab, proteins, max_steps, device):
         width = max((len(p) for p in proteins), default=0) + 1
         cand = torch.zeros((len(proteins), width), dtype=torch.bool)
+        most = 0  # the most candidates of any row, counted on the host
         for row, protein in enumerate(proteins):
-            cand[row, self.candidates(spec, protein)] = True
-        most = int(cand.sum(1).max().item()) if len(proteins) else 0  # host tensor: no device sync
+            positions = self.candidates(spec, protein)
+            cand[row, positions] = True
+            most = max(most, len(positions))
         # A prompted row first replays its candidates and `<sep>`, then writes at most as many.
         steps = min(max_steps, (2 * most + 2) if spec.prompt else most + 1)
         return SitesGrammar(vocab, cand.to(device), steps, vocab.id(SEP) if spec.prompt else None)

@@ -7,7 +7,7 @@ often the events come true: the expected calibration error (ECE) over 10 equal-w
 the reliability table behind it.
 
 A task's temperature (`TaskSpec.temperature`) divides the logits behind its reported
-probabilities, never those behind its choices (`screen.decode`). It is fitted on validation
+probabilities, never those behind its choices (`decode.choice`). It is fitted on validation
 data: the one that minimises the log-loss of the reported probabilities against their events,
 found by golden-section search over log T. Each trial temperature is a real screen of the
 validation examples, so what is fitted is exactly what `p2t screen` reports.

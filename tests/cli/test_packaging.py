@@ -24,7 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def build_wheel(tmp_path: Path) -> Path:
     """A wheel of a copy of the source tree (the checkout itself stays untouched)."""
     src = tmp_path / "src"
-    shutil.copytree(ROOT / "p2t_screen", src / "p2t_screen", ignore=shutil.ignore_patterns("__pycache__", "*.train"))
+    skip = shutil.ignore_patterns("__pycache__", "*.train", "local")
+    for folder in ("p2t_screen", "models"):
+        shutil.copytree(ROOT / folder, src / folder, ignore=skip)
+    # A recipe's output in models/local/ (git-ignored) is never packaged.
+    shutil.copytree(ROOT / "models" / "p2t-selfsup-tiny", src / "models" / "local" / "mine")
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -35,8 +39,11 @@ def build_wheel(tmp_path: Path) -> Path:
 def test_a_wheel_install_screens_with_the_bundled_model_from_another_folder(tmp_path):
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
-    assert "p2t_screen/bundled_models/p2t-default/decoder.safetensors" in names
-    assert not any("tests/" in n or ".train/" in n for n in names)
+    shipped = sorted(m for m in (ROOT / "models").iterdir() if (m / "config.json").is_file())
+    assert "p2t-default" in [m.name for m in shipped]
+    files = {f"p2t_screen/bundled_models/{m.name}/{f.name}" for m in shipped for f in m.iterdir() if f.is_file()}
+    assert files <= set(names), sorted(files - set(names))  # every file of every bundled model
+    assert not any(n.startswith(("tests/", "tools/", "models/")) or "/local/" in n or ".train/" in n for n in names)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
@@ -55,7 +62,9 @@ def test_a_wheel_install_screens_with_the_bundled_model_from_another_folder(tmp_
     assert version.stdout.strip() == f"p2t {__version__}"
     listed = subprocess.run([p2t, "models", "--json"], cwd=elsewhere, capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
-    assert {"p2t-default", "p2t-selfsup-tiny"} <= {m["name"] for m in json.loads(listed.stdout)}
+    bundled = [Path(m["path"]) for m in json.loads(listed.stdout) if m["origin"] == "bundled"]
+    assert [p.name for p in bundled] == [m.name for m in shipped]  # p2t-default among them, nothing from local/
+    assert {p.parent for p in bundled} == {Path(where.strip()).parent / "bundled_models"}  # inside the install
     run = subprocess.run([p2t, "screen", "lib.fasta", "-o", "out", "--device", "cpu", "-q"], cwd=elsewhere,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

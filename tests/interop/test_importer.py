@@ -10,14 +10,14 @@ import shutil
 import pytest
 import torch
 import yaml
+from conftest import greedy_decode
+from prot2token_reference import RefProt2Token
 
 from p2t_screen.errors import ModelError
 from p2t_screen.interop.prot2token import import_prot2token
-from p2t_screen.interop.prot2token_reference import RefProt2Token
 from p2t_screen.io.records import ReadPolicy, records_from_sequences
 from p2t_screen.model.encoder import tokenize
 from p2t_screen.model.store import load_model
-from p2t_screen.screen.decode import greedy_decode
 from p2t_screen.screen.screener import ScreenConfig, Screener
 from p2t_screen.tasks.kind import KINDS
 from p2t_screen.tasks.spec import TaskResult
@@ -206,7 +206,7 @@ def test_masked_memory_override_runs_and_drift_is_measurable(imported):
     model = load_model(path)
     seqs = random_sequences(16, 5, 60, seed=11)
     padded = Screener(model, list(model.config.tasks)).predict(seqs)["stability"]
-    fast = Screener(model, list(model.config.tasks), ScreenConfig(memory_layout="masked")).predict(seqs)["stability"]
+    fast = Screener(model, list(model.config.tasks), ScreenConfig(fast_memory=True)).predict(seqs)["stability"]
     assert all(isinstance(o, TaskResult) for o in padded + fast)
     with torch.no_grad():
         prompt = model.prompt(model.config.tasks[0], len(seqs), torch.device("cpu"))
@@ -228,7 +228,7 @@ def test_padded_memory_batches_by_full_width(imported):
     sizes = {}
     for memory in (None, "masked"):
         seen: list[int] = []
-        config = ScreenConfig(max_tokens=3 * 64, memory_layout=memory)
+        config = ScreenConfig(max_tokens=3 * 64, fast_memory=memory == "masked")
         list(Screener(model, list(model.config.tasks), config, memory_guard=lambda b: seen.append(len(b)))
              .screen(records))
         sizes[memory] = seen

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY_ENCODER
+from prot2token_reference import RefProt2Token, write_published
 from typer.testing import CliRunner
 
 from p2t_screen.cli import EXIT_USAGE, app
-from p2t_screen.interop.prot2token_reference import RefProt2Token, write_published
 from p2t_screen.model.encoder import EncoderConfig
 from p2t_screen.model.esm_io import hub_checkpoint_path, load_esm2, save_esm_checkpoint
 from p2t_screen.model.locations import user_models_dir

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2t_screen.errors import InputError, P2TError
-from p2t_screen.io.fasta import check_fasta, parse_fasta_text, read_fasta
+from p2t_screen.io.fasta import check_fasta, parse_fasta_text, read_fasta, scan_fasta
 from p2t_screen.io.records import (
     ENCODER_ALPHABET,
     OnInvalid,
@@ -330,6 +330,38 @@ def test_check_fasta_allowed_problems_do_not_raise(tmp_path: Path) -> None:
     assert check_fasta(path, ReadPolicy(on_invalid="skip", on_long="skip", max_residues=10)) == 2
     with pytest.raises(ValueError):
         check_fasta(path, SKIP, max_problems=0)
+
+
+# --- scan_fasta: one pass that checks, yields and hashes ---------------------------
+
+LIBRARY = b">a one\nMKTAYIAKQR\n>b\nM1\n>c\n" + b"ACDEFGHIK" * 500 + b"\n"
+
+
+@pytest.mark.parametrize("stored", [
+    LIBRARY,
+    gzip.compress(LIBRARY),
+    gzip.compress(LIBRARY[:20]) + gzip.compress(LIBRARY[20:]),  # two gzip members
+    gzip.compress(LIBRARY) + b"\0" * 1000,  # zero padding after the last member
+], ids=["plain", "gzip", "multimember", "padded"])
+def test_scan_fasta_digest_is_the_sha256_of_the_file_as_stored(tmp_path: Path, stored: bytes) -> None:
+    path = write(tmp_path, stored)
+    digest = hashlib.sha256()
+    records = list(scan_fasta(path, SKIP, digest))
+    assert digest.hexdigest() == hashlib.sha256(stored).hexdigest()
+    assert records == read(path, SKIP)  # the records read_fasta gives, in one pass with the hash
+
+
+def test_scan_fasta_yields_every_record_then_names_each_rejected_one(tmp_path: Path) -> None:
+    path = write(tmp_path, b">a\nMK\n>b\nM1\n>c\nMKV\n>d\nM2\n")
+    seen = []
+    with pytest.raises(InputError) as info:
+        for record in scan_fasta(path, DEFAULT):
+            seen.append(record.seq_id)
+    assert seen == ["a", "b", "c", "d"]  # the whole file is checked before the error
+    assert str(info.value).splitlines()[1:] == [
+        "  record 2 (id 'b'): invalid character '1' at position 2",
+        "  record 4 (id 'd'): invalid character '2' at position 2",
+    ]
 
 
 # --- records_from_sequences ---------------------------------------------------------

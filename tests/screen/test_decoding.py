@@ -7,12 +7,12 @@ import random
 
 import pytest
 import torch
-from conftest import FLAGS, flags_model, tiny_model, uncached_decode
+from conftest import FLAGS, flags_model, greedy_decode, tiny_model, uncached_decode
 
 from p2t_screen.io.records import ReadPolicy, records_from_sequences
 from p2t_screen.model.encoder import tokenize
-from p2t_screen.model.rows import RowInput, SideInputs
-from p2t_screen.screen.decode import _choose, greedy_decode
+from p2t_screen.decode.choice import choose
+from p2t_screen.model.stacking import RowInput, SideInputs
 from p2t_screen.screen.screener import ScreenConfig, Screener
 from p2t_screen.tasks.grammar import flags_grammar
 from p2t_screen.tasks.kind import KINDS
@@ -170,7 +170,6 @@ def test_residue_skip_adds_memory_row_j_at_input_j_and_caches_consistently():
     from conftest import tiny_model
 
     from p2t_screen.model.encoder import tokenize
-    from p2t_screen.screen.decode import greedy_decode
     from p2t_screen.tasks.kind import KINDS
 
     model = tiny_model(seed=4, residue_skip=True)
@@ -351,7 +350,8 @@ def test_without_residue_feedback_labels_never_feed_back():
 def test_bench_naive_path_follows_the_decoder_options():
     """`p2t bench`'s naive path (batch 1, full re-forward per token) gives the screener's outputs
     on a model with every decoder option on, so its speed ratio compares like with like."""
-    from p2t_screen.screen.bench import naive_predict, same_outputs
+    from p2t_screen.bench.checks import same_outputs
+    from p2t_screen.bench.screen import naive_predict
 
     model = tiny_model(seed=9, memory_positions=66, residue_skip=True, site_pointer=True,
                        pooled_memory=True, task_every_step=True, residue_feedback=False)
@@ -371,7 +371,7 @@ def test_flags_threshold_moves_the_choice_not_the_reported_probability():
     for threshold, chosen, prob in ((0.3, "ATP", 0.4), (0.39, "ATP", 0.4), (0.41, ABSENT, 0.6),
                                     (0.5, ABSENT, 0.6)):
         grammar = flags_grammar(vocab, FLAGS.labels, ABSENT, 1, torch.device("cpu"), threshold)
-        token, p, _ = _choose(logits, grammar.allowed(0), done, vocab.pad_id, grammar.bias(0))
+        token, p, _ = choose(logits, grammar.allowed(0), done, vocab.pad_id, grammar.bias(0))
         assert vocab.tokens[int(token)] == chosen and float(p) == pytest.approx(prob)
     assert grammar.bias(0) is None  # 0.5 is plain greedy
     assert [vocab.tokens[i] for i in grammar.allowed(5)[0].nonzero().flatten()] == ["<eos>"]
@@ -383,7 +383,8 @@ def test_flags_decoding_emits_exactly_the_labels_at_or_above_the_threshold():
     the bench's naive path makes the same choices."""
     from dataclasses import replace
 
-    from p2t_screen.screen.bench import naive_predict, same_outputs
+    from p2t_screen.bench.checks import same_outputs
+    from p2t_screen.bench.screen import naive_predict
 
     model = flags_model(pooled_memory=True)
     seqs = random_sequences(12, 5, 40, seed=4)

@@ -9,9 +9,9 @@ import copy
 import pyarrow as pa
 import pytest
 import torch
+from prot2token_reference import RefProt2Token, write_published
 
 from p2t_screen.interop.prot2token import import_prot2token
-from p2t_screen.interop.prot2token_reference import RefProt2Token, write_published
 from p2t_screen.io.records import ReadPolicy, records_from_sequences
 from p2t_screen.io.schema import SCHEMA
 from p2t_screen.model.store import load_model
@@ -85,7 +85,7 @@ def test_shared_bottom_layers_run_once_and_change_nothing(models):
 
 
 def test_bench_times_models_together_and_apart_with_the_same_rows(models):
-    from p2t_screen.screen.bench_multi import time_models_together
+    from p2t_screen.bench.multi import time_models_together
 
     seqs = [r.sequence for r in records(12)]
     timings, same, depth = time_models_together(list(models), seqs, 5 * 64)

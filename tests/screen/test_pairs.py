@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from prot2token_reference import RefProt2Token
 from typer.testing import CliRunner
 
 from p2t_screen.cli import app
 from p2t_screen.interop.prot2token import import_prot2token
-from p2t_screen.interop.prot2token_reference import RefProt2Token
 from p2t_screen.io.records import ReadPolicy, records_from_sequences
 from p2t_screen.model.encoder import encoder_tokens, tokenize
 from p2t_screen.model.store import load_model

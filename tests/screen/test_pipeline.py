@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import gzip
+import hashlib
+import io
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -131,6 +135,53 @@ def test_runs_are_never_mixed(tmp_path, tiny_model_dir):
         run(tmp_path, tiny_model_dir, text=LIBRARY + ">x\nMK\n", tasks=("kingdom",))
     summary, out = run(tmp_path, tiny_model_dir, tasks=("stability",), overwrite=True)
     assert set(ds.dataset(out).to_table().column("task").to_pylist()) == {"stability"}
+
+
+def openings_of(path: Path, monkeypatch) -> list[Path]:
+    """From now on, each time `path` is opened (to parse it, to hash it) adds an entry."""
+    opened: list[Path] = []
+    real = io.open
+
+    def counting(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file) == path:
+            opened.append(path)
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting)
+    monkeypatch.setattr(io, "open", counting)  # what Path.open calls
+    return opened
+
+
+def test_before_the_weights_load_the_input_is_read_once_and_the_config_parsed_once(
+        tmp_path, tiny_model_dir, monkeypatch):
+    from p2t_screen.model import store
+    from p2t_screen.screen import pipeline
+
+    src = write(tmp_path, LIBRARY.replace(">bad\nMK1TA\n", ""))
+    opened = openings_of(src, monkeypatch)
+    parsed, at_load = [], []
+    parse, load = store.config_from_json, pipeline.load_model
+    monkeypatch.setattr(store, "config_from_json", lambda doc, origin: parsed.append(origin) or parse(doc, origin))
+    monkeypatch.setattr(pipeline, "load_model", lambda *a, **k: at_load.append(len(opened)) or load(*a, **k))
+    # on_invalid=error: the whole file is checked before the weights load, in the same pass as the count and digest
+    summary = screen_file(ScreenRequest(input=src, output=tmp_path / "out", model=str(tiny_model_dir),
+                                        tasks=("kingdom",), device="cpu", on_invalid="error"))
+    assert summary.records == 6 and summary.status_counts["kingdom"] == {"ok": 5, "empty": 1}
+    assert at_load == [1]  # check, count and digest: one pass
+    assert len(opened) == 2  # and the screen's own
+    assert parsed == [str(tiny_model_dir / "config.json")]  # routing read it; loading reused it
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_the_fingerprint_holds_the_sha256_of_the_input_as_stored(tmp_path, tiny_model_dir, gz):
+    """What `file_sha256` gave before the digest was taken in the reading pass: output folders of
+    earlier runs still resume."""
+    from p2t_screen.model.store import file_sha256
+
+    _, out = run(tmp_path, tiny_model_dir, tasks=("kingdom",), gz=gz)
+    src = tmp_path / ("lib.fasta.gz" if gz else "lib.fasta")
+    meta = read_run_metadata(pq.read_schema(next(out.glob("part-*.parquet"))))
+    assert meta["fingerprint"]["input_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest() == file_sha256(src)
 
 
 def test_empty_file_gives_an_empty_typed_dataset(tmp_path, tiny_model_dir):

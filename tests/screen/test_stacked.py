@@ -122,15 +122,15 @@ def test_kv_caches_that_grow_step_by_step_decode_alike(monkeypatch):
     """The caches start with room for CACHE_START positions and double when a step needs more
     (dropping the rows of blocks that left the stack): from room for 2, they grow five times
     over a 50-residue sites task, and every answer stays the same."""
-    from p2t_screen.screen import decode
+    from p2t_screen.decode import cache
 
     model = tiny_model(seed=15, tasks=MIXED[:8], **OPTIONS)
     seqs = proteins(6, seed=8)
     roomy = Screener(model, list(MIXED[:8])).predict(seqs)
     sizes = []
-    resized = decode.KVCache.resized
-    monkeypatch.setattr(decode, "CACHE_START", 2)
-    monkeypatch.setattr(decode.KVCache, "resized", lambda c, rows, n: sizes.append((rows, n)) or resized(c, rows, n))
+    resized = cache.KVCache.resized
+    monkeypatch.setattr(cache, "CACHE_START", 2)
+    monkeypatch.setattr(cache.KVCache, "resized", lambda c, rows, n: sizes.append((rows, n)) or resized(c, rows, n))
     tight = Screener(model, list(MIXED[:8])).predict(seqs)
     assert len({n for _, n in sizes}) >= 4 and min(r for r, _ in sizes) < 6 * 8  # grew, left rows behind
     for name in roomy:
@@ -142,14 +142,13 @@ def test_compiled_step_decodes_like_the_eager_one():
     """`--compile`: the decoder step goes through torch.compile whole (fullgraph: no break inside a
     step, so it can be captured); its outputs equal the eager path's. The aot_eager backend traces
     exactly what inductor would compile, without a C++ build, so the suite stays fast."""
-    from p2t_screen.screen.decode import compiled_step
+    from p2t_screen.screen.config import ScreenConfig
 
     model = tiny_model(seed=14, tasks=MIXED[:8], **OPTIONS)
     seqs = proteins(6, seed=7)
     eager = Screener(model, list(MIXED[:8])).predict(seqs)
-    screener = Screener(model, list(MIXED[:8]))
     torch._dynamo.reset()
-    screener.step = compiled_step(model.decoder, backend="aot_eager")
+    screener = Screener(model, list(MIXED[:8]), ScreenConfig(compile=True, compile_backend="aot_eager"))
     compiled = screener.predict(seqs)
     for name in eager:
         for a, b in zip(compiled[name], eager[name]):

@@ -14,7 +14,7 @@ import torch
 from conftest import FLAGS, flags_model, tiny_model
 
 from p2t_screen.model.store import load_model, save_model
-from p2t_screen.screen.decode import _choose
+from p2t_screen.decode.choice import choose
 from p2t_screen.screen.screener import Screener
 from p2t_screen.tasks.inputs import ModelInput
 from p2t_screen.tasks.spec import TaskSpec
@@ -48,7 +48,7 @@ def test_choose_tempers_the_reported_probability_only():
     allowed = torch.tensor([[True, True, True, False]])
     done = torch.zeros(1, dtype=torch.bool)
     for t in (0.5, 1.0, 3.0):
-        token, prob, logp = _choose(logits, allowed, done, 0, None, t)
+        token, prob, logp = choose(logits, allowed, done, 0, None, t)
         expected = torch.softmax(torch.tensor([2.0, 1.0, 0.0]) / t, dim=0)
         assert int(token) == 0 and float(prob) == pytest.approx(float(expected[0]))
         assert torch.allclose(logp[0, :3].exp(), expected)

@@ -51,13 +51,14 @@ from common import (
     SPLITS,
     PrepareError,
     clean_sequence,
+    command_line,
     easy_cluster,
     failed_with_tail,
     fetch_wheel,
     open_wheel,
     read_member,
-    report_errors,
     require_mmseqs,
+    script_main,
     sha256_file,
     sha_fraction,
     split_for,
@@ -430,23 +431,18 @@ def create_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Build the requested tasks; return their provenance by task name."""
     wheel_path = fetch_wheel(args.wheel_dir, f"{PACKAGE}=={VERSION}", WHEEL_GLOB)
-    command = ("python tools/data/aaanalysis_tasks.py " + " ".join(sys.argv[1:])).strip()
+    command = command_line(__file__)
     with open_wheel(wheel_path) as wheel:
         return {name: build_task(TASKS[name], wheel_path, wheel, args.out_root, command)
                 for name in args.tasks}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run and print a short summary; errors are one line, no traceback."""
-    args = create_parser().parse_args(argv)
-    provs = report_errors(lambda: run(args))
-    if provs is None:
-        return 1
+def summary(provs: dict[str, dict[str, Any]]) -> None:
+    """One line per task written."""
     for name, prov in provs.items():
         print(f"{name}: {prov['counts']} labels(train)={prov['label_counts']} "
               f"train homologs of valid/test={prov['train_homologs_of_valid_test']}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(create_parser(), run, summary))

@@ -1,11 +1,13 @@
 """Helpers shared by the tools/data scripts (imported as a sibling: `from common import ...`).
 
-Errors, command running, hashing, wheel and .deb fetching, FASTA/Parquet writing, sequence
-cleaning and the MMseqs2 clustering, homology searches and split assignment; see FORMAT.md.
+Errors, command running and the scripts' entry point, hashing, wheel and .deb fetching, FASTA
+(read by p2t_screen.io.fasta) and Parquet writing, sequence cleaning and the MMseqs2 clustering,
+homology searches and split assignment; see FORMAT.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import shlex
 import shutil
@@ -20,7 +22,9 @@ from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from Bio import SeqIO
+
+from p2t_screen.io.fasta import read_fasta
+from p2t_screen.io.records import OnInvalid, ReadPolicy, Record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STANDARD_AA = "ACDEFGHIKLMNPQRSTVWY"
@@ -30,6 +34,8 @@ MIN_LEN, MAX_LEN = 30, 1022
 SPLITS = ("train", "valid", "test")
 MMSEQS_MISSING = "mmseqs not found: apt-get install -y mmseqs2"
 HOMOLOGY_SEARCH = ["--threads", "1", "-e", "1e-3", "--format-output", "query,target,fident,qcov,tcov"]
+# FASTA files read here are data, not a library to screen: every record whole, none dropped or cut.
+AS_WRITTEN = ReadPolicy(on_invalid=OnInvalid.SKIP)
 
 T = TypeVar("T")
 # How a script words a failed command: (command line, finished process) -> PrepareError message.
@@ -81,15 +87,27 @@ def run_command(cmd: Sequence[str], cwd: Path | None = None, describe: Describe 
     return proc.stdout
 
 
-def report_errors(run: Callable[[], T]) -> T | None:
-    """Call run(); on PrepareError, OSError or a failed layout assertion print one error line, return None."""
+def script_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], T],
+                summary: Callable[[T], None] | None = None, argv: Sequence[str] | None = None) -> int:
+    """A data script's entry point: parse `argv`, call `run(args)`, then `summary` on its result; exit status.
+    A PrepareError, an OSError or a failed check on the data is one `error:` line and status 1, no traceback."""
+    args = parser.parse_args(argv)
     try:
-        return run()
+        result = run(args)
     except (PrepareError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
     except AssertionError as exc:
-        print(f"error: the source data failed a layout check: {exc}", file=sys.stderr)
-    return None
+        print(f"error: a check on the data failed: {exc}", file=sys.stderr)
+        return 1
+    if summary is not None:
+        summary(result)
+    return 0
+
+
+def command_line(script: str) -> str:
+    """How this run was started, for PROVENANCE files: `python tools/data/<script's file name> ARGS`."""
+    return shlex.join(["python", f"tools/data/{Path(script).name}", *sys.argv[1:]])
 
 
 # --------------------------------------------------------------------------- hashing
@@ -161,28 +179,34 @@ def read_member(wheel: zipfile.ZipFile, name: str) -> bytes:
         raise PrepareError(f"{name} is missing from the wheel (wrong version?)") from None
 
 
-def cached_debs(package: str, raw_dir: Path, suffix: str = ".deb") -> list[Path]:
+def cached_debs(package: str, raw_dir: Path) -> list[Path]:
     """The package's .deb files already in raw_dir, sorted by name."""
-    return sorted(raw_dir.glob(f"{package}_*{suffix}"))
+    return sorted(raw_dir.glob(f"{package}_*.deb"))
 
 
-def apt_download(package: str, raw_dir: Path, suffix: str = ".deb",
-                 describe: Describe = failed_with_stderr) -> list[Path]:
-    """Fetch the package's .deb into raw_dir with `apt-get download` (never installed); return cached_debs."""
-    run_command(["apt-get", "download", package], cwd=raw_dir, describe=describe)
-    return cached_debs(package, raw_dir, suffix)
-
-
-def extract_deb(deb: Path, root: Path, marker: Path, describe: Describe = failed_with_stderr) -> None:
-    """Unpack a .deb into root with `dpkg -x` unless root / marker is already there."""
+def fetch_deb(package: str, raw_dir: Path, unpack_to: str, marker: Path) -> tuple[Path, Path]:
+    """The package's .deb in raw_dir, fetched with `apt-get update` + `apt-get download` when absent
+    (never installed), and unpacked into raw_dir / unpack_to with `dpkg -x` unless `marker` is
+    already there; return (.deb, unpacked root)."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    debs = cached_debs(package, raw_dir)
+    if not debs:
+        print(f"downloading {package} (apt-get update + download)", file=sys.stderr)
+        run_command(["apt-get", "update", "-qq"])
+        run_command(["apt-get", "download", package], cwd=raw_dir)
+        debs = cached_debs(package, raw_dir)
+    if len(debs) != 1:
+        raise PrepareError(f"expected one {package} .deb in {raw_dir}, found {len(debs)}")
+    root = raw_dir / unpack_to
     if not (root / marker).is_file():
         root.mkdir(parents=True, exist_ok=True)
-        run_command(["dpkg", "-x", str(deb), str(root)], describe=describe)
+        run_command(["dpkg", "-x", str(debs[0]), str(root)])
+    return debs[0], root
 
 
-def deb_version(deb: Path, describe: Describe = failed_with_stderr) -> str:
+def deb_version(deb: Path) -> str:
     """The Version field of a .deb, from `dpkg-deb -f`."""
-    return run_command(["dpkg-deb", "-f", str(deb), "Version"], describe=describe).strip()
+    return run_command(["dpkg-deb", "-f", str(deb), "Version"]).strip()
 
 
 # --------------------------------------------------------------------------- sequences and files
@@ -201,14 +225,25 @@ def clean_sequence(seq: str, filters: LetterCounts) -> str | None:
     return seq
 
 
-def read_fasta(path: Path) -> list[str]:
-    """Upper-cased sequences of a FASTA file."""
-    return [str(r.seq).upper() for r in SeqIO.parse(path, "fasta")]
+def fasta_records(path: Path) -> list[Record]:
+    """Every record of a FASTA file (header and upper-cased sequence), read by p2t_screen.io.fasta."""
+    return list(read_fasta(path, AS_WRITTEN))
 
 
-def write_fasta(path: Path, records: Iterable[tuple[str, str]]) -> None:
-    """Write (id, sequence) pairs as one-line FASTA."""
-    path.write_text("".join(f">{i}\n{s}\n" for i, s in records), encoding="ascii")
+def fasta_sequences(path: Path) -> list[str]:
+    """The sequences of a FASTA file, upper-cased, in file order."""
+    return [r.sequence for r in fasta_records(path)]
+
+
+def write_fasta(path: Path, records: Iterable[tuple[str, str]], width: int | None = None) -> None:
+    """Write (header, sequence) pairs as FASTA: each sequence on one line, or wrapped at `width` residues."""
+
+    def body(seq: str) -> str:
+        if width is None:
+            return seq + "\n"
+        return "".join(seq[i:i + width] + "\n" for i in range(0, len(seq), width))
+
+    path.write_text("".join(f">{header}\n{body(seq)}" for header, seq in records), encoding="utf-8")
 
 
 def hashed_id(seq: str) -> str:
@@ -298,16 +333,14 @@ def train_homologs(rows: list[dict[str, str]], prefix: str, exe: str = "mmseqs")
 
 def homologs_of(queries: list[str], targets: list[str], min_id: float, coverage: float,
                 threads: int) -> set[str]:
-    """Query sequences with an MMseqs2 hit in targets at >= min_id identity (exits if mmseqs is missing)."""
-    if shutil.which("mmseqs") is None:
-        sys.exit(MMSEQS_MISSING)
+    """Query sequences with an MMseqs2 hit in targets at >= min_id identity and >= coverage."""
+    exe = require_mmseqs()
     with tempfile.TemporaryDirectory(prefix="p2t_corpus_") as tmp:
         work = Path(tmp)
         write_sequences(work / "q.fasta", queries)
         write_sequences(work / "t.fasta", targets)
-        subprocess.run(["mmseqs", "easy-search", str(work / "q.fasta"), str(work / "t.fasta"),
-                        str(work / "hits.m8"), str(work / "tmp"), "--min-seq-id", str(min_id),
-                        "-c", str(coverage), "--threads", str(threads), "-v", "1"],
-                       check=True, stdout=subprocess.DEVNULL)
+        run_command([exe, "easy-search", str(work / "q.fasta"), str(work / "t.fasta"), str(work / "hits.m8"),
+                     str(work / "tmp"), "--min-seq-id", str(min_id), "-c", str(coverage), "--threads", str(threads),
+                     "-v", "1"])
         hit_ids = {line.split("\t")[0] for line in (work / "hits.m8").read_text().splitlines()}
     return {q for q in queries if hashed_id(q) in hit_ids}

@@ -3,7 +3,7 @@
 homolog with anything the default model is trained on.
 
 Pool: data/selfsup/heldout.fasta (UniProtKB sequences that no training split contains, from
-tools/prepare_sequences.py). Every pool sequence with an MMseqs2 hit at >= 30% identity
+tools/data/prepare_sequences.py). Every pool sequence with an MMseqs2 hit at >= 30% identity
 (coverage >= 50%) in a training split of any task under data/tasks/ or in
 data/selfsup/train.fasta is left out; from the rest, `--size` sequences with lengths in
 [--min-len, --max-len] are picked at evenly spaced ranks of (length, sha256), so the library
@@ -20,8 +20,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from Bio import SeqIO
-from common import REPO_ROOT, homologs_of, read_fasta, run_process, sha_key, task_sequences
+from common import (
+    REPO_ROOT,
+    PrepareError,
+    fasta_records,
+    fasta_sequences,
+    homologs_of,
+    run_process,
+    script_main,
+    sha_key,
+    task_sequences,
+    write_fasta,
+)
 
 LINE_WIDTH = 60
 
@@ -31,12 +41,13 @@ def pick(pool: list[tuple[str, str]], size: int, min_len: int, max_len: int) -> 
     ranked = sorted((r for r in pool if min_len <= len(r[1]) <= max_len),
                     key=lambda r: (len(r[1]), sha_key(r[1])))
     if len(ranked) < size:
-        sys.exit(f"only {len(ranked)} held-out sequences without training homologs in "
-                 f"{min_len}..{max_len}; need {size}")
+        raise PrepareError(f"only {len(ranked)} held-out sequences without training homologs in "
+                           f"{min_len}..{max_len}; need {size}")
     return [ranked[round(i * (len(ranked) - 1) / max(size - 1, 1))] for i in range(size)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def create_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO_ROOT / "data")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "examples" / "library.fasta")
@@ -46,17 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-seq-id", type=float, default=0.3)
     parser.add_argument("--coverage", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    pool = [(r.description, str(r.seq).upper())
-            for r in SeqIO.parse(args.data / "selfsup" / "heldout.fasta", "fasta")]
+    return parser
+
+
+def run(args: argparse.Namespace) -> str:
+    """Pick the library, write it and LIBRARY.md; return a one-line summary."""
+    pool = [(r.header, r.sequence) for r in fasta_records(args.data / "selfsup" / "heldout.fasta")]
     train, _, names = task_sequences(args.data / "tasks")
-    train = sorted(set(train + read_fasta(args.data / "selfsup" / "train.fasta")))
+    train = sorted(set(train + fasta_sequences(args.data / "selfsup" / "train.fasta")))
     near = homologs_of(sorted({s for _, s in pool}), train, args.min_seq_id, args.coverage, args.threads)
     library = pick([r for r in pool if r[1] not in near], args.size, args.min_len, args.max_len)
-    with args.out.open("w") as out:
-        for header, seq in library:
-            out.write(f">{header}\n" + "".join(seq[i:i + LINE_WIDTH] + "\n"
-                                                for i in range(0, len(seq), LINE_WIDTH)))
+    write_fasta(args.out, library, LINE_WIDTH)
     version = run_process(["mmseqs", "version"]).stdout.strip()
     lengths = sorted(len(s) for _, s in library)
     (args.out.parent / "LIBRARY.md").write_text(f"""# examples/library.fasta
@@ -74,10 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 - Picked: {len(library)} of the rest with {args.min_len} <= length <= {args.max_len}, at evenly
   spaced ranks of (length, sha256(sequence)).
 """)
-    print(f"{len(pool)} held out, {len(near)} with training homologs left out; "
-          f"{len(library)} written to {args.out}")
-    return 0
+    return f"{len(pool)} held out, {len(near)} with training homologs left out; {len(library)} written to {args.out}"
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(script_main(create_parser(), run, print))

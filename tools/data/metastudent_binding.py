@@ -25,19 +25,15 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -48,20 +44,22 @@ from common import (
     MIN_LEN,
     REPO_ROOT,
     STANDARD_AA,
-    PrepareError,
-    apt_download,
-    cached_debs,
+    command_line,
     deb_version,
     easy_cluster,
-    extract_deb,
+    fetch_deb,
     fetch_wheel,
+    open_wheel,
+    read_member,
     require_mmseqs,
     run_command,
+    script_main,
     sha256_file,
     sha_fraction,
     sha_key,
     split_for,
 )
+from scl2205 import CSV_PATH, ENTRIES_PATH, SPLIT_KEYS, SPLITS_PATH, read_rows, read_splits
 
 PACKAGE = "metastudent-data"
 DATA_SUBDIR = Path("usr/share/metastudent-data/dataset_201401")
@@ -116,6 +114,43 @@ class Protein:
     mask: int
 
 
+@dataclass(frozen=True)
+class Source:
+    """The inputs as fetched: the package's dataset folder, unpacked, and the SCL2205 wheel."""
+
+    deb: Path
+    version: str
+    data: Path  # DATA_SUBDIR inside the unpacked package
+    wheel: Path
+
+
+@dataclass(frozen=True)
+class LabelTerms:
+    """Which GO terms carry each label, and the checks of the GO graph they come from."""
+
+    term_bits: dict[str, int]  # GO term -> bitmask of the labels it implies (itself or a descendant)
+    relation_counts: Counter  # edges of goGraph.txt by relation
+    closure_check: dict[str, dict[str, int]]  # per label term: the graph's descendants vs the closure file's
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """The SCL2205 test split, kept out of every split here."""
+
+    accessions: set[str]
+    sequences: set[str]
+    split_sizes: dict[str, int]  # trn / evl / tst
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The MFO database, read and filtered: its index, the kept proteins, label counts over all of it."""
+
+    pin: PinIndex
+    proteins: list[Protein]
+    full_counts: dict[str, int]
+
+
 @dataclass
 class Filters:
     """Counts of what was read and dropped, in pipeline order."""
@@ -140,24 +175,11 @@ class Filters:
 # --------------------------------------------------------------------------- fetch
 
 
-def failed_command(cmd: Sequence[str], proc: subprocess.CompletedProcess[str]) -> str:
-    """This script's failure text: exit status and command line, then the stripped stderr."""
-    return f"command failed ({proc.returncode}): {shlex.join(cmd)}\n{proc.stderr.strip()}"
-
-
-def fetch_package(raw_dir: Path) -> tuple[Path, Path]:
-    """Download and extract metastudent-data unless present; return (.deb, extraction root)."""
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    root = raw_dir / "metastudent"
-    debs = cached_debs(PACKAGE, raw_dir, "_all.deb")
-    if not debs:
-        print(f"downloading {PACKAGE} (apt-get update + download, ~225 MB)", file=sys.stderr)
-        run_command(["apt-get", "update", "-qq"], describe=failed_command)
-        debs = apt_download(PACKAGE, raw_dir, "_all.deb", failed_command)
-        if not debs:
-            raise PrepareError(f"apt-get download {PACKAGE} produced no .deb in {raw_dir}")
-    extract_deb(debs[-1], root, DATA_SUBDIR / "MFO" / f"{DB_STEM}.pin", failed_command)
-    return debs[-1], root
+def fetch_sources(raw_dir: Path) -> Source:
+    """metastudent-data (~225 MB, unpacked into raw_dir/metastudent) and the SCL2205 wheel, fetched once."""
+    deb, root = fetch_deb(PACKAGE, raw_dir, "metastudent", DATA_SUBDIR / "MFO" / f"{DB_STEM}.pin")
+    wheel = fetch_wheel(raw_dir / "wheels", WHEEL_REQ, f"{WHEEL_PREFIX}*.whl")
+    return Source(deb, deb_version(deb), root / DATA_SUBDIR, wheel)
 
 
 # --------------------------------------------------------------------------- BLAST v4 parsing
@@ -333,23 +355,15 @@ def mask_to_label(mask: int) -> str:
 # --------------------------------------------------------------------------- SCL2205
 
 
-def read_scl2205_test(wheel: Path) -> tuple[set[str], set[str], dict[str, int]]:
-    """Return (accessions, sequences) of the SCL2205 test split ('tst') and the split sizes."""
-    with zipfile.ZipFile(wheel) as zf:
-        table = list(csv.DictReader(io.StringIO(zf.read("scldata/data/scl2205.csv").decode())))
-        splits = json.loads(zf.read("scldata/data/splits.json"))
-        entries = json.loads(zf.read("scldata/data/entries.json"))
-    assert set(splits) >= {"trn", "evl", "tst"}, f"unexpected splits keys {sorted(splits)}"
-    assert list(table[0]) == ["entry", "seq", "scl"], f"unexpected scl2205.csv columns {list(table[0])}"
-    by_entry = {row["entry"]: row["seq"] for row in table}
-    assert len(by_entry) == len(table) == len(entries), "scl2205.csv / entries.json size mismatch"
-    # splits hold integer indices into entries.json (the package loader maps them the same way)
-    accs = {entries[str(i)] for i in splits["tst"]}
-    assert len(accs) == len(splits["tst"]), "duplicate indices in the test split"
-    assert set(splits["tst"]).isdisjoint(splits["trn"]) and set(splits["tst"]).isdisjoint(splits["evl"])
-    seqs = {by_entry[a].upper() for a in accs}
-    sizes = {k: len(splits[k]) for k in ("trn", "evl", "tst")}
-    return accs, seqs, sizes
+def read_scl2205_test(wheel: Path) -> Excluded:
+    """The accessions and sequences of the SCL2205 test split ('tst'), read and checked as
+    tools/data/scl2205.py reads them, and the sizes of its three splits."""
+    with open_wheel(wheel) as zf:
+        rows = read_rows(read_member(zf, CSV_PATH))
+        split_of = read_splits(read_member(zf, SPLITS_PATH), read_member(zf, ENTRIES_PATH), rows)
+    test = [rows[i] for i, split in split_of.items() if split == "test"]
+    sizes = {key: sum(1 for s in split_of.values() if s == split) for split, key in SPLIT_KEYS.items()}
+    return Excluded({r.entry for r in test}, {r.seq.upper() for r in test}, sizes)
 
 
 # --------------------------------------------------------------------------- selection
@@ -421,7 +435,7 @@ def mmseqs_clusters(proteins: list[Protein], work: Path, min_id: float, cov: flo
     """Cluster with MMseqs2 easy-cluster; return accession -> representative accession."""
     require_mmseqs()
     options = ["--min-seq-id", str(min_id), "-c", str(cov), "--threads", str(threads), "-v", "1"]
-    rep_of = easy_cluster(((p.acc, p.seq) for p in proteins), work, options, failed_command)
+    rep_of = easy_cluster(((p.acc, p.seq) for p in proteins), work, options)
     missing = {p.acc for p in proteins} - set(rep_of)
     assert not missing, f"{len(missing)} sequences missing from MMseqs2 output"
     return rep_of
@@ -485,6 +499,168 @@ def validate_rows(rows: list[tuple[Protein, str]], rep_of: dict[str, str]) -> No
         assert all(p.mask & metal for p, _ in rows if p.mask & bit), f"{token} without metal_ion"
 
 
+# --------------------------------------------------------------------------- steps
+
+
+def label_terms(data: Path) -> LabelTerms:
+    """Check the label terms' names, then map every GO term to the labels it implies, following
+    goGraph.txt's is_a and part_of edges (and compare with the package's own closure file)."""
+    names = read_names(data / "nameMapping.txt")
+    for token, go, name in LABELS:
+        assert names.get(go) == name, f"{go}: package name {names.get(go)!r} != {name!r}"
+    parents, relation_counts = read_go_graph(data / "goGraph.txt", GRAPH_RELATIONS)
+    desc = descendants(parents, [go for _, go, _ in LABELS])
+    closure = closure_descendants(data / "fullTransitiveClosureGO.txt", [go for _, go, _ in LABELS])
+    closure_check = {go: {"graph": len(desc[go]), "closure_file": len(closure[go]),
+                          "only_in_graph": len(desc[go] - closure[go]), "only_in_closure": len(closure[go] - desc[go])}
+                     for _, go, _ in LABELS}
+    term_bits: dict[str, int] = {}
+    for bit, (_, go, _) in enumerate(LABELS):
+        for term in desc[go]:
+            term_bits[term] = term_bits.get(term, 0) | (1 << bit)
+    return LabelTerms(term_bits, relation_counts, closure_check)
+
+
+def read_candidates(data: Path, term_bits: dict[str, int], excluded: Excluded, filters: Filters) -> Candidates:
+    """Read the MFO BLAST database and its annotations, label every annotated protein, and keep the
+    proteins that pass the filters (the database's sequences are freed on return)."""
+    annot = read_annotations(data / "MFO/goasp_annot.dat")
+    pin = read_pin(data / f"MFO/{DB_STEM}.pin")
+    headers = read_headers(data / f"MFO/{DB_STEM}.phr", pin.header_offsets)
+    accs = [h.partition("|")[0] for h in headers]
+    assert len(set(accs)) == len(accs), "duplicate accessions in the MFO database"
+    header_terms = {a: frozenset(filter(None, h.partition("|")[2].split(","))) for a, h in zip(accs, headers)}
+    assert all(header_terms[a] == annot[a] for a in accs if a in annot), "header GO ids differ from goasp_annot.dat"
+    seq_bytes, starts, lengths, x_counts = read_sequences(data / f"MFO/{DB_STEM}.psq", pin.sequence_offsets)
+    masks = {a: label_mask(t, term_bits) for a, t in annot.items()}
+    full_counts = {token: sum(1 for m in masks.values() if m >> bit & 1) for bit, (token, _, _) in enumerate(LABELS)}
+    proteins = collect_proteins(accs, seq_bytes, starts, lengths, x_counts, masks,
+                                excluded.accessions, excluded.sequences, filters)
+    return Candidates(pin, proteins, full_counts)
+
+
+def split_rows(working: list[Protein], args: argparse.Namespace,
+               filters: Filters) -> tuple[list[tuple[Protein, str]], dict[str, str], float]:
+    """Cluster the working set, assign whole clusters to splits, cap each split and check the
+    result; return (rows, accession -> cluster representative, seconds spent clustering)."""
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="mmseqs_binding_") as tmp:
+        rep_of = mmseqs_clusters(working, Path(tmp), args.min_seq_id, args.coverage, args.threads)
+    cluster_seconds = time.time() - started
+    rows = apply_caps(working, assign_splits(working, rep_of), caps_of(args), filters)
+    validate_rows(rows, rep_of)
+    return rows, rep_of, cluster_seconds
+
+
+def caps_of(args: argparse.Namespace) -> dict[str, int]:
+    """The most proteins each split keeps."""
+    return {"train": args.cap_train, "valid": args.cap_valid, "test": args.cap_test}
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def source_record(source: Source, pin: PinIndex) -> dict[str, Any]:
+    """Where the data came from: package, files, BLAST database."""
+    return {
+        "package": PACKAGE,
+        "version": source.version,
+        "deb": source.deb.name,
+        "deb_sha256": sha256_file(source.deb),
+        "files": [str(DATA_SUBDIR / f"MFO/{DB_STEM}.{ext}") for ext in ("pin", "psq", "phr")]
+                 + [str(DATA_SUBDIR / "MFO/goasp_annot.dat"), str(DATA_SUBDIR / "goGraph.txt"),
+                    str(DATA_SUBDIR / "nameMapping.txt")],
+        "blast_db": {"title": pin.title, "timestamp": pin.timestamp, "count": pin.count,
+                     "total_residues": pin.total_residues, "max_length": pin.max_length},
+        "description": "Swiss-Prot proteins (dataset_201401, i.e. January 2014) with GO molecular-function annotations "
+                       "from UniProt-GOA, as shipped for metastudent",
+    }
+
+
+def filters_record(filters: Filters) -> dict[str, Any]:
+    """What each filter dropped, in pipeline order."""
+    return {
+        "read": filters.read,
+        "no_mfo_annotation": filters.no_annotation,
+        f"length_outside_{MIN_LEN}_{MAX_LEN}": filters.bad_length,
+        "more_than_5pct_X_after_UOBZJ_to_X": filters.too_many_x,
+        "gap_or_stop_code": filters.gap_or_stop,
+        "scl2205_test_by_accession": filters.scl2205_test_by_accession,
+        "scl2205_test_by_sequence": filters.scl2205_test_by_sequence,
+        "exact_duplicates_collapsed": filters.exact_duplicates_collapsed,
+        "duplicate_groups_with_differing_labels": filters.duplicate_groups_with_differing_labels,
+        "kept_unique": filters.kept_unique,
+        "positives_available": filters.positives_available,
+        "negatives_available": filters.negatives_available,
+        "sampled_positives": filters.sampled_positives,
+        "sampled_negatives": filters.sampled_negatives,
+        "dropped_by_split_caps": filters.dropped_by_split_caps,
+    }
+
+
+def provenance(args: argparse.Namespace, source: Source, terms: LabelTerms, candidates: Candidates,
+               excluded: Excluded, filters: Filters, rows: list[tuple[Protein, str]],
+               rep_of: dict[str, str]) -> dict[str, Any]:
+    """The PROVENANCE.json content, but for the timings."""
+    splits = [name for name, _ in SPLIT_FRACTIONS]
+    mmseqs_version = run_command(["mmseqs", "version"]).strip()
+    return {
+        "task": TASK,
+        "kind": KIND,
+        "labels": [token for token, _, _ in LABELS],
+        "label_terms": {token: {"go_id": go, "name": name} for token, go, name in LABELS},
+        "source": source_record(source, candidates.pin),
+        "licence": "package GPL-2+ (debian/copyright of metastudent-data); data from UniProt-GOA "
+                   "(Swiss-Prot sequences and GO annotations)",
+        "label_method": (
+            "MFO annotations (goasp_annot.dat, identical to the GO ids in the BLAST headers) propagated to all "
+            f"ancestors over goGraph.txt relations {list(GRAPH_RELATIONS)} (regulates edges not followed); a "
+            "protein has a label if any annotated term is the label's GO term or a descendant of it. Proteins "
+            "with MF annotations but none of the eight classes are negatives ('' label)."
+        ),
+        "label_caveats": (
+            "Labels include electronic annotations (IEA; noisy) and are from January 2014: missing labels "
+            "are not proof of non-binding, and negatives are only 'no such annotation in 2014'. Exact-duplicate "
+            "sequences were collapsed to the lowest accession with the union of their labels."
+        ),
+        "go_graph_check": {"relations_in_file": dict(terms.relation_counts), "descendant_sets": terms.closure_check,
+                           "note": "fullTransitiveClosureGO.txt is labelled is_a only; graph closure here also "
+                                   "follows part_of"},
+        "label_counts_full_mfo": candidates.full_counts,
+        "split_method": (
+            f"MMseqs2 {mmseqs_version} easy-cluster --min-seq-id {args.min_seq_id} "
+            f"-c {args.coverage} --threads {args.threads} on the sampled working set; whole clusters assigned "
+            f"by sha256('{SPLIT_SALT}' + representative accession) (first 64 bits / 2^64) to train <0.80, "
+            f"valid <0.85, test otherwise; then capped per split in sha256('{CAP_SALT}' + accession) order "
+            f"({caps_of(args)}). Salted because the working set was sampled by lowest unsalted sha256(accession)."
+        ),
+        "sampling": (
+            f"after filtering and de-duplication, the first {args.positives} proteins with at least one label "
+            f"and the first {args.negatives} with none, in sha256(accession) order"
+        ),
+        "excluded": {
+            "what": "every accession and every exact sequence of the SCL2205 test split ('tst')",
+            "wheel": source.wheel.name,
+            "wheel_sha256": sha256_file(source.wheel),
+            "requirement": WHEEL_REQ,
+            "scl2205_split_sizes": excluded.split_sizes,
+            "removed_by_accession": filters.scl2205_test_by_accession,
+            "removed_by_sequence": filters.scl2205_test_by_sequence,
+        },
+        "counts": {name: sum(1 for _, s in rows if s == name) for name in splits},
+        "clusters": {**{name: len({rep_of[p.acc] for p, s in rows if s == name}) for name in splits},
+                     "working_set": len(set(rep_of.values()))},
+        "label_counts": label_counts(rows, "train"),
+        "label_counts_by_split": {name: label_counts(rows, name) for name in splits},
+        "no_label_counts": {name: sum(1 for p, s in rows if s == name and not p.mask) for name in splits},
+        "filters": filters_record(filters),
+        "command": command_line(__file__),
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
 def create_parser() -> argparse.ArgumentParser:
     """Build the command-line parser."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -501,158 +677,29 @@ def create_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build the task folder and return its provenance record."""
-    t0 = time.time()
-    deb, root = fetch_package(args.raw_dir)
-    wheel = fetch_wheel(args.raw_dir / "wheels", WHEEL_REQ, f"{WHEEL_PREFIX}*.whl")
-    data = root / DATA_SUBDIR
-    version = deb_version(deb, failed_command)
-
-    names = read_names(data / "nameMapping.txt")
-    for token, go, name in LABELS:
-        assert names.get(go) == name, f"{go}: package name {names.get(go)!r} != {name!r}"
-    parents, relation_counts = read_go_graph(data / "goGraph.txt", GRAPH_RELATIONS)
-    desc = descendants(parents, [go for _, go, _ in LABELS])
-    closure = closure_descendants(data / "fullTransitiveClosureGO.txt", [go for _, go, _ in LABELS])
-    closure_check = {go: {"graph": len(desc[go]), "closure_file": len(closure[go]),
-                          "only_in_graph": len(desc[go] - closure[go]), "only_in_closure": len(closure[go] - desc[go])}
-                     for _, go, _ in LABELS}
-    term_bits: dict[str, int] = {}
-    for bit, (_, go, _) in enumerate(LABELS):
-        for term in desc[go]:
-            term_bits[term] = term_bits.get(term, 0) | (1 << bit)
-
-    annot = read_annotations(data / "MFO/goasp_annot.dat")
-    pin = read_pin(data / f"MFO/{DB_STEM}.pin")
-    headers = read_headers(data / f"MFO/{DB_STEM}.phr", pin.header_offsets)
-    accs = [h.partition("|")[0] for h in headers]
-    assert len(set(accs)) == len(accs), "duplicate accessions in the MFO database"
-    header_terms = {a: frozenset(filter(None, h.partition("|")[2].split(","))) for a, h in zip(accs, headers)}
-    assert all(header_terms[a] == annot[a] for a in accs if a in annot), "header GO ids differ from goasp_annot.dat"
-    seq_bytes, starts, lengths, x_counts = read_sequences(data / f"MFO/{DB_STEM}.psq", pin.sequence_offsets)
-    masks = {a: label_mask(t, term_bits) for a, t in annot.items()}
-    full_counts = {token: sum(1 for m in masks.values() if m >> bit & 1) for bit, (token, _, _) in enumerate(LABELS)}
-
-    excl_accs, excl_seqs, scl_sizes = read_scl2205_test(wheel)
+    started = time.time()
+    source = fetch_sources(args.raw_dir)
+    terms = label_terms(source.data)
+    excluded = read_scl2205_test(source.wheel)
     filters = Filters()
-    proteins = collect_proteins(accs, seq_bytes, starts, lengths, x_counts, masks, excl_accs, excl_seqs, filters)
-    del seq_bytes
-    working = sample_working_set(proteins, args.positives, args.negatives, filters)
-
-    t_cluster = time.time()
-    with tempfile.TemporaryDirectory(prefix="mmseqs_binding_") as tmp:
-        rep_of = mmseqs_clusters(working, Path(tmp), args.min_seq_id, args.coverage, args.threads)
-    t_cluster = time.time() - t_cluster
-    split_of = assign_splits(working, rep_of)
-    caps = {"train": args.cap_train, "valid": args.cap_valid, "test": args.cap_test}
-    rows = apply_caps(working, split_of, caps, filters)
-    validate_rows(rows, rep_of)
-
+    candidates = read_candidates(source.data, terms.term_bits, excluded, filters)
+    working = sample_working_set(candidates.proteins, args.positives, args.negatives, filters)
+    rows, rep_of, cluster_seconds = split_rows(working, args, filters)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write_parquet(rows, args.out_dir / "data.parquet")
-    counts = {name: sum(1 for _, s in rows if s == name) for name, _ in SPLIT_FRACTIONS}
-    clusters_per_split = {name: len({rep_of[p.acc] for p, s in rows if s == name}) for name, _ in SPLIT_FRACTIONS}
-    command = "python " + shlex.join([str(Path(sys.argv[0]).resolve().relative_to(REPO_ROOT))
-                                       if Path(sys.argv[0]).resolve().is_relative_to(REPO_ROOT) else sys.argv[0],
-                                       *sys.argv[1:]])
-    mmseqs_version = run_command(["mmseqs", "version"], describe=failed_command).strip()
-    provenance = {
-        "task": TASK,
-        "kind": KIND,
-        "labels": [token for token, _, _ in LABELS],
-        "label_terms": {token: {"go_id": go, "name": name} for token, go, name in LABELS},
-        "source": {
-            "package": PACKAGE,
-            "version": version,
-            "deb": deb.name,
-            "deb_sha256": sha256_file(deb),
-            "files": [str(DATA_SUBDIR / f"MFO/{DB_STEM}.{ext}") for ext in ("pin", "psq", "phr")]
-                     + [str(DATA_SUBDIR / "MFO/goasp_annot.dat"), str(DATA_SUBDIR / "goGraph.txt"),
-                        str(DATA_SUBDIR / "nameMapping.txt")],
-            "blast_db": {"title": pin.title, "timestamp": pin.timestamp, "count": pin.count,
-                         "total_residues": pin.total_residues, "max_length": pin.max_length},
-            "description": "Swiss-Prot proteins (dataset_201401, i.e. January 2014) with GO molecular-function annotations "
-                           "from UniProt-GOA, as shipped for metastudent",
-        },
-        "licence": "package GPL-2+ (debian/copyright of metastudent-data); data from UniProt-GOA "
-                   "(Swiss-Prot sequences and GO annotations)",
-        "label_method": (
-            "MFO annotations (goasp_annot.dat, identical to the GO ids in the BLAST headers) propagated to all "
-            f"ancestors over goGraph.txt relations {list(GRAPH_RELATIONS)} (regulates edges not followed); a "
-            "protein has a label if any annotated term is the label's GO term or a descendant of it. Proteins "
-            "with MF annotations but none of the eight classes are negatives ('' label)."
-        ),
-        "label_caveats": (
-            "Labels include electronic annotations (IEA; noisy) and are from January 2014: missing labels "
-            "are not proof of non-binding, and negatives are only 'no such annotation in 2014'. Exact-duplicate "
-            "sequences were collapsed to the lowest accession with the union of their labels."
-        ),
-        "go_graph_check": {"relations_in_file": dict(relation_counts), "descendant_sets": closure_check,
-                           "note": "fullTransitiveClosureGO.txt is labelled is_a only; graph closure here also "
-                                   "follows part_of"},
-        "label_counts_full_mfo": full_counts,
-        "split_method": (
-            f"MMseqs2 {mmseqs_version} easy-cluster --min-seq-id {args.min_seq_id} "
-            f"-c {args.coverage} --threads {args.threads} on the sampled working set; whole clusters assigned "
-            f"by sha256('{SPLIT_SALT}' + representative accession) (first 64 bits / 2^64) to train <0.80, "
-            f"valid <0.85, test otherwise; then capped per split in sha256('{CAP_SALT}' + accession) order "
-            f"({caps}). Salted because the working set was sampled by lowest unsalted sha256(accession)."
-        ),
-        "sampling": (
-            f"after filtering and de-duplication, the first {args.positives} proteins with at least one label "
-            f"and the first {args.negatives} with none, in sha256(accession) order"
-        ),
-        "excluded": {
-            "what": "every accession and every exact sequence of the SCL2205 test split ('tst')",
-            "wheel": wheel.name,
-            "wheel_sha256": sha256_file(wheel),
-            "requirement": WHEEL_REQ,
-            "scl2205_split_sizes": scl_sizes,
-            "removed_by_accession": filters.scl2205_test_by_accession,
-            "removed_by_sequence": filters.scl2205_test_by_sequence,
-        },
-        "counts": counts,
-        "clusters": {**clusters_per_split, "working_set": len(set(rep_of.values()))},
-        "label_counts": label_counts(rows, "train"),
-        "label_counts_by_split": {name: label_counts(rows, name) for name, _ in SPLIT_FRACTIONS},
-        "no_label_counts": {name: sum(1 for p, s in rows if s == name and not p.mask) for name, _ in SPLIT_FRACTIONS},
-        "filters": {
-            "read": filters.read,
-            "no_mfo_annotation": filters.no_annotation,
-            f"length_outside_{MIN_LEN}_{MAX_LEN}": filters.bad_length,
-            "more_than_5pct_X_after_UOBZJ_to_X": filters.too_many_x,
-            "gap_or_stop_code": filters.gap_or_stop,
-            "scl2205_test_by_accession": filters.scl2205_test_by_accession,
-            "scl2205_test_by_sequence": filters.scl2205_test_by_sequence,
-            "exact_duplicates_collapsed": filters.exact_duplicates_collapsed,
-            "duplicate_groups_with_differing_labels": filters.duplicate_groups_with_differing_labels,
-            "kept_unique": filters.kept_unique,
-            "positives_available": filters.positives_available,
-            "negatives_available": filters.negatives_available,
-            "sampled_positives": filters.sampled_positives,
-            "sampled_negatives": filters.sampled_negatives,
-            "dropped_by_split_caps": filters.dropped_by_split_caps,
-        },
-        "command": command,
-        "timing_s": {"total": round(time.time() - t0, 1), "mmseqs": round(t_cluster, 1)},
-    }
-    (args.out_dir / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2) + "\n")
-    return provenance
+    prov = provenance(args, source, terms, candidates, excluded, filters, rows, rep_of)
+    prov["timing_s"] = {"total": round(time.time() - started, 1), "mmseqs": round(cluster_seconds, 1)}
+    (args.out_dir / "PROVENANCE.json").write_text(json.dumps(prov, indent=2) + "\n")
+    return prov
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point."""
-    args = create_parser().parse_args(argv)
-    try:
-        prov = run(args)
-    except PrepareError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+def summary(prov: dict[str, Any]) -> None:
+    """The headline numbers, as JSON."""
     keys = ("counts", "label_counts", "no_label_counts", "excluded", "timing_s")
     print(json.dumps({k: prov[k] for k in keys}, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(create_parser(), run, summary))

@@ -20,23 +20,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
-from common import REPO_ROOT, homologs_of, read_fasta, run_process, task_sequences, write_sequences
+from common import REPO_ROOT, fasta_sequences, homologs_of, run_process, script_main, task_sequences, write_sequences
 
 
-def main(argv: list[str] | None = None) -> int:
+def create_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO_ROOT / "data")
     parser.add_argument("--min-seq-id", type=float, default=0.3)
     parser.add_argument("--coverage", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Build and write the corpus and its held-out set; return the provenance."""
     selfsup = args.data / "selfsup"
     train, held, names = task_sequences(args.data / "tasks")
-    train += read_fasta(selfsup / "train.fasta")
-    valid = read_fasta(selfsup / "valid.fasta")
-    held += valid + read_fasta(selfsup / "heldout.fasta")
+    train += fasta_sequences(selfsup / "train.fasta")
+    valid = fasta_sequences(selfsup / "valid.fasta")
+    held += valid + fasta_sequences(selfsup / "heldout.fasta")
     unique = sorted(set(train) - set(held))
     removed = homologs_of(unique, sorted(set(held)), args.min_seq_id, args.coverage, args.threads)
     corpus = [s for s in unique if s not in removed]
@@ -54,9 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         "filter": f"MMseqs2 {version} easy-search --min-seq-id {args.min_seq_id} -c {args.coverage}",
     }
     (out / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2) + "\n")
-    print(json.dumps(provenance, indent=2))
-    return 0
+    return provenance
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(script_main(create_parser(), run, lambda provenance: print(json.dumps(provenance, indent=2))))

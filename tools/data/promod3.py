@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import struct
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,12 +36,12 @@ from common import (
     SPLITS,
     STANDARD_AA,
     PrepareError,
-    apt_download,
-    cached_debs,
+    command_line,
     deb_version,
     easy_cluster,
-    extract_deb,
+    fetch_deb,
     run_command,
+    script_main,
     sha256_file,
     sha_key,
     split_for,
@@ -51,7 +49,6 @@ from common import (
 
 PACKAGE = "promod3-data"
 DB_MEMBER = Path("usr/share/promod3/loop_data/structure_db.dat")
-COPYRIGHT_MEMBER = Path(f"usr/share/doc/{PACKAGE}/copyright")
 
 SPLIT_FRACTIONS = {"train": 0.80, "valid": 0.05, "test": 0.15}
 SPLIT_CAPS = {"train": None, "valid": 300, "test": 1000}  # None: every chain of every cluster
@@ -124,20 +121,6 @@ class FilterStats:
     exact_duplicates: int = 0
     kept_before_cap: int = 0
     dropped_by_cap: dict[str, int] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- fetch
-
-
-def fetch_package(raw_dir: Path) -> tuple[Path, Path]:
-    """Download the .deb (if absent) and extract it; return (deb path, extraction root)."""
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    debs = cached_debs(PACKAGE, raw_dir) or apt_download(PACKAGE, raw_dir)
-    if len(debs) != 1:
-        raise PrepareError(f"expected one {PACKAGE} .deb in {raw_dir}, found {len(debs)}")
-    root = raw_dir / "promod3"
-    extract_deb(debs[0], root, DB_MEMBER)
-    return debs[0], root
 
 
 # --------------------------------------------------------------------------- read
@@ -372,7 +355,7 @@ def create_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict[str, dict]:
     """Fetch, read, filter, cluster, split and write both tasks; return their provenance."""
     started = time.monotonic()
-    deb, root = fetch_package(args.raw_dir)
+    deb, root = fetch_deb(PACKAGE, args.raw_dir, "promod3", DB_MEMBER)
     version = deb_version(deb)
     mmseqs_version = run_command(["mmseqs", "version"]).strip()
     db = read_structure_db(root / DB_MEMBER)
@@ -382,23 +365,11 @@ def run(args: argparse.Namespace) -> dict[str, dict]:
     print(f"kept {len(chains)} chains after filters; clustering", file=sys.stderr)
     rep_of = cluster(chains, args.work_dir)
     splits = assign_splits(chains, rep_of, stats)
-    command = shlex.join(["python", "tools/data/promod3.py", *sys.argv[1:]])
-    shared = base_provenance(deb, version, stats, splits, rep_of, mmseqs_version, command)
+    shared = base_provenance(deb, version, stats, splits, rep_of, mmseqs_version, command_line(__file__))
     result = {task: write_task(task, splits, args.out_dir, shared) for task in TASKS}
     print(f"wrote {shared['counts']} in {time.monotonic() - started:.0f}s", file=sys.stderr)
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse arguments and run, reporting PrepareError without a traceback."""
-    args = create_parser().parse_args(argv)
-    try:
-        run(args)
-    except PrepareError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(create_parser(), run))

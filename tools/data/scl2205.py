@@ -41,10 +41,11 @@ from common import (
     REPO_ROOT,
     PrepareError,
     clean_sequence,
+    command_line,
     fetch_wheel,
     open_wheel,
     read_member,
-    report_errors,
+    script_main,
     sha256_file,
     train_homologs,
     write_parquet,
@@ -87,9 +88,6 @@ class Filters:
     sequences_with_mapped_letters: int = 0
     dropped_bad_letters: list[str] = field(default_factory=list)
     dropped_too_short: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- fetch
 
 
 # --------------------------------------------------------------------------- read
@@ -283,8 +281,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     check_output(records, names)
     homology = ({"checked": False, "reason": "--no-homology-check"} if args.no_homology_check
                 else homology_check(records))
-    command = "python tools/data/scl2205.py " + " ".join(sys.argv[1:])
-    prov = provenance(records, names, filters, wheel_path, len(rows), homology, command.strip())
+    prov = provenance(records, names, filters, wheel_path, len(rows), homology, command_line(__file__))
 
     args.out.mkdir(parents=True, exist_ok=True)
     write_parquet(args.out / "data.parquet", records)
@@ -294,18 +291,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return prov
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run and print a short summary; errors are one line, no traceback."""
-    args = create_parser().parse_args(argv)
-    prov = report_errors(lambda: run(args))
-    if prov is None:
-        return 1
-    print(f"{TASK}: {prov['counts']} -> {args.out}")
+def summary(prov: dict[str, Any]) -> None:
+    """A few lines on what was written."""
+    print(f"{TASK}: {prov['counts']}")
     print(f"filters: {prov['filters']}")
     print(f"longer than 1022 (kept): {prov['notes']['longer_than_1022_kept']}")
     print(f"valid/test with a train homolog: {prov['notes']['train_homologs_of_valid_test']}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(create_parser(), run, summary))

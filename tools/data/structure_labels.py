@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import REPO_ROOT, SPLITS, PrepareError
+from common import REPO_ROOT, SPLITS, PrepareError, command_line, script_main
 from promod3 import DB_MEMBER, StructureDB, byte_table, read_structure_db, residue_letters
 
 SOURCE_TASK = "secondary_structure"
@@ -167,22 +165,12 @@ def run(args: argparse.Namespace) -> dict[str, dict]:
                   "secondary_structure_8": "DSSP 8 states from the DB; blank and '-' -> C (coil)"},
               "checks": {"median_bond_lengths_A": geometry, "chain_breaks_over_2A": breaks,
                          f"{CHECK_CHAIN}_3di_equal_to_pdb_coordinates": round(same, 4)},
-              "command": shlex.join(["python", "tools/data/structure_labels.py", *sys.argv[1:]])}
+              "command": command_line(__file__)}
     result = {task: write_task(task, rows[task], args.out_dir, shared) for task in TASKS}
     print(f"wrote {result['structure_3di']['counts']} chains per split in {time.monotonic() - started:.0f}s",
           file=sys.stderr)
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse arguments and run, reporting PrepareError without a traceback."""
-    try:
-        run(create_parser().parse_args(argv))
-    except PrepareError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(create_parser(), run))

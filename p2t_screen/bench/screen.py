@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import platform
 import random
-import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,55 +17,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch._dynamo.utils import counters
 
 from ..model.config import MASKED, PADDED
 from ..model.encoder import tokenize
 from ..model.model import P2TModel
 from ..model.runtime import resolve_device, resolve_dtype
 from ..model.store import load_model, resolve_model_path
+from ..screen.batching import token_budget_batches
+from ..screen.config import ScreenConfig
+from ..screen.pipeline import ScreenRequest, screen_file
+from ..screen.screener import compiled_shapes
 from ..tasks.spec import TaskSpec
-from .batching import token_budget_batches
-from .bench_checks import decoder_calls, memory_agreement, same_outputs
-from .bench_shape import feedback_twin, scalar_twin, shaped_model, utilisation_note
-from .pipeline import ScreenRequest, screen_file
-from .screener import ScreenConfig
-
-# Amino-acid background frequencies (UniProtKB/Swiss-Prot release statistics, percent).
-AA_FREQ = {"A": 8.25, "R": 5.53, "N": 4.06, "D": 5.45, "C": 1.37, "Q": 3.93, "E": 6.75, "G": 7.07,
-           "H": 2.27, "I": 5.96, "L": 9.66, "K": 5.84, "M": 2.42, "F": 3.86, "P": 4.70, "S": 6.56,
-           "T": 5.34, "W": 1.08, "Y": 2.92, "V": 6.87}
-
-
-@dataclass
-class Timing:
-    """One measured path."""
-
-    name: str
-    sequences: int
-    residues: int
-    seconds: float
-
-    @property
-    def seq_per_s(self) -> float:
-        return self.sequences / self.seconds
-
-    @property
-    def res_per_s(self) -> float:
-        return self.residues / self.seconds
-
-
-def generate_library(path: Path, n: int, lo: int, hi: int, seed: int) -> list[str]:
-    """Write `n` random sequences (lengths uniform in [lo, hi], natural composition)."""
-    rng = random.Random(seed)
-    letters, weights = zip(*AA_FREQ.items())
-    seqs = ["".join(rng.choices(letters, weights, k=rng.randint(lo, hi))) for _ in range(n)]
-    path.write_text("".join(f">bench{i}\n{s}\n" for i, s in enumerate(seqs)))
-    return seqs
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from .checks import decoder_calls, memory_agreement, same_outputs
+from .library import generate_library
+from .measure import Timing, peak_rss_mib, sync
+from .multi import together_scenario
+from .shapes import feedback_twin, scalar_twin, shaped_model, utilisation_note
 
 
 @torch.inference_mode()
@@ -77,7 +44,7 @@ def time_encoder(model: P2TModel, seqs: list[str], max_tokens: int) -> Timing:
     for batch in token_budget_batches(seqs, len, max_tokens):
         memory, _ = model.encode(tokenize(batch, device))
         model.decoder.memory_kv(memory)
-    _sync(device)
+    sync(device)
     return Timing("encoder only", len(seqs), sum(map(len, seqs)), time.perf_counter() - start)
 
 
@@ -111,7 +78,7 @@ def naive_predict(model: P2TModel, seq: str, spec: TaskSpec) -> list[int]:
 def time_naive(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> tuple[Timing, list]:
     start = time.perf_counter()
     outputs = [[naive_predict(model, s, spec) for spec in tasks] for s in seqs]
-    _sync(next(model.parameters()).device)
+    sync(next(model.parameters()).device)
     return Timing("naive", len(seqs), sum(map(len, seqs)),
                   time.perf_counter() - start), outputs
 
@@ -129,11 +96,6 @@ def time_screen(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str,
     if not summary.all_ok:
         raise RuntimeError(f"bench screen had rows not ok: {summary.status_counts}")
     return Timing(label, summary.records, summary.residues, summary.seconds)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -161,7 +123,7 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
               log=print, encoder_shape: str | None = None, compile: bool = False) -> BenchReport:
     """Measure every path on one generated library; `log` reports what is running.
     `encoder_shape`: the model's tasks and decoders over a random-weight ESM2 encoder of that
-    shape (`bench_shape`), timed alone (no twins, no several-models scenario). `compile`: also
+    shape (`bench.shapes`), timed alone (no twins, no several-models scenario). `compile`: also
     time the first scenario's screen with the decoder step compiled (`--compile`)."""
     dev = resolve_device(device)
     path = resolve_model_path(model_ref)
@@ -199,8 +161,6 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
         scenarios[0][3].extend(utilisation_note(model, t.residues, t.sequences, t.seconds, t.name, dev)
                                for t in (screen, floor))
         if not encoder_shape:
-            from .bench_multi import together_scenario
-
             scenarios.append(together_scenario(model, specs, Path(tmp), seqs, max_tokens, dev, dtype, log))
     return BenchReport(scenarios, run.rss, str(dev), torch.get_num_threads(),
                        torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu")
@@ -250,14 +210,19 @@ class _Run:
         if self.compile:
             self.compile = False  # the first scenario only
             self.log(f"[{title}] screen --compile")
+            torch._dynamo.reset()
+            counters.clear()
             timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
                                        "screen --compile", compile=True))
-            notes.append("'--compile': the decoder step through torch.compile; its time includes compiling "
-                         "it for each batch shape")
+            ladder = compiled_shapes(model.config, ScreenConfig(max_tokens=self.max_tokens))
+            notes.append(f"'--compile': the decoder step through torch.compile, its time including the compiles: "
+                         f"{counters['stats']['unique_graphs']} graphs compiled, of a ladder of {ladder.size} shapes "
+                         f"(inputs per batch {list(ladder.batch)}, memory {list(ladder.memory)}, "
+                         f"KV cache {list(ladder.cache)})")
         if model.config.memory_layout == PADDED:  # imported checkpoints: what --fast-memory buys and costs
             self.log(f"[{title}] screen --fast-memory")
             timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
-                                       "screen --fast-memory", memory_layout=MASKED))
+                                       "screen --fast-memory", fast_memory=True))
             agree = memory_agreement(model, self.sample, tasks)
             notes.append(f"--fast-memory outputs identical to the faithful padded memory on "
                          f"{agree:.0%} of the naive sample")

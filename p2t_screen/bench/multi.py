@@ -15,11 +15,12 @@ from ..io.schema import SCHEMA
 from ..model.model import P2TModel
 from ..model.runtime import resolve_dtype
 from ..model.store import load_model
+from ..screen.config import ScreenConfig
+from ..screen.multi import MultiScreener
+from ..screen.screener import Screener
 from ..tasks.spec import TaskSpec
-from .bench import Timing, _sync
-from .bench_shape import scalar_twin
-from .multi import MultiScreener
-from .screener import ScreenConfig, Screener
+from .measure import Timing, sync
+from .shapes import scalar_twin
 
 
 def _screen(screener: Screener | MultiScreener, seqs: list[str], policy: ReadPolicy) -> pa.Table:
@@ -39,7 +40,7 @@ def time_models_together(models: list[P2TModel], seqs: list[str], max_tokens: in
     timings, tables = [], []
     start = time.perf_counter()
     alone = [_screen(Screener(m, t, config), seqs, policy) for m, t in zip(models, tasks)]
-    _sync(device)
+    sync(device)
     timings.append(Timing(f"{len(models)} models, one after another", len(seqs), residues,
                           time.perf_counter() - start))
     depth = 0
@@ -48,7 +49,7 @@ def time_models_together(models: list[P2TModel], seqs: list[str], max_tokens: in
         depth = max(depth, multi.depth)
         start = time.perf_counter()
         tables.append(_screen(multi, seqs, policy))
-        _sync(device)
+        sync(device)
         label = f"together, trunk of {multi.depth} layers run once" if multi.depth else "together, no sharing"
         timings.append(Timing(label, len(seqs), residues, time.perf_counter() - start))
     merged = pa.concat_tables(alone)
@@ -61,8 +62,9 @@ def _answers(table: pa.Table) -> list[tuple]:
     return sorted(tuple(str(v) for v in r.values()) for r in rows)
 
 
-def together_scenario(model: P2TModel, specs: list[TaskSpec], tmp: Path, seqs: list[str], max_tokens: int, dev: torch.device, dtype: str,
-              log: Callable[[str], None]) -> tuple[str, list[Timing], bool, list[str]]:
+def together_scenario(model: P2TModel, specs: list[TaskSpec], tmp: Path, seqs: list[str], max_tokens: int,
+                      dev: torch.device, dtype: str, log: Callable[[str], None]
+                      ) -> tuple[str, list[Timing], bool, list[str]]:
     """Two models that share one encoder (the model and a twin with other task heads) screened
     one after another, and together with and without the shared trunk."""
     twin = load_model(scalar_twin(model.float().cpu(), tmp / "together"), dev, resolve_dtype(dtype, dev))

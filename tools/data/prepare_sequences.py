@@ -14,35 +14,28 @@ The example library is picked from data/selfsup/heldout.fasta later, once every 
 exists, by tools/data/example_library.py (it leaves out homologs of all training data).
 
 Run from the repository root:
-  python tools/prepare_sequences.py
+  python tools/data/prepare_sequences.py
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import statistics
-import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from Bio import SeqIO
+from common import REPO_ROOT, STANDARD_AA, PrepareError, deb_version, fasta_records, fetch_deb, script_main, write_fasta
 
 PACKAGE = "mmseqs2-examples"
 EXAMPLE_DATA = Path("usr/share/doc/mmseqs2/example-data")
 COPYRIGHT_FILE = Path(f"usr/share/doc/{PACKAGE}/copyright")
 SOURCE_FILES = ("DB.fasta.gz", "QUERY.fasta.gz")
-STANDARD_AA = frozenset("ACDEFGHIKLMNPQRSTVWY")
+STANDARD = frozenset(STANDARD_AA)
 SPLITS = ("train", "valid", "heldout")
 LINE_WIDTH = 60
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class PrepareError(Exception):
-    """A user-facing failure reported without a traceback."""
 
 
 @dataclass(frozen=True)
@@ -77,61 +70,13 @@ class FilterStats:
 # --------------------------------------------------------------------------- fetch
 
 
-def run_command(cmd: Sequence[str], cwd: Path | None = None) -> str:
-    """Run a command and return stdout, raising PrepareError on failure."""
-    try:
-        done = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, check=False)
-    except FileNotFoundError as exc:
-        raise PrepareError(f"command not found: {cmd[0]} ({exc})") from None
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()
-        tail = detail[-1] if detail else f"exit status {done.returncode}"
-        raise PrepareError(f"`{' '.join(cmd)}` failed: {tail}")
-    return done.stdout
-
-
-def find_deb(cache_dir: Path) -> Path | None:
-    """Return the newest cached .deb of the package, if any."""
-    debs = sorted(cache_dir.glob(f"{PACKAGE}_*.deb"))
-    return debs[-1] if debs else None
-
-
-def download_deb(cache_dir: Path) -> Path:
-    """Download the package's .deb into cache_dir with apt-get (no install)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        run_command(["apt-get", "download", PACKAGE], cwd=cache_dir)
-    except PrepareError as exc:
-        raise PrepareError(
-            f"could not fetch the Debian package '{PACKAGE}' with apt-get "
-            f"({exc}). Run `apt-get update` and check that a Debian mirror is reachable."
-        ) from None
-    deb = find_deb(cache_dir)
-    if deb is None:
-        raise PrepareError(
-            f"could not fetch the Debian package '{PACKAGE}': no .deb in {cache_dir}"
-        )
-    return deb
-
-
-def extract_deb(deb: Path, dest: Path) -> Path:
-    """Extract the .deb into dest unless its FASTA files are already there."""
-    if all((dest / EXAMPLE_DATA / name).is_file() for name in SOURCE_FILES):
-        return dest
-    dest.mkdir(parents=True, exist_ok=True)
-    run_command(["dpkg", "-x", str(deb), str(dest)])
-    missing = [n for n in SOURCE_FILES if not (dest / EXAMPLE_DATA / n).is_file()]
+def fetch_source(cache_dir: Path) -> Source:
+    """Fetch (or reuse) the package, unpacked into cache_dir/extracted; return where it lives."""
+    deb, root = fetch_deb(PACKAGE, cache_dir, "extracted", EXAMPLE_DATA / SOURCE_FILES[0])
+    missing = [n for n in SOURCE_FILES if not (root / EXAMPLE_DATA / n).is_file()]
     if missing:
         raise PrepareError(f"{deb.name} does not contain {', '.join(missing)} under {EXAMPLE_DATA}")
-    return dest
-
-
-def fetch_source(cache_dir: Path) -> Source:
-    """Fetch (or reuse) and extract the package; return where it lives."""
-    deb = find_deb(cache_dir) or download_deb(cache_dir)
-    root = extract_deb(deb, cache_dir / "extracted")
-    version = run_command(["dpkg-deb", "-f", str(deb), "Version"]).strip()
-    return Source(deb=deb, root=root, version=version)
+    return Source(deb=deb, root=root, version=deb_version(deb))
 
 
 def licence_line(root: Path) -> str | None:
@@ -155,16 +100,15 @@ def licence_line(root: Path) -> str | None:
 
 
 def read_records(paths: Iterable[Path]) -> Iterable[Record]:
-    """Yield records from gzipped FASTA files with upper-cased sequences."""
+    """Yield records from (gzipped) FASTA files with upper-cased sequences."""
     for path in paths:
-        with gzip.open(path, "rt") as handle:
-            for rec in SeqIO.parse(handle, "fasta"):
-                yield Record(header=rec.description, seq=str(rec.seq).upper())
+        for rec in fasta_records(path):
+            yield Record(header=rec.header, seq=rec.sequence)
 
 
 def is_valid(seq: str, min_len: int, max_len: int, stats: FilterStats) -> bool:
     """Check alphabet and length, counting the reason for any rejection."""
-    if not seq or not set(seq) <= STANDARD_AA:
+    if not seq or not set(seq) <= STANDARD:
         stats.bad_alphabet += 1
         return False
     if not min_len <= len(seq) <= max_len:
@@ -246,19 +190,6 @@ def split_records(
 # --------------------------------------------------------------------------- output
 
 
-def write_fasta(records: Iterable[Record], path: Path) -> int:
-    """Write records as FASTA wrapped at LINE_WIDTH; return the count."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with path.open("w", encoding="ascii", newline="\n") as handle:
-        for rec in records:
-            handle.write(f">{rec.header}\n")
-            for i in range(0, len(rec.seq), LINE_WIDTH):
-                handle.write(rec.seq[i : i + LINE_WIDTH] + "\n")
-            count += 1
-    return count
-
-
 def length_stats(records: Sequence[Record]) -> tuple[int, float, int]:
     """Return (min, median, max) sequence length."""
     lengths = [len(r.seq) for r in records]
@@ -292,7 +223,7 @@ def provenance_text(
     )
     return f"""# Provenance of data/selfsup
 
-Generated by `tools/prepare_sequences.py`.
+Generated by `tools/data/prepare_sequences.py`.
 
 ## Source
 
@@ -357,8 +288,8 @@ def create_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    """Fetch, filter, de-duplicate, split and write everything; return exit code."""
+def run(args: argparse.Namespace) -> None:
+    """Fetch, filter, de-duplicate, split and write everything."""
     if args.kmer > args.min_len:
         raise PrepareError("--kmer must not exceed --min-len")
     source = fetch_source(args.cache_dir)
@@ -374,8 +305,9 @@ def run(args: argparse.Namespace) -> int:
           f"out-of-range length, {stats.exact_duplicates} exact duplicates, "
           f"{stats.near_duplicates} near-duplicates; kept {stats.kept}")
     splits = split_records(records, args.valid_pct, args.heldout_pct)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     for name, recs in splits.items():
-        write_fasta(recs, args.out_dir / f"{name}.fasta")
+        write_fasta(args.out_dir / f"{name}.fasta", ((r.header, r.seq) for r in recs), LINE_WIDTH)
         print(format_stats(name, recs))
     licence = licence_line(source.root)
     print(f"licence: {licence or 'copyright file not found'}")
@@ -383,18 +315,7 @@ def run(args: argparse.Namespace) -> int:
     text = provenance_text(source, licence, stats, splits, args)
     provenance.write_text(text, encoding="utf-8")
     print(f"wrote {provenance}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse arguments and run, reporting failures without a traceback."""
-    args = create_parser().parse_args(argv)
-    try:
-        return run(args)
-    except PrepareError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(create_parser(), run))

@@ -17,18 +17,18 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class RowInput:
-    """A side input: `value` (B, ...) holds one entry per memory row, and `rows` (R,) bool says which
-    decoder rows read it (None: all). Decoder row r reads memory row r % B: a stacked decode puts
+    """A side input: `value` (B, ...) holds one entry per memory row, and `readers` (R,) bool says
+    which decoder rows read it (None: all). Decoder row r reads memory row r % B: a stacked decode puts
     the rows of G tasks one block of B after another (R = G x B), all over the same memory."""
 
     value: Tensor
-    rows: Tensor | None = None
+    readers: Tensor | None = None
 
     def mask(self, like: Tensor) -> Tensor:
-        """`rows` shaped to scale a (R, ...) tensor like `like` (ones when every row reads it)."""
-        if self.rows is None:
+        """`readers` shaped to scale a (R, ...) tensor like `like` (ones when every row reads it)."""
+        if self.readers is None:
             return torch.ones((), dtype=like.dtype, device=like.device)
-        return self.rows[: like.shape[0]].view(-1, *[1] * (like.dim() - 1)).to(like.dtype)
+        return self.readers[: like.shape[0]].view(-1, *[1] * (like.dim() - 1)).to(like.dtype)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..io.schema import METADATA_KEY, read_run_metadata
-from ..io.writer import ROW_GROUP_ROWS
-from ..screen.bench import generate_library
+from ..io.writer import RUN_FILE, SUCCESS_FILE, PartWriter, read_record
+from ..results.export import ExportRequest, Format, Layout, export
+from ..results.report import ReportRequest, write_report
 from ..screen.pipeline import ScreenRequest, screen_file
-from ..screen.soak import proc_memory_mib
-from .export import ExportRequest, Format, Layout, export
-from .report import ReportRequest, write_report
+from .library import generate_library
+from .measure import proc_memory_mib
 
 TEMPLATE_RECORDS = 100
 PART_RECORDS = 20_000
@@ -48,7 +48,8 @@ class ExportTiming:
 
 
 def tiled_results(template: Path, sequences: list[str], out: Path, n: int) -> Path:
-    """`n` records made by repeating the template screen's records (rows and FASTA alike)."""
+    """`n` records made by repeating the template screen's records (rows and FASTA alike), written
+    as a screen writes them (parts listed in a run record, then `_SUCCESS`): readers check them."""
     table = pq.read_table(template)
     per_record = table.num_rows // len(sequences)  # every record has a row per task
     fasta = out.with_suffix(".fasta")
@@ -56,9 +57,9 @@ def tiled_results(template: Path, sequences: list[str], out: Path, n: int) -> Pa
         for i in range(n):
             fh.write(f">tile{i}\n{sequences[i % len(sequences)]}\n")
     run = {**read_run_metadata(table.schema), "input": str(fasta)}
-    metadata = {METADATA_KEY: json.dumps(run).encode()}
-    out.mkdir(parents=True)
-    for part, start in enumerate(range(0, n, PART_RECORDS)):
+    schema = table.schema.with_metadata({METADATA_KEY: json.dumps(run).encode()})
+    writer = PartWriter(out, schema, {**read_record(template / RUN_FILE), "input": str(fasta), "records": n})
+    for start in range(0, n, PART_RECORDS):
         records = np.arange(start, min(start + PART_RECORDS, n))
         rows = ((records % len(sequences))[:, None] * per_record + np.arange(per_record)).ravel()  # (records * tasks,)
         chunk = table.take(pa.array(rows))
@@ -66,8 +67,11 @@ def tiled_results(template: Path, sequences: list[str], out: Path, n: int) -> Pa
         ids = pa.array([f"tile{i}" for i in index])
         for name, column in (("input_index", pa.array(index)), ("seq_id", ids), ("header", ids)):
             chunk = chunk.set_column(chunk.schema.get_field_index(name), name, column)
-        pq.write_table(chunk.replace_schema_metadata(metadata), out / f"part-{part:05d}.parquet",
-                       compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        writer.write(chunk.combine_chunks().to_batches()[0])
+    residues = sum(len(sequences[i % len(sequences)]) for i in range(n))
+    seconds = json.loads((template / SUCCESS_FILE).read_text())["seconds"] * n / len(sequences)  # the template's rate
+    writer.finish({"output": str(out), "records": n, "residues": residues, "rows": n * per_record,
+                   "parts": writer.parts, "seconds": seconds})
     return out
 
 

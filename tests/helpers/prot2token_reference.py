@@ -1,5 +1,7 @@
 """A plain reimplementation of the published Prot2Token forward pass and greedy loop: the yardstick
 that imported checkpoints are checked against (by the tests and `tools/synthetic_prot2token.py`).
+A test oracle, not product, so it lives with the tests (on pytest's path through `pythonpath` in
+pyproject.toml) and is not installed with the package.
 
 Independent of p2t's decoder and encoder code: the protein encoder is fair-esm's own `ESM2`
 forward (weights renamed from the HF-transformers layout the checkpoints use, rotary `inv_freq`

@@ -3,11 +3,11 @@ write, and how many decoder calls a batch costs."""
 
 from __future__ import annotations
 
-from ..model.config import MASKED
 from ..model.model import P2TModel
+from ..screen.batching import token_budget_batches
+from ..screen.config import ScreenConfig
+from ..screen.screener import Screener
 from ..tasks.spec import TaskSpec
-from .batching import token_budget_batches
-from .screener import ScreenConfig, Screener
 
 
 def decoder_calls(model: P2TModel, seqs: list[str], tasks: list[TaskSpec], max_tokens: int) -> tuple[float, float]:
@@ -47,10 +47,10 @@ def same_outputs(model: P2TModel, seqs: list[str], tasks: list[TaskSpec], naive:
 
 
 def memory_agreement(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> float:
-    """Fraction of (sequence, task) outputs that the masked, length-bucketed memory
+    """Fraction of (sequence, task) outputs that the masked memory
     (`--fast-memory`) leaves identical to the faithful padded memory."""
     faithful = Screener(model, tasks).predict(seqs)
-    fast = Screener(model, tasks, ScreenConfig(memory_layout=MASKED)).predict(seqs)
+    fast = Screener(model, tasks, ScreenConfig(fast_memory=True)).predict(seqs)
     same = [_fields(a) == _fields(b) for t in tasks for a, b in zip(faithful[t.name], fast[t.name])]
     return sum(same) / max(len(same), 1)
 

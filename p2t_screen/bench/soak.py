@@ -8,25 +8,10 @@ import tempfile
 from pathlib import Path
 
 from ..model.store import read_model_config
-from .bench import AA_FREQ
-from .pipeline import ScreenRequest, screen_file
-from .screener import ScreenConfig
-
-
-def proc_memory_mib(key: str = "VmRSS") -> float:
-    """A memory figure of this process from Linux /proc (VmRSS: resident now; VmHWM: the peak of
-    this process image, which unlike getrusage's ru_maxrss does not carry over the peak of the
-    process that forked it before exec)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def current_rss_mib() -> float:
-    """Resident memory now, to see whether it grows with the library."""
-    return proc_memory_mib("VmRSS")
+from ..screen.config import ScreenConfig
+from ..screen.pipeline import ScreenRequest, screen_file
+from .library import AA_FREQ
+from .measure import current_rss_mib
 
 
 class _RssProbe:

@@ -24,9 +24,10 @@ import torch
 
 from ..model.runtime import resolve_device
 from ..model.store import load_model, resolve_model_path
-from .bench import AA_FREQ, generate_library
-from .pipeline import ScreenRequest, screen_file
-from .screener import ScreenConfig, Screener
+from ..screen.config import ScreenConfig
+from ..screen.pipeline import ScreenRequest, screen_file
+from ..screen.screener import Screener
+from .library import AA_FREQ, generate_library
 
 
 @dataclass(frozen=True)
