@@ -76,7 +76,7 @@ def existing_parts(out_dir: Path) -> list[Path]:
     return sorted(out_dir.glob("part-*.parquet")) if out_dir.is_dir() else []
 
 
-def _beside(out_dir: Path, role: str) -> Path:
+def beside(out_dir: Path, role: str) -> Path:
     """The hidden path `.<name>.p2t-<role>` beside an output folder (role: lock, new, old)."""
     return out_dir.with_name(f".{out_dir.name}.p2t-{role}")
 
@@ -136,7 +136,7 @@ class OutputLock:
     settles a replacement that a killed run left half done (`settle_replacement`)."""
 
     def __init__(self, out_dir: Path, wait: bool = False, command: str = "") -> None:
-        self.out_dir, self.path = out_dir, _beside(out_dir, "lock")
+        self.out_dir, self.path = out_dir, beside(out_dir, "lock")
         self.wait, self.command, self.fh = wait, command, None
 
     def __enter__(self) -> OutputLock:
@@ -206,7 +206,7 @@ def _names(path: Path, fh: Any) -> bool:
 def settle_replacement(out_dir: Path) -> None:
     """Finish or undo an --overwrite that a killed run left half done (the recovery rule of the
     module docstring). Only the holder of the folder's lock may call it."""
-    old, new = _beside(out_dir, "old"), _beside(out_dir, "new")
+    old, new = beside(out_dir, "old"), beside(out_dir, "new")
     if old.is_dir() and not os.path.lexists(out_dir):  # killed between the two renames of a swap
         try:
             os.replace(old, out_dir)
@@ -298,6 +298,15 @@ def read_record(run_file: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and "fingerprint" in doc else None
 
 
+NOT_THIS_PART = ("is not the part this run wrote (its size or sha256 differs from the run record: damaged, "
+                 "or replaced by another run's part)")
+
+
+def part_matches(path: Path, entry: dict[str, Any]) -> bool:
+    """Whether the part file at `path` has the size and sha256 its run-record entry lists."""
+    return path.stat().st_size == entry.get("bytes") and _sha256(path) == entry.get("sha256")
+
+
 def check_parts(out_dir: Path, listed: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
     """The listed parts that check out, up to the first that does not (a resume starts there),
     and what is wrong with that one (None when every listed part checks out)."""
@@ -309,9 +318,8 @@ def check_parts(out_dir: Path, listed: list[dict[str, Any]]) -> tuple[list[dict[
             return kept, f"the run record lists {name or 'an entry'!r} where {PART_PATTERN.format(i)} belongs"
         if not path.is_file():
             return kept, f"{name} is missing"
-        if path.stat().st_size != entry.get("bytes") or _sha256(path) != entry.get("sha256"):
-            return kept, (f"{name} is not the part this run wrote (its size or sha256 differs from the run "
-                          "record: damaged, or replaced by another run's part)")
+        if not part_matches(path, entry):
+            return kept, f"{name} {NOT_THIS_PART}"
         if entry.get("rows", 0) and not last < entry.get("first", -1) <= entry.get("last", -1):
             # keys must rise from part to part: a copied or reordered part is not this one
             return kept, f"{name} holds input records out of order (a copied or reordered part)"
@@ -327,7 +335,7 @@ class PartWriter:
                  ) -> None:
         self.final, self.schema = out_dir, schema
         self.record = {**run, "parts": list(state.parts)}
-        self.out_dir = _beside(out_dir, "new") if state.replace else out_dir
+        self.out_dir = beside(out_dir, "new") if state.replace else out_dir
         if self.out_dir != out_dir:
             shutil.rmtree(self.out_dir, ignore_errors=True)  # a replacement that never finished
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -378,12 +386,12 @@ class PartWriter:
             if os.path.lexists(final):
                 # Until the next rename no folder stands at `final`: a run killed here finds the
                 # old one at `.p2t-old` and puts it back.
-                os.replace(final, _beside(final, "old"))
+                os.replace(final, beside(final, "old"))
             os.replace(new, final)
         self.out_dir = final
         # The old results now stand at `.p2t-new` (after an exchange) or `.p2t-old` (after two renames).
         # Best effort: what is left is removed again, or named, when the lock is let go.
-        for leftover in (new, _beside(final, "old")):
+        for leftover in (new, beside(final, "old")):
             shutil.rmtree(leftover, ignore_errors=True)
 
     def finish(self, summary: dict[str, Any]) -> None:

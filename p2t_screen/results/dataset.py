@@ -13,7 +13,6 @@ lets `records()` group them on the fly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ import pyarrow.parquet as pq
 
 from ..errors import P2TError, UsageError
 from ..io.schema import read_run_metadata
-from ..io.writer import RUN_FILE, SUCCESS_FILE, check_parts, existing_parts, read_record
+from ..io.writer import (NOT_THIS_PART, RUN_FILE, SUCCESS_FILE, beside, check_parts, existing_parts, part_matches,
+                         read_record)
 from ..model.store import read_model_config
 from ..tasks.spec import TaskSpec
 
@@ -58,9 +58,9 @@ class Results:
                                     "(it resumes), or pass --allow-partial to read the rows written so far")
         elif path.is_file():
             parts = [_checked_part_file(path)]
-        elif path.with_name(f".{path.name}.p2t-old").is_dir():
+        elif beside(path, "old").is_dir():
             raise UsageError(f"no results folder at {path}: a run replacing it (--overwrite) was killed mid-swap "
-                             f"and its previous results wait in .{path.name}.p2t-old; rerun that screen (or any "
+                             f"and its previous results wait in {beside(path, 'old').name}; rerun that screen (or any "
                              "p2t screen with this output) to put them back or finish the swap")
         else:
             raise UsageError(f"no such results folder: {path}")
@@ -147,12 +147,8 @@ def _checked_part_file(path: Path) -> Path:
     """One part file, checked against its folder's run record when the record lists it."""
     record = read_record(path.parent / RUN_FILE) or {}
     entry = next((e for e in record.get("parts") or [] if isinstance(e, dict) and e.get("file") == path.name), None)
-    if entry is not None:
-        with path.open("rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        if path.stat().st_size != entry.get("bytes") or digest != entry.get("sha256"):
-            raise UsageError(f"{path} cannot be read: it is not the part this run wrote (its size or sha256 "
-                             f"differs from the run record). To repair it, {_repair_hint(record)}")
+    if entry is not None and not part_matches(path, entry):
+        raise UsageError(f"{path} cannot be read: it {NOT_THIS_PART}. To repair it, {_repair_hint(record)}")
     return path
 
 
