@@ -12,8 +12,10 @@ import platform
 import random
 import tempfile
 import time
+import warnings
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,9 +27,10 @@ from ..model.model import P2TModel
 from ..model.runtime import resolve_device, resolve_dtype
 from ..model.store import load_model, resolve_model_path
 from ..screen.batching import token_budget_batches
-from ..screen.config import ScreenConfig
+from ..screen.config import DEFAULT_MAX_TOKENS, ScreenConfig
 from ..screen.pipeline import ScreenRequest, screen_file
-from ..screen.screener import compiled_shapes
+from ..screen.screener import Screener, compiled_shapes
+from ..screen.tuning import CudaMemory, fit_budget
 from ..tasks.spec import TaskSpec
 from .checks import decoder_calls, memory_agreement, same_outputs
 from .library import generate_library
@@ -98,6 +101,35 @@ def time_screen(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str,
     return Timing(label, summary.records, summary.residues, summary.seconds)
 
 
+def token_budget(model: P2TModel, specs: list[TaskSpec], longest: int, max_tokens: int | None,
+                 device: torch.device) -> tuple[int, str | None]:
+    """The bench's token budget: `max_tokens`, or for auto (None) what a screen would measure
+    (`screen.tuning`), and a line saying so."""
+    if max_tokens is not None:
+        return max_tokens, None
+    if device.type != "cuda":
+        return DEFAULT_MAX_TOKENS, f"--max-tokens auto: {DEFAULT_MAX_TOKENS:,} (the fixed default off CUDA)"
+    search = fit_budget([Screener(model, specs)], longest, CudaMemory(device))
+    return search.max_tokens, search.describe()
+
+
+def screen_syncs(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str, dtype: str,
+                 max_tokens: int) -> tuple[Timing, Counter]:
+    """A screen with CUDA's sync debug mode on ("warn"): each synchronizing call (a device-to-host
+    copy, `.item()`, `nonzero`...) is a warning, counted here by the line that made it. The
+    encoder path is fixed (padded) so that no probe runs: what is counted is the screen's own."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            timing = time_screen(model_ref, fasta, tasks, device, dtype, max_tokens, "screen, sync debug",
+                                 packed_encoder=False)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    found = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+    return timing, found
+
+
 @dataclass
 class BenchReport:
     """Everything one bench run measured."""
@@ -108,10 +140,13 @@ class BenchReport:
     device: str
     threads: int
     device_name: str = ""
+    max_tokens: int = 0  # the token budget every path ran with
+    syncs: dict[str, int] = field(default_factory=dict)  # synchronizing CUDA calls by line (sync debug)
 
     def to_json(self) -> dict:
         """The report as JSON-ready data (timings with their rates)."""
         return {"device": self.device, "device_name": self.device_name, "threads": self.threads,
+                "max_tokens": self.max_tokens, "syncs": self.syncs,
                 "peak_rss_mib": self.peak_rss_mib, "scenarios": [
                     {"title": title, "outputs_identical": equal, "notes": notes, "timings": [
                         {**asdict(t), "residues_per_s": t.res_per_s, "sequences_per_s": t.seq_per_s}
@@ -119,12 +154,16 @@ class BenchReport:
 
 
 def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, hi: int,
-              naive_n: int, max_tokens: int, device: str, dtype: str, seed: int,
-              log=print, encoder_shape: str | None = None, compile: bool = False) -> BenchReport:
+              naive_n: int, max_tokens: int | None, device: str, dtype: str, seed: int,
+              log=print, encoder_shape: str | None = None, compile: bool = False,
+              sync_debug: bool = False, compile_backend: str = "inductor") -> BenchReport:
     """Measure every path on one generated library; `log` reports what is running.
     `encoder_shape`: the model's tasks and decoders over a random-weight ESM2 encoder of that
     shape (`bench.shapes`), timed alone (no twins, no several-models scenario). `compile`: also
-    time the first scenario's screen with the decoder step compiled (`--compile`)."""
+    time the screen with the decoder step compiled (`--compile`), twice (compiles included, then
+    again), in every scenario whose tasks decode step by step. `max_tokens`
+    None: `--max-tokens auto`, measured once for the first model and used by every path.
+    `sync_debug`: on CUDA, one more screen of the first scenario counts its synchronizing calls."""
     dev = resolve_device(device)
     path = resolve_model_path(model_ref)
     model = load_model(path, dev, resolve_dtype(dtype, dev))
@@ -153,17 +192,23 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
             model = load_model(path, dev, resolve_dtype(dtype, dev))
             models[0] = (models[0][0], str(path), model, specs)
         sample = random.Random(seed).sample(seqs, min(naive_n, len(seqs)))
-        run = _Run(fasta, seqs, sample, device, dtype, max_tokens, log, compile)
+        max_tokens, budget_note = token_budget(model, specs, max(map(len, seqs)), max_tokens, dev)
+        if budget_note:
+            log(budget_note)
+        run = _Run(fasta, seqs, sample, device, dtype, max_tokens, log, compile, sync_debug, compile_backend)
         for title, ref, m, task_specs in models:
             scenarios.append(run.scenario(title, ref, m, task_specs,
                                           feedback_path if m is model else None))
         screen, floor = scenarios[0][1][:2]
+        if budget_note:
+            scenarios[0][3].append(budget_note)
         scenarios[0][3].extend(utilisation_note(model, t.residues, t.sequences, t.seconds, t.name, dev)
                                for t in (screen, floor))
         if not encoder_shape:
             scenarios.append(together_scenario(model, specs, Path(tmp), seqs, max_tokens, dev, dtype, log))
     return BenchReport(scenarios, run.rss, str(dev), torch.get_num_threads(),
-                       torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu")
+                       torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+                       max_tokens, dict(run.syncs))
 
 
 @dataclass
@@ -177,7 +222,10 @@ class _Run:
     dtype: str
     max_tokens: int
     log: Callable[[str], None]
-    compile: bool = False  # time a screen with --compile in the first scenario
+    compile: bool = False  # time screens with --compile in every scenario whose decoder steps
+    sync_debug: bool = False  # on CUDA, a screen of the first scenario reports its synchronizing calls
+    compile_backend: str = "inductor"
+    syncs: Counter = field(default_factory=Counter)
     rss: float = 0.0  # peak resident MiB right after the last scenario's screen
 
     def scenario(self, title: str, ref: str, model: P2TModel, tasks: list[TaskSpec],
@@ -203,22 +251,41 @@ class _Run:
             notes.append(f"decoder calls per batch: {stacked:.0f} with the tasks in one decode loop, "
                          f"{apart:.0f} task by task ('screen, task by task': one loop per task)")
         if next(model.parameters()).is_cuda and model.config.memory_layout == MASKED:
-            self.log(f"[{title}] screen with the padded encoder")
-            timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
-                                       "screen, padded encoder", packed_encoder=False))
-            notes.append("'padded encoder': the encoder over padded batches instead of packed real tokens")
-        if self.compile:
-            self.compile = False  # the first scenario only
-            self.log(f"[{title}] screen --compile")
+            for packed in (True, False):
+                label = f"screen, {'packed' if packed else 'padded'} encoder"
+                self.log(f"[{title}] {label}")
+                timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
+                                           label, packed_encoder=packed))
+            notes.append("'packed encoder': the encoder on real tokens only (varlen attention); 'padded encoder': "
+                         "on length-sorted padded batches; 'screen' took the one its probe timed faster")
+        if self.sync_debug and next(model.parameters()).is_cuda:
+            self.sync_debug = False  # the first scenario only
+            self.log(f"[{title}] screen under torch.cuda.set_sync_debug_mode('warn')")
+            timing, syncs = screen_syncs(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens)
+            timings.append(timing)
+            self.syncs = syncs
+            notes.append(f"'sync debug': {sum(syncs.values())} synchronizing CUDA calls reported, at "
+                         f"{len(syncs)} places: " + "; ".join(f"{n}x {where}" for where, n in syncs.most_common(8)))
+        if self.compile and any(model.feeds_back(t) for t in tasks):
+            self.log(f"[{title}] screen --compile, twice")
             torch._dynamo.reset()
             counters.clear()
             timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
-                                       "screen --compile", compile=True))
+                                       "screen --compile", compile=True,
+                                       compile_backend=self.compile_backend))
+            graphs = counters["stats"]["unique_graphs"]
+            timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
+                                       "screen --compile, again", compile=True,
+                                       compile_backend=self.compile_backend))
             ladder = compiled_shapes(model.config, ScreenConfig(max_tokens=self.max_tokens))
-            notes.append(f"'--compile': the decoder step through torch.compile, its time including the compiles: "
-                         f"{counters['stats']['unique_graphs']} graphs compiled, of a ladder of {ladder.size} shapes "
-                         f"(inputs per batch {list(ladder.batch)}, memory {list(ladder.memory)}, "
-                         f"KV cache {list(ladder.cache)})")
+            notes.append(f"'--compile': the decoder step through torch.compile ({self.compile_backend}), its time "
+                         f"including the compiles: "
+                         f"{graphs} graphs compiled, of a ladder of {ladder.size} shapes "
+                         f"(inputs per batch {list(ladder.batch)}, memory {list(ladder.memory)}, KV cache "
+                         f"{list(ladder.cache)}); 'again': the same screen in the same process, "
+                         f"{counters['stats']['unique_graphs'] - graphs} more graphs compiled")
+        elif self.compile:
+            notes.append("'--compile': not timed here: every task decodes in one pass (no decoder steps to compile)")
         if model.config.memory_layout == PADDED:  # imported checkpoints: what --fast-memory buys and costs
             self.log(f"[{title}] screen --fast-memory")
             timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,

@@ -17,7 +17,7 @@ from .app import app
 
 if TYPE_CHECKING:
     from ..bench.screen import BenchReport
-from .common import err, fail, split_tasks
+from .common import MAX_TOKENS_HELP, err, fail, parse_max_tokens, split_tasks
 
 
 @app.command("bench")
@@ -28,7 +28,7 @@ def bench_cmd(
     min_len: Annotated[int, typer.Option(min=1)] = 50,
     max_len: Annotated[int, typer.Option(min=1)] = 800,
     naive_n: Annotated[int, typer.Option(min=1, help="sequences for the (slow) naive path")] = 40,
-    max_tokens: Annotated[int, typer.Option(min=1)] = DEFAULT_MAX_TOKENS,
+    max_tokens: Annotated[Optional[int], typer.Option(parser=parse_max_tokens, metavar="N|auto", help=MAX_TOKENS_HELP)] = "auto",
     device: Annotated[str, typer.Option()] = "auto",
     dtype: Annotated[str, typer.Option()] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
@@ -38,6 +38,8 @@ def bench_cmd(
     length: Annotated[Optional[int], typer.Option(min=1, help="every generated sequence this long (sets --min-len and --max-len)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the figures to this JSON file")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="also time the screen with the decoder step compiled (p2t screen --compile)")] = False,
+    compile_backend: Annotated[str, typer.Option(help="torch.compile backend for --compile: inductor (kernels; CUDA graphs on a GPU), or aot_eager / eager (traced only: quick)")] = "inductor",
+    sync_debug: Annotated[bool, typer.Option("--sync-debug", help="on CUDA, also screen under torch.cuda.set_sync_debug_mode('warn') and count the synchronizing calls by line")] = False,
     host: Annotated[bool, typer.Option("--host", help="instead: host cost per record (model replaced by a no-op) and its overlap with the real model")] = False,
 ) -> None:
     """Measure screen throughput beside the encoder alone and a naive reference-style path."""
@@ -49,7 +51,7 @@ def bench_cmd(
 
         try:
             found = run_host_bench(model, split_tasks(tasks) if tasks and tasks != "all" else None, n,
-                                   length or min_len, length or max_len, device, max_tokens, seed,
+                                   length or min_len, length or max_len, device, max_tokens or DEFAULT_MAX_TOKENS, seed,
                                    log=lambda m: err.print(m, style="dim"))
         except P2TError as exc:
             raise fail(exc) from None
@@ -81,7 +83,8 @@ def bench_cmd(
         chosen = _all_tasks(model) if tasks == "all" else split_tasks(tasks) if tasks else None
         report = run_bench(model, chosen, n, min_len, max_len,
                            naive_n, max_tokens, device, dtype, seed, log=lambda m: err.print(m, style="dim"),
-                           encoder_shape=encoder_shape, compile=compile)
+                           encoder_shape=encoder_shape, compile=compile, sync_debug=sync_debug,
+                           compile_backend=compile_backend)
     except P2TError as exc:
         raise fail(exc) from None
     _print_report(report)

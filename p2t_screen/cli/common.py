@@ -44,6 +44,23 @@ def show_warnings() -> None:
     warnings.showwarning = show
 
 
+MAX_TOKENS_HELP = ("padded encoder tokens per batch, or auto: on CUDA the largest that fits the device's "
+                   "free memory (measured before the first batch, 15% kept aside), on CPU 16384")
+
+
+def parse_max_tokens(value: str) -> int | None:
+    """`--max-tokens`: a positive number, or 'auto' (None: the run measures it)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        tokens = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"give a number of tokens or 'auto', got {value!r}") from None
+    if tokens < 1:
+        raise typer.BadParameter(f"must be at least 1, got {tokens}")
+    return tokens
+
+
 def split_tasks(value: str) -> list[str]:
     names = [t.strip() for t in value.split(",") if t.strip()]
     if not names:

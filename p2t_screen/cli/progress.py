@@ -59,6 +59,9 @@ class RichProgress:
     def finish(self) -> None:
         self.bar.stop()
 
+    def note(self, message: str) -> None:
+        self.bar.console.print(message, style="dim", highlight=False)
+
 
 class _Periodic:
     """Plain lines to a stream, at most one every `every` seconds between the first and the last."""
@@ -96,6 +99,9 @@ class LogProgress(_Periodic):
 
     def finish(self) -> None:
         self._line("done")
+
+    def note(self, message: str) -> None:
+        print(f"p2t note {message}", file=self.stream, flush=True)
 
     def _line(self, event: str) -> None:
         elapsed = time.perf_counter() - self.started

@@ -19,7 +19,7 @@ from ..model.store import DEFAULT_MODEL
 from ..results.dataset import Results
 from ..results.report import ReportRequest, write_report
 from ..results.summary import summarise
-from ..screen.config import DEFAULT_MAX_TOKENS, ScreenConfig
+from ..screen.config import ScreenConfig
 from ..screen.pipeline import RunSummary, ScreenRequest, screen_file
 from ..screen.run_record import THRESHOLD_HELP, parse_thresholds
 from ..screen.screener import Stopped
@@ -33,7 +33,9 @@ from .common import (
     EXIT_ROWS_NOT_OK,
     EXIT_TERMINATED,
     err,
+    MAX_TOKENS_HELP,
     fail,
+    parse_max_tokens,
     split_tasks,
 )
 from .progress import LogProgress, RichProgress
@@ -47,7 +49,7 @@ def screen(
     tasks: Annotated[str, typer.Option(help="comma-separated task names, or 'all'")] = "all",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16 (CPU: fp32)")] = "auto",
-    max_tokens: Annotated[int, typer.Option(min=1, help="padded encoder tokens per batch")] = DEFAULT_MAX_TOKENS,
+    max_tokens: Annotated[Optional[int], typer.Option(parser=parse_max_tokens, metavar="N|auto", help=MAX_TOKENS_HELP)] = "auto",
     on_invalid: Annotated[OnInvalid, typer.Option(help="error: stop before running; skip: row status 'invalid'; x: unknown letters -> X")] = OnInvalid.ERROR,
     long: Annotated[OnLong, typer.Option("--long", help="sequences over the encoder limit: truncate | skip | error")] = OnLong.TRUNCATE,
     overwrite: Annotated[bool, typer.Option(help="discard results already in the output folder and start fresh")] = False,

@@ -42,7 +42,7 @@ class P2TModel(nn.Module):
 
     def encode(self, tokens: Tensor, layout: str | None = None, molecules: Tensor | None = None,
                protein_index: Tensor | None = None, encode_hidden: Callable[[Tensor], Tensor] | None = None,
-               packed: bool | None = None) -> tuple[Tensor, Tensor | None]:
+               packed: bool = False) -> tuple[Tensor, Tensor | None]:
         """ESM token ids (B, T) -> decoder memory (B, S, D) and its keep-mask (B, S) or None.
 
         `layout` overrides the model's own memory layout (`config.memory_layout`). PADDED pads the
@@ -53,9 +53,9 @@ class P2TModel(nn.Module):
         sharing a protein, such as one protein with many ligands, encode it once); B is then
         len(protein_index). `encode_hidden` replaces `encoder_hidden` (an encoder trunk shared with
         other models). `packed`:
-        a masked memory's encoder runs on the real tokens only (`esm2_forward_packed`); None: when
-        screening on CUDA, where varlen attention kernels run (a padded memory never packs: the
-        decoder reads its padded positions too).
+        a masked memory's encoder runs on the real tokens only (`esm2_forward_packed`; a padded
+        memory never packs: the decoder reads its padded positions too); a screen on CUDA decides
+        by timing both (`screen.tuning`).
         """
         out, keep = self._encode_protein(tokens, layout, encode_hidden, packed)
         if protein_index is not None:
@@ -77,11 +77,10 @@ class P2TModel(nn.Module):
         return forward(self.encoder, tokens, self.config.encoder.rotary_inv_freq)
 
     def _encode_protein(self, tokens: Tensor, layout: str | None, encode_hidden: Callable[[Tensor], Tensor] | None,
-                        packed: bool | None) -> tuple[Tensor, Tensor | None]:
+                        packed: bool) -> tuple[Tensor, Tensor | None]:
         layout = check_memory_layout(layout or self.config.memory_layout)
         if encode_hidden is None:
-            auto = tokens.is_cuda and not torch.is_grad_enabled()  # screening on a GPU (training: padded)
-            packs = layout != PADDED and (auto if packed is None else packed)
+            packs = layout != PADDED and packed
             encode_hidden = lambda t: self.encoder_hidden(t, packs)  # noqa: E731
         if layout == PADDED:
             width = self.config.encoder.max_residues + 2

@@ -12,7 +12,10 @@ DEFAULT_MAX_TOKENS = 16384
 class ScreenConfig:
     """How records are grouped for the model."""
 
-    max_tokens: int = DEFAULT_MAX_TOKENS  # padded encoder tokens per batch
+    # Padded encoder tokens per batch. None: `--max-tokens auto`, which a run (`screen_file`)
+    # resolves before its first batch: the largest that fits a CUDA device, measured
+    # (`screen.tuning`); DEFAULT_MAX_TOKENS on CPU. A `Screener` needs a number.
+    max_tokens: int | None = DEFAULT_MAX_TOKENS
     window_records: int = 20_000  # records sorted together; bounds memory
     window_residues: int = 2_000_000
     # A window also closes after about this many seconds of work (None: by size only), so an
@@ -28,11 +31,14 @@ class ScreenConfig:
     # which traces the same graphs without building kernels (quick on CPU: the tests use it).
     compile_backend: str = "inductor"
     stack_tasks: bool = True  # one decode loop for all of a batch's tasks; False: one per task (bench)
-    packed_encoder: bool | None = None  # encoder on real tokens only (`P2TModel.encode`); None: on CUDA
+    # The encoder on real tokens only (packed, `P2TModel.encode`) or on padded batches. None: a run
+    # on CUDA times both before its first batch and takes the faster (`screen.tuning`); padded
+    # elsewhere (a CPU never packs unless asked).
+    packed_encoder: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "window_records", "window_residues"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.window_seconds is not None and not self.window_seconds > 0:
             raise ValueError(f"window_seconds must be positive or None, got {self.window_seconds}")

@@ -31,6 +31,7 @@ from ..model.runtime import dtype_name, resolve_device, resolve_dtype
 from ..model.store import file_sha256, load_model, model_checksum
 from ..model.trunk import shared_depth
 from ..tasks.spec import TaskSpec
+from .config import DEFAULT_MAX_TOKENS
 from .multi import MultiScreener
 from .routing import route_tasks
 from .run_record import StatusCounts, run_metadata, with_thresholds
@@ -38,6 +39,7 @@ from .screener import HostMemoryGuard, ScreenConfig, Screener, StopFn, compiled_
 from .sources import (check_protein_library, library_records, load_ligands, load_pairing, readable_input,
                       survey_library)
 from .stages import InLine, ReadAhead, WriteBehind
+from .tuning import device_meter, fit_budget, probe_encoder
 
 
 class Progress(Protocol):
@@ -46,6 +48,7 @@ class Progress(Protocol):
     def start(self, records: int, residues: int) -> None: ...
     def advance(self, records: int, residues: int) -> None: ...
     def finish(self) -> None: ...
+    def note(self, message: str) -> None: ...  # a line about the run (what it measured of the device)
 
 
 @dataclass
@@ -206,12 +209,45 @@ class _ScreenRun:
         return [load_model(r.path, self.device, self.dtype, checksum=c, config=r.config)
                 for r, c in zip(self.routes, self.checksums)]
 
-    def _metadata(self, models: list[P2TModel], shared_layers: int) -> dict[str, Any]:
+    def _tune(self, models: list[P2TModel]) -> tuple[ScreenConfig, dict[str, Any]]:
+        """The screen config with what is left to measure measured (`screen.tuning`): the token
+        budget of `--max-tokens auto` and, on CUDA, the faster encoder path; and what was found."""
+        config, found = self.req.screen, {}
+        meter = device_meter(self.device) if self.library.longest else None  # no valid record: nothing to fit
+        if config.max_tokens is None and meter is None:
+            config = replace(config, max_tokens=DEFAULT_MAX_TOKENS)
+            found["max_tokens_auto"] = "the fixed default (no device memory to measure)"
+        elif config.max_tokens is None:
+            trial = replace(config, max_tokens=DEFAULT_MAX_TOKENS, compile=False)  # eager: no compile per trial
+            screeners = [Screener(m, r.tasks, trial, pairs=self.pairing, ligands=self.ligands)
+                         for m, r in zip(models, self.routes)]
+            search = fit_budget(screeners, self.library.longest, meter)
+            config = replace(config, max_tokens=search.max_tokens)
+            found["max_tokens_auto"] = search.to_dict()
+            self._note(search.describe())
+        masked = [m for m in models if (MASKED if config.fast_memory else m.config.memory_layout) == MASKED]
+        if config.packed_encoder is None and self.device.type == "cuda" and masked and len(models) == 1 \
+                and self.library.lengths:
+            probe = probe_encoder(masked[0], self.library.lengths, config.max_tokens, MASKED,
+                                  lambda: torch.cuda.synchronize(self.device))
+            config = replace(config, packed_encoder=probe.packed)
+            found["encoder_probe"] = probe.to_dict()
+            self._note(probe.describe())
+        return config, found
+
+    def _note(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.note(message)
+
+    def _metadata(self, models: list[P2TModel], shared_layers: int, config: ScreenConfig,
+                  tuning: dict[str, Any]) -> dict[str, Any]:
         """The run record of a local screen: the shared facts, then where and how it ran."""
         req, first = self.req, self.routes[0]
         return {
             **run_metadata(first.config, first.path, models[0].checksum, self.tasks, str(self.device), self.dtype,
-                           self.policy, req.screen.max_tokens),
+                           self.policy, config.max_tokens),
+            **tuning,  # what the run measured of its device before the first batch (`screen.tuning`)
+            "packed_encoder": bool(config.packed_encoder),
             "models": [{"name": r.config.name, "path": str(r.path), "sha256": m.checksum,
                         "tasks": [t.name for t in r.tasks]} for r, m in zip(self.routes, models)],
             "created": datetime.now(timezone.utc).isoformat(),
@@ -226,7 +262,7 @@ class _ScreenRun:
             **({"ligands": len(self.ligands)} if self.ligands else {}),
             **({"shared_encoder_layers": shared_layers} if len(models) > 1 else {}),
             # --compile: the shapes each model's compiled decoder steps may see (`decode.compile`)
-            **({"compiled_shapes": {r.config.name: compiled_shapes(r.config, req.screen).describe()
+            **({"compiled_shapes": {r.config.name: compiled_shapes(r.config, config).describe()
                                     for r in self.routes}} if req.screen.compile else {}),
         }
 
@@ -237,10 +273,11 @@ class _ScreenRun:
         """Stream the records through the models into parts, then mark the run finished."""
         req, progress = self.req, self.progress
         depth = shared_depth(models) if len(models) > 1 else 0  # layers run once per batch (model.trunk)
-        run = self._metadata(models, depth)
+        config, tuning = self._tune(models)
+        run = self._metadata(models, depth, config, tuning)
         schema = schema_with_metadata(run)
         writer = PartWriter(req.output, schema, run, state)
-        screeners = [Screener(m, r.tasks, req.screen, schema, self.memory_guard, self.pairing, self.ligands)
+        screeners = [Screener(m, r.tasks, config, schema, self.memory_guard, self.pairing, self.ligands)
                      for m, r in zip(models, self.routes)]
         screener = screeners[0] if len(screeners) == 1 else MultiScreener(
             screeners, schema, [t.name for t in self.tasks], depth=depth)

@@ -64,6 +64,9 @@ class Screener:
         self.pairs = pairs
         self.ligands = list(ligands) if ligands is not None else None
         self.expansion = Expansion(pairs, self.ligands, model.config.encoder.max_residues)
+        if config.max_tokens is None:
+            raise ValueError("a Screener needs a token budget: resolve --max-tokens auto first "
+                             "(screen_file does; screen.tuning.fit_budget measures one)")
         self.config = config
         self.schema = schema
         self.device = next(model.parameters()).device
@@ -104,7 +107,7 @@ class Screener:
             key, trunk = (self.memory_layout, tuple(unique)), self.trunk
             encode_hidden = lambda tokens: trunk.hidden(model, tokens, key)  # noqa: E731
         memory, keep = model.encode(encoder_tokens(list(unique), self.device), self.memory_layout,
-                                    molecules, protein_index, encode_hidden, self.config.packed_encoder)
+                                    molecules, protein_index, encode_hidden, bool(self.config.packed_encoder))
         proteins = [i.protein for i in items]
         if self.ladder is not None:  # padded up to the compiled shapes; the padding rows are dropped below
             proteins, memory, keep = self.ladder.fit(proteins, memory, keep)
