@@ -116,14 +116,12 @@ def token_budget(model: P2TModel, specs: list[TaskSpec], longest: int, max_token
 def screen_syncs(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str, dtype: str,
                  max_tokens: int) -> tuple[Timing, Counter]:
     """A screen with CUDA's sync debug mode on ("warn"): each synchronizing call (a device-to-host
-    copy, `.item()`, `nonzero`...) is a warning, counted here by the line that made it. The
-    encoder path is fixed (padded) so that no probe runs: what is counted is the screen's own."""
+    copy, `.item()`, `nonzero`...) is a warning, counted here by the line that made it."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            timing = time_screen(model_ref, fasta, tasks, device, dtype, max_tokens, "screen, sync debug",
-                                 packed_encoder=False)
+            timing = time_screen(model_ref, fasta, tasks, device, dtype, max_tokens, "screen, sync debug")
         finally:
             torch.cuda.set_sync_debug_mode("default")
     found = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
@@ -251,13 +249,11 @@ class _Run:
             notes.append(f"decoder calls per batch: {stacked:.0f} with the tasks in one decode loop, "
                          f"{apart:.0f} task by task ('screen, task by task': one loop per task)")
         if next(model.parameters()).is_cuda and model.config.memory_layout == MASKED:
-            for packed in (True, False):
-                label = f"screen, {'packed' if packed else 'padded'} encoder"
-                self.log(f"[{title}] {label}")
-                timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
-                                           label, packed_encoder=packed))
-            notes.append("'packed encoder': the encoder on real tokens only (varlen attention); 'padded encoder': "
-                         "on length-sorted padded batches; 'screen' took the one its probe timed faster")
+            self.log(f"[{title}] screen, packed encoder")
+            timings.append(time_screen(ref, self.fasta, tasks, self.device, self.dtype, self.max_tokens,
+                                       "screen, packed encoder", packed_encoder=True))
+            notes.append("'packed encoder': the encoder on real tokens only (varlen attention) instead of "
+                         "length-sorted padded batches (the default, 'screen')")
         if self.sync_debug and next(model.parameters()).is_cuda:
             self.sync_debug = False  # the first scenario only
             self.log(f"[{title}] screen under torch.cuda.set_sync_debug_mode('warn')")

@@ -72,7 +72,7 @@ def screen(
     """Screen a FASTA library: one typed Parquet row per (record, task).
 
     Rerun the same command after an interruption to resume; SIGINT/SIGTERM stop after the
-    current batch (a second signal exits at once).
+    current batch, keeping every finished block (a second signal exits at once).
     """
     stop = StopOnSignal()
     try:

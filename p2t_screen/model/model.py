@@ -54,8 +54,8 @@ class P2TModel(nn.Module):
         len(protein_index). `encode_hidden` replaces `encoder_hidden` (an encoder trunk shared with
         other models). `packed`:
         a masked memory's encoder runs on the real tokens only (`esm2_forward_packed`; a padded
-        memory never packs: the decoder reads its padded positions too); a screen on CUDA decides
-        by timing both (`screen.tuning`).
+        memory never packs: the decoder reads its padded positions too); off unless asked
+        (`ScreenConfig.packed_encoder`).
         """
         out, keep = self._encode_protein(tokens, layout, encode_hidden, packed)
         if protein_index is not None:

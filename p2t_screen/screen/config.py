@@ -16,11 +16,16 @@ class ScreenConfig:
     # resolves before its first batch: the largest that fits a CUDA device, measured
     # (`screen.tuning`); DEFAULT_MAX_TOKENS on CPU. A `Screener` needs a number.
     max_tokens: int | None = DEFAULT_MAX_TOKENS
-    window_records: int = 20_000  # records sorted together; bounds memory
+    # An output part holds at most this many records and residues (bounds memory), and closes
+    # after about `window_seconds` of work (None: by size only), so an interrupted run keeps all
+    # but about a minute of its work. Parts are whole blocks (`screen.windows`).
+    window_records: int = 20_000
     window_residues: int = 2_000_000
-    # A window also closes after about this many seconds of work (None: by size only), so an
-    # interrupted run keeps all but about a minute of its work.
     window_seconds: float | None = 60.0
+    # A block (records deduplicated, sorted and batched together; bounds fixed by the input, so
+    # that the numbers do not depend on timing) holds at most `window_records` records and this
+    # many full batches' worth of residues (`block_batches` x `max_tokens`, within `window_residues`).
+    block_batches: int = 4
     # `--fast-memory`: run a model made for a padded memory (imported Prot2Token checkpoints) on
     # the masked memory p2t's own models use (each batch padded to its longest protein, padding
     # masked): much faster on short sequences, but not what the model was trained with (outputs drift).
@@ -31,13 +36,14 @@ class ScreenConfig:
     # which traces the same graphs without building kernels (quick on CPU: the tests use it).
     compile_backend: str = "inductor"
     stack_tasks: bool = True  # one decode loop for all of a batch's tasks; False: one per task (bench)
-    # The encoder on real tokens only (packed, `P2TModel.encode`) or on padded batches. None: a run
-    # on CUDA times both before its first batch and takes the faster (`screen.tuning`); padded
-    # elsewhere (a CPU never packs unless asked).
-    packed_encoder: bool | None = None
+    # The encoder on real tokens only (packed varlen attention, `P2TModel.encode`) instead of
+    # length-sorted padded batches. Off unless asked: on CPU packed ran at 0.31x the padded path,
+    # and no GPU figure shows it faster yet (tools/gpu_bench.sh times both; docs/bench/gpu).
+    # A choice timed at the start of each run would make a run's numbers depend on the clock.
+    packed_encoder: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("max_tokens", "window_records", "window_residues"):
+        for name in ("max_tokens", "window_records", "window_residues", "block_batches"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.window_seconds is not None and not self.window_seconds > 0:

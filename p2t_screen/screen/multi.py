@@ -7,7 +7,6 @@ projection and decoder; the outputs are those of running each model alone."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
@@ -17,6 +16,7 @@ from ..io.records import Record
 from ..model.trunk import SharedTrunk, shared_depth
 from .planning import StopFn, WindowPlan, plan_batches
 from .screener import ProgressFn, Results, Screener
+from .windows import parts
 
 
 class MultiScreener:
@@ -47,15 +47,17 @@ class MultiScreener:
 
     def screen(self, records: Iterable[Record], progress: ProgressFn | None = None,
                resume_after: int = -1, should_stop: StopFn | None = None) -> Iterator[pa.RecordBatch]:
-        """As `Screener.screen`: one merged record batch per window (the first screener's windows)."""
-        windows = self.screeners[0].windows(records, resume_after, progress, self.work)
-        while window := windows.next():
-            started = time.perf_counter()
-            batch = self._screen_window(window, should_stop)
-            windows.took(time.perf_counter() - started, sum(r.residues_used for r in window))
+        """As `Screener.screen`: one merged record batch per part (the first screener's blocks)."""
+        first = self.screeners[0]
+        blocks = first.blocks(records, resume_after, progress, self.work)
+
+        def screen_block(block: list[Record]) -> pa.RecordBatch:
+            rows = self._screen_window(block, should_stop)
             if progress:
-                progress(len(window), sum(self.work(r) for r in window))
-            yield batch
+                progress(len(block), sum(self.work(r) for r in block))
+            return rows
+
+        yield from parts(blocks, screen_block, first.part(self.schema))
 
     def _screen_window(self, window: list[Record], should_stop: StopFn | None) -> pa.RecordBatch:
         plans = [s.plan(window) for s in self.screeners]

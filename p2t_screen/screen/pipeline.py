@@ -24,7 +24,8 @@ import torch
 from ..errors import InputError, OutputError, UsageError
 from ..io.records import OnInvalid, OnLong, ReadPolicy, Record
 from ..io.schema import SCHEMA_VERSION, schema_with_metadata
-from ..io.writer import SUCCESS_FILE, OutputLock, OutputState, PartWriter, inspect_output, output_folder
+from ..io.writer import (RUN_FILE, SUCCESS_FILE, OutputLock, OutputState, PartWriter, inspect_output, output_folder,
+                         read_record)
 from ..model.config import MASKED, ModelConfig
 from ..model.model import P2TModel
 from ..model.runtime import dtype_name, resolve_device, resolve_dtype
@@ -39,7 +40,7 @@ from .screener import HostMemoryGuard, ScreenConfig, Screener, StopFn, compiled_
 from .sources import (check_protein_library, library_records, load_ligands, load_pairing, readable_input,
                       survey_library)
 from .stages import InLine, ReadAhead, WriteBehind
-from .tuning import device_meter, fit_budget, probe_encoder
+from .tuning import device_meter, fit_budget
 
 
 class Progress(Protocol):
@@ -209,12 +210,16 @@ class _ScreenRun:
         return [load_model(r.path, self.device, self.dtype, checksum=c, config=r.config)
                 for r, c in zip(self.routes, self.checksums)]
 
-    def _tune(self, models: list[P2TModel]) -> tuple[ScreenConfig, dict[str, Any]]:
-        """The screen config with what is left to measure measured (`screen.tuning`): the token
-        budget of `--max-tokens auto` and, on CUDA, the faster encoder path; and what was found."""
+    def _tune(self, models: list[P2TModel], state: OutputState) -> tuple[ScreenConfig, dict[str, Any]]:
+        """The screen config with `--max-tokens auto` resolved (`screen.tuning`), and what was found."""
         config, found = self.req.screen, {}
         meter = device_meter(self.device) if self.library.longest else None  # no valid record: nothing to fit
-        if config.max_tokens is None and meter is None:
+        earlier = read_record(self.req.output / RUN_FILE) if state.parts else None
+        if config.max_tokens is None and earlier and isinstance(earlier.get("max_tokens"), int):
+            # A resume batches as its first attempt did (the budget decides the batches): same numbers.
+            config = replace(config, max_tokens=earlier["max_tokens"])
+            found["max_tokens_auto"] = earlier.get("max_tokens_auto", "reused from the first attempt")
+        elif config.max_tokens is None and meter is None:
             config = replace(config, max_tokens=DEFAULT_MAX_TOKENS)
             found["max_tokens_auto"] = "the fixed default (no device memory to measure)"
         elif config.max_tokens is None:
@@ -225,14 +230,6 @@ class _ScreenRun:
             config = replace(config, max_tokens=search.max_tokens)
             found["max_tokens_auto"] = search.to_dict()
             self._note(search.describe())
-        masked = [m for m in models if (MASKED if config.fast_memory else m.config.memory_layout) == MASKED]
-        if config.packed_encoder is None and self.device.type == "cuda" and masked and len(models) == 1 \
-                and self.library.lengths:
-            probe = probe_encoder(masked[0], self.library.lengths, config.max_tokens, MASKED,
-                                  lambda: torch.cuda.synchronize(self.device))
-            config = replace(config, packed_encoder=probe.packed)
-            found["encoder_probe"] = probe.to_dict()
-            self._note(probe.describe())
         return config, found
 
     def _note(self, message: str) -> None:
@@ -247,7 +244,7 @@ class _ScreenRun:
             **run_metadata(first.config, first.path, models[0].checksum, self.tasks, str(self.device), self.dtype,
                            self.policy, config.max_tokens),
             **tuning,  # what the run measured of its device before the first batch (`screen.tuning`)
-            "packed_encoder": bool(config.packed_encoder),
+            "packed_encoder": config.packed_encoder,
             "models": [{"name": r.config.name, "path": str(r.path), "sha256": m.checksum,
                         "tasks": [t.name for t in r.tasks]} for r, m in zip(self.routes, models)],
             "created": datetime.now(timezone.utc).isoformat(),
@@ -273,7 +270,7 @@ class _ScreenRun:
         """Stream the records through the models into parts, then mark the run finished."""
         req, progress = self.req, self.progress
         depth = shared_depth(models) if len(models) > 1 else 0  # layers run once per batch (model.trunk)
-        config, tuning = self._tune(models)
+        config, tuning = self._tune(models, state)
         run = self._metadata(models, depth, config, tuning)
         schema = schema_with_metadata(run)
         writer = PartWriter(req.output, schema, run, state)
@@ -323,5 +320,7 @@ def screen_file(req: ScreenRequest, progress: Progress | None = None, should_sto
     """
     output = output_folder(req.output)  # a symbolic link is followed once: the run writes its target, the link stays
     with readable_input(req.input, output) as path:
-        local = replace(req, input=path, output=output, input_label=req.input_label or str(req.input))
+        # The record names the input by its absolute path, so readers find it from any folder.
+        label = req.input_label or (str(req.input) if str(req.input) == "-" else os.path.abspath(req.input))
+        local = replace(req, input=path, output=output, input_label=label)
         return _ScreenRun(local, progress, should_stop, memory_guard).screen()

@@ -8,7 +8,6 @@ and the parsing of decoded tokens from `outcome`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from .config import ScreenConfig
 from .expansion import Expansion, Pairing
 from .outcome import Failure, Outcome, parse_outcomes, to_host
 from .planning import StopFn, Stopped, WindowPlan, plan_batches, plan_window
-from .windows import Windows
+from .windows import Blocks, Part, parts
 
 __all__ = ["HostMemoryGuard", "ProgressFn", "ScreenConfig", "Screener", "StopFn", "Stopped"]
 
@@ -107,7 +106,7 @@ class Screener:
             key, trunk = (self.memory_layout, tuple(unique)), self.trunk
             encode_hidden = lambda tokens: trunk.hidden(model, tokens, key)  # noqa: E731
         memory, keep = model.encode(encoder_tokens(list(unique), self.device), self.memory_layout,
-                                    molecules, protein_index, encode_hidden, bool(self.config.packed_encoder))
+                                    molecules, protein_index, encode_hidden, self.config.packed_encoder)
         proteins = [i.protein for i in items]
         if self.ladder is not None:  # padded up to the compiled shapes; the padding rows are dropped below
             proteins, memory, keep = self.ladder.fit(proteins, memory, keep)
@@ -174,24 +173,26 @@ class Screener:
 
     def screen(self, records: Iterable[Record], progress: ProgressFn | None = None,
                resume_after: int = -1, should_stop: StopFn | None = None) -> Iterator[pa.RecordBatch]:
-        """Typed rows for every (record, task), one record batch per window (`screen.windows`).
+        """Typed rows for every (record, task), one record batch per output part (`screen.windows`:
+        blocks fixed by the input, batched alone; parts of whole blocks, closed by time or size).
 
         Pair tasks give one row per (record, partner), ligand tasks one per (record, ligand).
         Records up to input index `resume_after` are passed over (a resumed run has them).
-        `should_stop` is polled between batches; when it returns True the current window is
-        abandoned and `Stopped` is raised.
+        `should_stop` is polled between batches; when it returns True the current block is
+        abandoned, the part of the blocks already finished comes out, and `Stopped` is raised.
         """
         self.check_inputs()
-        windows = self.windows(records, resume_after, progress, self.work)
-        while window := windows.next():
-            started = time.perf_counter()
-            plan = self.plan(window)
-            results = self.run_window(plan, progress, should_stop)
-            if progress:  # records with no protein input (not ok, or pairs and ligands only) count now
-                progress(len(window) - sum(plan.copies[k] for k in plan.copies if k.inputs == PROTEIN), 0)
-            batch = self.rows(window, plan, results)
-            windows.took(time.perf_counter() - started, sum(r.residues_used for r in window))
-            yield batch
+        blocks = self.blocks(records, resume_after, progress, self.work)
+        yield from parts(blocks, lambda block: self.screen_block(block, progress, should_stop), self.part())
+
+    def screen_block(self, block: list[Record], progress: ProgressFn | None = None,
+                     should_stop: StopFn | None = None) -> pa.RecordBatch:
+        """One block's rows, in input order: its distinct inputs planned, batched and run."""
+        plan = self.plan(block)
+        results = self.run_window(plan, progress, should_stop)
+        if progress:  # records with no protein input (not ok, or pairs and ligands only) count now
+            progress(len(block) - sum(plan.copies[k] for k in plan.copies if k.inputs == PROTEIN), 0)
+        return self.rows(block, plan, results)
 
     def check_inputs(self) -> None:
         """UsageError when pair or ligand tasks have no partners or ligands to read."""
@@ -201,13 +202,19 @@ class Screener:
                 what, option = _NEEDS[form]
                 raise UsageError(f"task(s) {names} read {what} besides each protein: give {option}")
 
-    def windows(self, records: Iterable[Record], resume_after: int, progress: ProgressFn | None,
-                work: Callable[[Record], int]) -> Windows:
-        """This screener's windowing of `records` (passed-over records still count as progress)."""
+    def blocks(self, records: Iterable[Record], resume_after: int, progress: ProgressFn | None,
+               work: Callable[[Record], int]) -> Blocks:
+        """This screener's blocks of `records` (passed-over records still count as progress): at
+        most `window_records` records and `block_batches` full batches' worth of residues."""
         skipped = (lambda r: progress(1, work(r))) if progress else None
         cfg = self.config
-        return Windows(iter(records), cfg.window_records, cfg.window_residues, cfg.window_seconds,
-                       resume_after, skipped)
+        residues = min(cfg.window_residues, cfg.block_batches * cfg.max_tokens)
+        return Blocks(iter(records), cfg.window_records, residues, resume_after, skipped)
+
+    def part(self, schema: pa.Schema | None = None) -> Part:
+        """An empty output part under this screener's limits (rows of `schema`, default its own)."""
+        cfg = self.config
+        return Part(schema or self.schema, cfg.window_records, cfg.window_residues, cfg.window_seconds)
 
     def plan(self, window: list[Record]) -> WindowPlan:
         """The distinct inputs of a window for this screener's tasks, and its companions."""

@@ -1,47 +1,37 @@
-"""What a screen measures of its device before the first batch, so the user need not guess.
+"""`--max-tokens auto`: the token budget a screen measures on its device before the first
+batch, so the user need not guess one per card, model and task set.
 
-**The token budget** (`--max-tokens auto`, the default on CUDA). A batch's peak memory grows
-with its padded encoder tokens: the encoder's activations, then every task's decoder stack
-(rows x the KV cache of its longest output). `search_budget` finds the largest budget whose
-trial batch fits: trial budgets double from `FIRST_BUDGET` until one does not fit (or
-`MOST_BUDGET` is reached), then `BISECTIONS` halvings of the gap between the last that fit and
-the first that did not. A trial fits when its peak stays under the free memory less a safety
-margin (`SAFETY_MARGIN` of it): what the allocator's peak does not see (fragmentation, library
-workspaces, the compiled steps' CUDA-graph pools, the read-ahead's pinned buffers) lives there.
-A trial batch (`trial_inputs`) holds inputs as long as the library's longest record and runs
-every task of every model of the run, eagerly. OOM back-off (`Screener.run_batch`) stays as the
-safety net. On CPU the budget is the fixed `DEFAULT_MAX_TOKENS`: a CPU screen is bound by
-compute, not by memory, and host RAM is not the device's to measure.
-
-**The encoder path.** A masked memory's encoder can run on the real tokens only (packed, varlen
-attention) or on length-sorted padded batches. Which is faster depends on the card, the kernels
-and the library's lengths (on CPU, packed ran at 0.31x the padded path: `docs/bench`), so on
-CUDA a run times both on batches drawn from the library's own lengths (`probe_encoder`) and
-takes the faster; CPU never packs unless asked (`ScreenConfig.packed_encoder`). Both paths give
-the same answers within the golden test's tolerance (`tests/model/test_packed_encoder.py`).
+The default on CUDA. A batch's peak memory grows with its padded encoder tokens: the encoder's
+activations, then every task's decoder stack (rows x the KV cache of its longest output).
+`search_budget` finds the largest budget whose trial batch fits: trial budgets double from
+`FIRST_BUDGET` until one does not fit (or `MOST_BUDGET` is reached), then `BISECTIONS` halvings
+of the gap between the last that fit and the first that did not. A trial fits when its peak
+stays under the free memory less a safety margin (`SAFETY_MARGIN` of it): what the allocator's
+peak does not see (fragmentation, library workspaces, the compiled steps' CUDA-graph pools)
+lives there. A trial batch (`trial_inputs`) holds inputs as long as the library's longest
+record and runs every task of every model of the run, eagerly. OOM back-off
+(`Screener.run_batch`) stays as the safety net. On CPU the budget is the fixed
+`DEFAULT_MAX_TOKENS`: a CPU screen is bound by compute, not by memory, and host RAM is not the
+device's to measure. The budget decides the batches, so a resumed run reuses the one its
+first attempt recorded (`pipeline`): its numbers then equal an uninterrupted run's.
 """
 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 
-from ..model.encoder import tokenize
-from ..model.model import P2TModel
 from ..tasks.inputs import LIGAND, PAIR, PROTEIN, ModelInput
-from .batching import SPECIAL_TOKENS, token_budget_batches
+from .batching import SPECIAL_TOKENS
 
 SAFETY_MARGIN = 0.15  # share of the device's free memory a batch's measured peak must leave unused
 FIRST_BUDGET = 1024  # the first trial budget (padded encoder tokens)
 MOST_BUDGET = 1 << 21  # trials stop doubling here: a window holds about this many residues
 BISECTIONS = 4
-PROBE_TOKENS = 1 << 15  # encoder tokens each path runs per timed repeat of the probe
-PROBE_REPEATS = 3
 _LETTERS = "ACDEFGHIKLMNPQRSTVWY"
 
 
@@ -186,55 +176,3 @@ def fit_budget(screeners: Sequence[Any], longest: int, meter: MemoryMeter) -> Bu
 
     smallest = max(s.batch_length()(ModelInput("A" * max(1, longest))) for s in screeners) + SPECIAL_TOKENS
     return search_budget(lambda tokens: meter.peak_bytes(lambda: run(tokens)), meter.free_bytes(), smallest)
-
-
-@dataclass
-class EncoderProbe:
-    """Seconds per repeat of each encoder path over the same batches; the faster one is chosen."""
-
-    packed_s: float
-    padded_s: float
-    tokens: int
-
-    @property
-    def packed(self) -> bool:
-        return self.packed_s < self.padded_s
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"chosen": "packed" if self.packed else "padded", "packed_ms": round(1e3 * self.packed_s, 3),
-                "padded_ms": round(1e3 * self.padded_s, 3), "tokens": self.tokens}
-
-    def describe(self) -> str:
-        return (f"encoder path: {'packed' if self.packed else 'padded'} ({1e3 * self.packed_s:.1f} ms packed, "
-                f"{1e3 * self.padded_s:.1f} ms padded over {self.tokens:,} tokens of the library's lengths)")
-
-
-@torch.inference_mode()
-def probe_encoder(model: P2TModel, lengths: Sequence[int], max_tokens: int, layout: str,
-                  sync: Callable[[], None], probe_tokens: int = PROBE_TOKENS,
-                  repeats: int = PROBE_REPEATS) -> EncoderProbe:
-    """Time the packed and the padded encoder over length-sorted batches (as a screen forms them,
-    within `max_tokens`) of proteins with `lengths` (the library's sample), about `probe_tokens`
-    tokens in all; one warm-up pass each, then the best of `repeats`. `sync` waits for the device."""
-    draw = random.Random(0)
-    proteins, total = [], 0
-    while total < probe_tokens and lengths:
-        length = draw.choice(lengths)
-        proteins.append(synthetic_protein(length, len(proteins)))
-        total += length + SPECIAL_TOKENS
-    device = next(model.parameters()).device
-    batches = [tokenize(b, device) for b in token_budget_batches(sorted(proteins, key=len), len, max_tokens)]
-
-    def best(packed: bool) -> float:
-        times = []
-        for repeat in range(repeats + 1):
-            sync()
-            start = time.perf_counter()
-            for tokens in batches:
-                model.encode(tokens, layout, packed=packed)
-            sync()
-            if repeat:  # the first pass warms kernels and the allocator
-                times.append(time.perf_counter() - start)
-        return min(times)
-
-    return EncoderProbe(best(True), best(False), total)

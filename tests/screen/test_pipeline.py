@@ -211,3 +211,20 @@ def test_python_api_without_files(tiny_model_dir):
     table = pa.Table.from_batches(list(screener.screen(records)))
     assert table.num_rows == 4
     assert table.column("status").to_pylist() == ["ok", "ok", "empty", "empty"]
+
+
+def test_the_run_names_its_input_by_absolute_path_so_readers_find_it_from_anywhere(tmp_path, tiny_model_dir,
+                                                                                  monkeypatch):
+    import json
+
+    from p2t_screen.results.sequences import InputSequences
+
+    (tmp_path / "lib.fasta").write_text(">a\nMKTAYIAKQR\n")
+    monkeypatch.chdir(tmp_path)
+    screen_file(ScreenRequest(input=Path("lib.fasta"), output=Path("out"), model=str(tiny_model_dir),
+                              device="cpu", tasks=("stability",)))
+    record = json.loads((tmp_path / "out" / "_p2t_run.json").read_text())
+    assert Path(record["input"]).is_absolute() and Path(record["input"]).samefile(tmp_path / "lib.fasta")
+    monkeypatch.chdir(tmp_path.parent)
+    found = InputSequences.of_run(record)
+    assert found is not None and found.path.samefile(tmp_path / "lib.fasta")

@@ -19,7 +19,6 @@ from p2t_screen.screen.screener import Screener
 from p2t_screen.screen.tuning import (
     BISECTIONS,
     FIRST_BUDGET,
-    probe_encoder,
     search_budget,
     trial_inputs,
 )
@@ -177,7 +176,7 @@ def test_a_run_with_auto_budget_records_what_it_measured(tmp_path, tiny_model_di
     json.dumps(meta)  # the record stays JSON
 
 
-def test_on_cpu_auto_is_the_fixed_default_and_the_encoder_never_packs(tmp_path, tiny_model_dir):
+def test_on_cpu_auto_is_the_fixed_default_and_the_encoder_is_padded(tmp_path, tiny_model_dir):
     fasta = tmp_path / "lib.fasta"
     fasta.write_text(">a\nMKTAYIAKQR\n>b\nMSTYK\n")
     req = ScreenRequest(input=fasta, output=tmp_path / "out", model=str(tiny_model_dir), device="cpu",
@@ -185,17 +184,9 @@ def test_on_cpu_auto_is_the_fixed_default_and_the_encoder_never_packs(tmp_path, 
     assert screen_file(req).all_ok
     meta = read_run_metadata(pq.read_schema(next((tmp_path / "out").glob("*.parquet"))))
     assert meta["max_tokens"] == DEFAULT_MAX_TOKENS and "fixed default" in meta["max_tokens_auto"]
-    assert meta["packed_encoder"] is False and "encoder_probe" not in meta
+    assert meta["packed_encoder"] is False
 
 
 def test_a_screener_refuses_an_unresolved_budget(model):
     with pytest.raises(ValueError, match="auto"):
         Screener(model, list(model.config.tasks), ScreenConfig(max_tokens=None))
-
-
-def test_the_encoder_probe_times_both_paths_and_takes_the_faster(model):
-    probe = probe_encoder(model, [30, 60, 100, 45], max_tokens=2048, layout="masked", sync=lambda: None,
-                          probe_tokens=2000, repeats=1)
-    assert probe.packed_s > 0 and probe.padded_s > 0 and probe.tokens >= 2000
-    assert probe.packed == (probe.packed_s < probe.padded_s)
-    assert probe.to_dict()["chosen"] == ("packed" if probe.packed else "padded")
