@@ -30,7 +30,7 @@ from .batching import SPECIAL_TOKENS
 
 SAFETY_MARGIN = 0.15  # share of the device's free memory a batch's measured peak must leave unused
 FIRST_BUDGET = 1024  # the first trial budget (padded encoder tokens)
-MOST_BUDGET = 1 << 21  # trials stop doubling here: a window holds about this many residues
+MOST_BUDGET = 1 << 21  # trials stop doubling here: a part holds at most about this many residues
 BISECTIONS = 4
 _LETTERS = "ACDEFGHIKLMNPQRSTVWY"
 
