@@ -98,13 +98,13 @@ def utilisation_note(model: P2TModel, residues: int, sequences: int, seconds: fl
     flops = encoder_flops_per_residue(enc.num_layers, enc.embed_dim, int(length)) * residues
     peak = peak_flops(device)
     achieved = flops / seconds
-    half = next(model.parameters()).dtype in (torch.bfloat16, torch.float16)
+    dtype = next(model.parameters()).dtype
     if device.type != "cuda":
         mfu = "no utilisation figure off CUDA"
     elif peak is None:
         mfu = f"no known peak for {torch.cuda.get_device_name(device)}: add it to bench.shapes.PEAK_TFLOPS"
-    elif not half:
-        mfu = f"the table's peaks are bf16/fp16; this ran in {next(model.parameters()).dtype}"
+    elif dtype not in (torch.bfloat16, torch.float16):
+        mfu = f"the table's peaks are bf16/fp16; this ran in {dtype}"
     else:
         mfu = f"{achieved / peak:.1%} of the {peak / 1e12:.0f} TFLOP/s bf16/fp16 dense peak"
     return (f"{label}: {residues / seconds:,.0f} residues/s, {sequences / seconds * 3600:,.0f} sequences/hour; "

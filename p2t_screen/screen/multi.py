@@ -16,7 +16,7 @@ from ..io.records import Record
 from ..model.trunk import SharedTrunk, shared_depth
 from .planning import StopFn, WindowPlan, plan_batches
 from .screener import ProgressFn, Results, Screener
-from .windows import parts
+from .windows import one_batch, parts
 
 
 class MultiScreener:
@@ -82,5 +82,4 @@ class MultiScreener:
         rank = pa.array([self.order[t] for t in table.column("task").to_pylist()], pa.int32())
         keyed = table.append_column("_rank", rank)
         order = pc.sort_indices(keyed, [("input_index", "ascending"), ("_rank", "ascending")])  # stable
-        merged = table.take(order).combine_chunks()
-        return merged.to_batches()[0] if merged.num_rows else pa.RecordBatch.from_pylist([], schema=self.schema)
+        return one_batch(table.take(order))

@@ -212,25 +212,24 @@ class _ScreenRun:
 
     def _tune(self, models: list[P2TModel], state: OutputState) -> tuple[ScreenConfig, dict[str, Any]]:
         """The screen config with `--max-tokens auto` resolved (`screen.tuning`), and what was found."""
-        config, found = self.req.screen, {}
-        meter = device_meter(self.device) if self.library.longest else None  # no valid record: nothing to fit
+        config = self.req.screen
+        if config.max_tokens is not None:
+            return config, {}
         earlier = read_record(self.req.output / RUN_FILE) if state.parts else None
-        if config.max_tokens is None and earlier and isinstance(earlier.get("max_tokens"), int):
+        if earlier and isinstance(earlier.get("max_tokens"), int):
             # A resume batches as its first attempt did (the budget decides the batches): same numbers.
-            config = replace(config, max_tokens=earlier["max_tokens"])
-            found["max_tokens_auto"] = earlier.get("max_tokens_auto", "reused from the first attempt")
-        elif config.max_tokens is None and meter is None:
-            config = replace(config, max_tokens=DEFAULT_MAX_TOKENS)
-            found["max_tokens_auto"] = "the fixed default (no device memory to measure)"
-        elif config.max_tokens is None:
-            trial = replace(config, max_tokens=DEFAULT_MAX_TOKENS, compile=False)  # eager: no compile per trial
-            screeners = [Screener(m, r.tasks, trial, pairs=self.pairing, ligands=self.ligands)
-                         for m, r in zip(models, self.routes)]
-            search = fit_budget(screeners, self.library.longest, meter)
-            config = replace(config, max_tokens=search.max_tokens)
-            found["max_tokens_auto"] = search.to_dict()
-            self._note(search.describe())
-        return config, found
+            return (replace(config, max_tokens=earlier["max_tokens"]),
+                    {"max_tokens_auto": earlier.get("max_tokens_auto", "reused from the first attempt")})
+        meter = device_meter(self.device) if self.library.longest else None  # no valid record: nothing to fit
+        if meter is None:
+            return (replace(config, max_tokens=DEFAULT_MAX_TOKENS),
+                    {"max_tokens_auto": "the fixed default (no device memory to measure)"})
+        trial = replace(config, max_tokens=DEFAULT_MAX_TOKENS, compile=False)  # eager: no compile per trial
+        screeners = [Screener(m, r.tasks, trial, pairs=self.pairing, ligands=self.ligands)
+                     for m, r in zip(models, self.routes)]
+        search = fit_budget(screeners, self.library.longest, meter)
+        self._note(search.describe())
+        return replace(config, max_tokens=search.max_tokens), {"max_tokens_auto": search.to_dict()}
 
     def _note(self, message: str) -> None:
         if self.progress is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import shutil
 import stat
 import sys
@@ -77,13 +76,7 @@ class Library:
     residues: int  # residues the encoder reads of them (after truncation)
     nucleotide_share: float  # share of A/C/G/T/U/N among those residues
     sha256: str  # of the whole file's bytes as stored (gzip: compressed): the run fingerprint's input
-    longest: int = 0  # residues of the longest record the encoder reads (after truncation)
-    # A uniform sample of those lengths (at most LENGTH_SAMPLE, seeded): what a probe of the
-    # device before the first batch times (`screen.tuning`).
-    lengths: tuple[int, ...] = ()
-
-
-LENGTH_SAMPLE = 512
+    longest: int = 0  # residues of the longest record the encoder reads (after truncation): `--max-tokens auto`
 
 
 def survey_library(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None) -> Library:
@@ -91,26 +84,13 @@ def survey_library(path: Path, policy: ReadPolicy, shard: tuple[int, int] | None
     InputError names each one it rejects), count the shard's records and residues, hash the bytes."""
     digest = hashlib.sha256()
     records = residues = nucleotides = longest = 0
-    sample: list[int] = []
-    draw = random.Random(0)
     for record in scan_fasta(path, policy, digest):
         if in_shard(record, shard):
             records += 1
             residues += record.residues_used
             nucleotides += record.residues_used - len(record.used_sequence.translate(_NOT_NUCLEOTIDE))
-            if record.residues_used:
-                longest = max(longest, record.residues_used)
-                _reservoir(sample, record.residues_used, records, draw)
-    return Library(records, residues, nucleotides / residues if residues else 0.0, digest.hexdigest(),
-                   longest, tuple(sample))
-
-
-def _reservoir(sample: list[int], value: int, seen: int, draw: random.Random) -> None:
-    """Keep `sample` a uniform sample of the `seen` values so far (reservoir sampling)."""
-    if len(sample) < LENGTH_SAMPLE:
-        sample.append(value)
-    elif (slot := draw.randrange(seen)) < LENGTH_SAMPLE:
-        sample[slot] = value
+            longest = max(longest, record.residues_used)
+    return Library(records, residues, nucleotides / residues if residues else 0.0, digest.hexdigest(), longest)
 
 
 def check_protein_library(path: Path, share: float, allow_nucleotide: bool) -> None:

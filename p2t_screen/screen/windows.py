@@ -80,10 +80,13 @@ class Part:
         rows, self.rows = self.rows, []
         self.records = self.residues = 0
         self.spent = 0.0
-        if len(rows) == 1:
-            return rows[0]
-        table = pa.Table.from_batches(rows, schema=self.schema).combine_chunks()
-        return table.to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=self.schema)
+        return rows[0] if len(rows) == 1 else one_batch(pa.Table.from_batches(rows, schema=self.schema))
+
+
+def one_batch(table: pa.Table) -> pa.RecordBatch:
+    """`table`'s rows as a single record batch (an empty one keeps the schema)."""
+    table = table.combine_chunks()
+    return table.to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
 def parts(blocks: Blocks, screen_block: Callable[[list[Record]], pa.RecordBatch], part: Part
