@@ -61,6 +61,20 @@ def parse_max_tokens(value: str) -> int | None:
     return tokens
 
 
+COVERAGE_HELP = ("coverage of the conformal intervals and label sets in the rows (value_lo/value_hi, label_set, "
+                 "site_set, residue_sets): one of the levels stored at calibration time, 0.8 | 0.9 | 0.95")
+
+
+def parse_coverage(value: str) -> float:
+    """`--coverage`: one of the levels a calibration stores."""
+    from ..trust.conformal import check_level
+
+    try:
+        return check_level(float(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc) if "level" in str(exc) else f"not a number: {value!r}") from None
+
+
 def split_tasks(value: str) -> list[str]:
     names = [t.strip() for t in value.split(",") if t.strip()]
     if not names:

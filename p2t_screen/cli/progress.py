@@ -177,6 +177,15 @@ class TrainProgress:
                                    f"(best validation {info['metric']} "
                                    f"{info['validation'][str(info['threshold'])]:.3f} "
                                    f"on {info['examples']} examples)")
+        elif event == "calibration":
+            if "domain" in data:
+                d = data["domain"]
+                self.console.print(f"domain index: {d['proteins']:,} training proteins, in-domain threshold "
+                                   f"{d['threshold']:.4f}", highlight=False)
+            for task, info in data["tasks"].items():
+                c = info["calibration"]
+                self.console.print(f"{task}: conformal calibration on {c['examples']:,} validation proteins "
+                                   f"(levels {', '.join(c['levels'])})", highlight=False)
 
 
 class PretrainLog:

@@ -138,6 +138,55 @@ def eval_cmd(
                 continue
             table.add_row(key, _fmt(value), *(_fmt(other["metrics"].get(key)) for _, other in others))
         Console().print(table)
+        if "coverage" in entry:
+            Console().print(coverage_table(task, entry["coverage"]))
+
+
+def coverage_table(task: str, coverage: dict) -> Table:
+    """Coverage and size of the conformal answers at each level, overall and by domain."""
+    table = Table(title=f"{task}: conformal coverage (residues for per-residue tasks)")
+    for name in ("level", "coverage", "mean set size / width", "in domain: coverage", "out of domain: coverage",
+                 "out of domain: proteins"):
+        table.add_column(name, justify="right")
+    for level, found in coverage.items():
+        inside, outside = found.get("in_domain", {}), found.get("out_of_domain", {})
+        table.add_row(level, _fmt(found["all"]["coverage"]), _fmt(found["all"]["mean_size"]),
+                      _fmt(inside.get("coverage")), _fmt(outside.get("coverage")), str(outside.get("proteins", 0)))
+    return table
+
+
+@app.command("calibrate", epilog=EXIT_CODES_HELP)
+def calibrate_cmd(
+    model: Annotated[str, typer.Argument(help="model directory or installed name (it gains calibration.json and domain.safetensors)")],
+    data: Annotated[list[str], typer.Argument(help="TASK=FILE (CSV, TSV or Parquet with sequence, label and split columns), a file in a folder named after a task, or a training config")],
+    split: Annotated[str, typer.Option(help="rows to calibrate on: auto (the 'calibration' rows, else 'valid', else every row of a file without a split column) | calibration | valid | test | all")] = "auto",
+    domain: Annotated[bool, typer.Option(help="also index the files' 'train' rows as the model's applicability domain (its threshold fixed on the held-out rows)")] = True,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    max_tokens: Annotated[int, typer.Option(min=1, help="padded encoder tokens per batch")] = 8192,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Conformal calibration from labelled proteins held out from training: every answer of the
+    model's screens then carries an interval or set with a stated coverage (--coverage)."""
+    from ..train.conformal import run_calibrate
+
+    if split not in ("auto", "calibration", "valid", "test", "all"):
+        raise typer.BadParameter(f"split must be auto, calibration, valid, test or all, got {split!r}")
+    try:
+        found = run_calibrate(model, data, split, max_tokens, device, domain)
+    except P2TError as exc:
+        raise fail(exc) from None
+    if as_json:
+        print(json.dumps(found, indent=2, default=float))
+        return
+    if "domain" in found:
+        d = found["domain"]
+        err.print(f"domain index: {d['proteins']:,} training proteins, threshold {d['threshold']:.4f} "
+                  f"(95% of {d['held_out']:,} held-out proteins pass)", highlight=False)
+    for task, entry in found["tasks"].items():
+        c = entry["calibration"]
+        err.print(f"{task}: calibrated on {c['examples']:,} proteins ({c['source'].get('split', '?')} rows of "
+                  f"{c['source'].get('file', '?')}); {c['method']}", highlight=False)
+        Console().print(coverage_table(task, entry["coverage_on_calibration"]))
 
 
 def _fmt(value) -> str:

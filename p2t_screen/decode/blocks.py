@@ -21,6 +21,8 @@ class Decoded:
     tokens: Tensor  # (B, S) chosen ids, <pad> after <eos>
     probs: Tensor  # (B, S) probability of each chosen token under the constrained distribution
     first_probs: Tensor  # (B, V) constrained distribution at the first step (class tasks)
+    # (B, S, K) each step's reported distribution over the block's `label_ids` (None: not asked)
+    label_dists: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class TaskBlock:
     first forced_len[b] steps take forced[b] instead of the model's choice (probability 1), so a
     row-specific prompt costs no padding inside the sequence; they are still returned in `tokens`
     (callers strip them: `prompts`). `temperature` divides the logits of the reported
-    probabilities (calibration), never the choice."""
+    probabilities (calibration), never the choice. `label_ids`: when given, each step's reported
+    distribution over these tokens is kept (`Decoded.label_dists`: conformal label sets)."""
 
     task_id: int
     grammar: Grammar
@@ -38,6 +41,7 @@ class TaskBlock:
     forced_len: Tensor | None = None
     temperature: float = 1.0
     prompts: tuple[tuple[int, ...], ...] = ()  # each row's forced prompt ids (what `forced` holds)
+    label_ids: tuple[int, ...] = ()
 
     @property
     def prompt_lengths(self) -> list[int]:
@@ -46,8 +50,9 @@ class TaskBlock:
 
 
 def task_block(spec: TaskSpec, vocab: Vocab, proteins: Sequence[str], max_steps: int,
-               device: torch.device) -> TaskBlock:
-    """A task's block over a batch of proteins: its grammar and any per-row prompt of its kind."""
+               device: torch.device, label_dists: bool = False) -> TaskBlock:
+    """A task's block over a batch of proteins: its grammar and any per-row prompt of its kind;
+    `label_dists`: keep each step's distribution over the task's labels."""
     kind = spec.task_kind
     grammar = kind.grammar(spec, vocab, proteins, max_steps, device)
     prompts = tuple(tuple(vocab.ids(kind.prompt_tokens(spec, p))) for p in proteins)
@@ -58,4 +63,5 @@ def task_block(spec: TaskSpec, vocab: Vocab, proteins: Sequence[str], max_steps:
         for row, ids in enumerate(prompts):
             table[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         forced, forced_len = table.to(device), torch.tensor(lengths, device=device)
-    return TaskBlock(vocab.id(spec.token), grammar, forced, forced_len, spec.reported_temperature, prompts)
+    return TaskBlock(vocab.id(spec.token), grammar, forced, forced_len, spec.reported_temperature, prompts,
+                     tuple(vocab.ids(spec.labels)) if label_dists else ())

@@ -86,6 +86,8 @@ def _greedy(stack: Stack, logits: Tensor, next_logits: NextLogits, pad_id: int, 
     tokens = torch.full((rows, steps), pad_id, dtype=torch.long, device=device)
     probs = torch.zeros((rows, steps), dtype=torch.float32, device=device)
     done = torch.zeros(rows, dtype=torch.bool, device=device)
+    dists = (torch.zeros((rows, steps, stack.label_width), dtype=torch.float32, device=device)
+             if stack.label_index is not None else None)  # (R, S, K)
     first = None
     for step in range(steps):
         live = stack.live_rows
@@ -98,6 +100,8 @@ def _greedy(stack: Stack, logits: Tensor, next_logits: NextLogits, pad_id: int, 
         if first is None:
             first = logp.exp()
         tokens[:live, step], probs[:live, step] = token, prob
+        if dists is not None:
+            dists[:live, step] = stack.label_dists(logp)
         stack.advance(token)
         done[:live] |= token.eq(stack.eos_id)
         if step == steps - 1:
@@ -106,8 +110,9 @@ def _greedy(stack: Stack, logits: Tensor, next_logits: NextLogits, pad_id: int, 
         active = stack.running_after(step, done, check)
         if active == 0:
             tokens, probs = tokens[:, : step + 1], probs[:, : step + 1]
+            dists = dists[:, : step + 1] if dists is not None else None
             break
         if trim:
             stack.active = active
         logits = next_logits(step, token[: stack.live_rows])
-    return stack.split(tokens, probs, first)
+    return stack.split(tokens, probs, first, dists)

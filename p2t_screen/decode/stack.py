@@ -39,6 +39,12 @@ class Stack:
                 if b.forced is not None:
                     self.forced[g * batch:(g + 1) * batch, : b.forced.shape[1]] = b.forced
                     self.forced_len[g * batch:(g + 1) * batch] = b.forced_len
+        # Blocks that keep their label distributions: each row's label ids, padded to the widest (R, K).
+        self.label_width = max((len(b.label_ids) for b in self.blocks), default=0)
+        self.label_index = None
+        if self.label_width:
+            table = [list(b.label_ids) + [0] * (self.label_width - len(b.label_ids)) for b in self.blocks]
+            self.label_index = torch.tensor(table, dtype=torch.long, device=device).repeat_interleave(batch, 0)
         temps = [b.temperature for b in self.blocks]
         self.temperature: float | Tensor = 1.0 if all(t == 1.0 for t in temps) else \
             torch.tensor(temps, device=device).repeat_interleave(batch)[:, None]  # (R, 1)
@@ -79,11 +85,18 @@ class Stack:
             active = max((g + 1 for g, u in enumerate(unfinished) if u), default=0)
         return active
 
-    def split(self, tokens: Tensor, probs: Tensor, first: Tensor) -> list[Decoded]:
+    def label_dists(self, logp: Tensor) -> Tensor:
+        """The live rows' reported distribution over their block's labels (live_rows, K), from
+        reported log-probabilities (live_rows, V)."""
+        return logp.gather(1, self.label_index[: logp.shape[0]]).exp()
+
+    def split(self, tokens: Tensor, probs: Tensor, first: Tensor, dists: Tensor | None = None) -> list[Decoded]:
         """Each block's rows, in the order the blocks were given."""
-        out = [Decoded(tokens[g * self.batch:(g + 1) * self.batch, : b.grammar.max_steps],
-                       probs[g * self.batch:(g + 1) * self.batch, : b.grammar.max_steps],
-                       first[g * self.batch:(g + 1) * self.batch]) for g, b in enumerate(self.blocks)]
+        out = []
+        for g, b in enumerate(self.blocks):
+            rows, steps = slice(g * self.batch, (g + 1) * self.batch), b.grammar.max_steps
+            kept = dists[rows, :steps, : len(b.label_ids)] if dists is not None and b.label_ids else None
+            out.append(Decoded(tokens[rows, :steps], probs[rows, :steps], first[rows], kept))
         in_given_order: list[Decoded] = [None] * len(out)  # type: ignore[list-item]
         for g, i in enumerate(self.order):
             in_given_order[i] = out[g]

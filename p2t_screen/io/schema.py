@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3  # 2: ligand_id added; partner_id and ligand filled. 3: model added
+SCHEMA_VERSION = 4  # 2: ligand_id added; partner_id and ligand filled. 3: model added. 4: conformal answers and domain
 
 
 METADATA_KEY = b"p2t"
@@ -44,6 +44,14 @@ SCHEMA = pa.schema([
     pa.field("ligand", pa.string()),
     pa.field("ligand_id", pa.string()),
     pa.field("model", pa.string()),
+    pa.field("value_lo", pa.float64()),
+    pa.field("value_hi", pa.float64()),
+    pa.field("label_set", pa.list_(pa.string())),
+    pa.field("site_set", pa.list_(pa.int32())),
+    pa.field("residue_sets", pa.list_(pa.string())),
+    pa.field("set_size", pa.float32()),
+    pa.field("domain_score", pa.float32()),
+    pa.field("in_domain", pa.bool_()),
 ])
 
 
@@ -71,6 +79,22 @@ COLUMN_DOCS = {
     "ligand": "SMILES of the ligand (--ligand/--ligands) of a protein-ligand task; null otherwise",
     "ligand_id": "name of that ligand (the .smi file's second column, else 'ligand1'...)",
     "model": "name of the model that answered the task (the run metadata has each model's path and sha256)",
+    "value_lo": "regression: low end of the conformal interval holding the true value with the run's "
+                "coverage (run metadata `coverage`); null where the model has no calibration for the task",
+    "value_hi": "regression: high end of that interval",
+    "label_set": "class: the conformal set of classes holding the true class with the run's coverage; "
+                 "multi-label ('flags'): the labels called with the share of true labels missed kept "
+                 "below 1 - coverage on average (conformal risk control); null without calibration",
+    "site_set": "sites: the predicted sites kept with the share of false ones kept below 1 - coverage on "
+                "average (conformal risk control); null without calibration",
+    "residue_sets": "per-residue: each residue's conformal set of labels as codes (e.g. 'HC'), holding the "
+                    "true label of the run's coverage of residues; null without calibration",
+    "set_size": "entries in label_set / site_set; per-residue: mean labels per residue's set; "
+                "regression: value_hi - value_lo",
+    "domain_score": "mean cosine similarity of the protein's pooled representation to its nearest "
+                    "training proteins (the model's domain index); null where the model has none",
+    "in_domain": "domain_score at or above the threshold that 95% of held-out in-distribution proteins "
+                 "pass; false: the protein is unlike the training data, trust its answers less",
 }
 
 

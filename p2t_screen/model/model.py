@@ -35,6 +35,10 @@ class P2TModel(nn.Module):
         self.source = ""  # where it was loaded from, set by the loader
         self.checksum = ""
         self.metadata: dict = {}
+        # Set by the loader from the model directory (`trust.store`, `trust.domain`): each task's
+        # conformal calibration by name, and the domain index (None: the model has none).
+        self.calibrations: dict = {}
+        self.domain = None
 
     @property
     def vocab(self) -> Vocab:

@@ -29,6 +29,8 @@ from .esm_io import load_encoder_state, load_esm2
 from .locations import CONFIG_FILE, DEFAULT_MODEL, bundled_models, resolve_model_path  # noqa: F401
 from .model import P2TModel
 from .molecule import MoleculeConfig
+from ..trust.domain import DOMAIN_FILE, load_domain
+from ..trust.store import CALIBRATION_FILE, task_calibrations
 
 FORMAT = "p2t-model"
 
@@ -213,9 +215,10 @@ def file_sha256(path: Path) -> str:
 
 
 def model_checksum(path: Path) -> str:
-    """sha256 over the config and weight files, identifying exactly these weights."""
+    """sha256 over the config, weight and calibration files, identifying exactly these weights
+    and what the model states about its answers' trust."""
     digest = hashlib.sha256()
-    for name in (CONFIG_FILE, ENCODER_FILE, DECODER_FILE, MOLECULE_FILE):
+    for name in (CONFIG_FILE, ENCODER_FILE, DECODER_FILE, MOLECULE_FILE, CALIBRATION_FILE, DOMAIN_FILE):
         file = path / name
         if file.is_file():
             digest.update(name.encode())
@@ -256,11 +259,18 @@ def load_model(ref: str | os.PathLike | None = None, device: str | torch.device 
     _load_strict(model.decoder, path / DECODER_FILE, "decoder")
     if model.molecule is not None:
         _load_strict(model.molecule, path / MOLECULE_FILE, "molecule encoder")
+    try:
+        model.calibrations = task_calibrations(path)
+        model.domain = load_domain(path)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
     model.source = str(path)
     model.checksum = checksum or model_checksum(path)
     model.metadata = {k: v for k, v in doc.items() if k not in
                       ("format", "format_version", "name", "encoder", "decoder", "vocab", "tasks", "memory",
                        "molecule")}
+    if model.domain is not None:
+        model.domain = model.domain.to(device)
     return model.to(device=device, dtype=dtype).eval()
 
 

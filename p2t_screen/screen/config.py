@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..trust.conformal import DEFAULT_LEVEL, check_level
+
 
 DEFAULT_MAX_TOKENS = 16384
 
@@ -41,8 +43,12 @@ class ScreenConfig:
     # and no GPU figure shows it faster yet (tools/gpu_bench.sh times both; docs/bench/gpu).
     # A choice timed at the start of each run would make a run's numbers depend on the clock.
     packed_encoder: bool = False
+    # `--coverage`: the level of the conformal intervals and sets the rows carry, one of those
+    # stored at calibration time (`trust.conformal.LEVELS`).
+    coverage: float = DEFAULT_LEVEL
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "coverage", check_level(self.coverage))
         for name in ("max_tokens", "window_records", "window_residues", "block_batches"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

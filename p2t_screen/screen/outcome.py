@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..decode import Decoded
@@ -33,6 +34,7 @@ class HostDecoded:
     ids: list[list[int]]
     probs: list[list[float]]
     first: list[dict[str, float]]
+    label_dists: np.ndarray | None = None  # (B, S, K) each step's distribution over the labels, when kept
 
 
 def to_host(specs: Sequence[TaskSpec], decoded: Sequence[Decoded], vocab: Vocab) -> list[HostDecoded]:
@@ -65,6 +67,10 @@ def to_host(specs: Sequence[TaskSpec], decoded: Sequence[Decoded], vocab: Vocab)
         first = ([dict(zip(spec.labels, row)) for row in take(first_shape)] if first_shape is not None
                  else [{} for _ in ids])
         found.append(HostDecoded(ids, probs, first))
+    for i, out in enumerate(decoded):  # label distributions, where kept: one array each, not Python lists
+        if out.label_dists is not None:
+            found[i] = HostDecoded(found[i].ids, found[i].probs, found[i].first,
+                                   out.label_dists.float().cpu().numpy())
     return found
 
 
@@ -74,7 +80,8 @@ def parse_outcomes(spec: TaskSpec, decoded: HostDecoded, vocab: Vocab, prompt_le
     forced prompt, not output. A row that did not end, or does not parse, is a per-row failure
     (unreachable under the grammar, kept so that nothing is ever lost silently)."""
     kind, outcomes = spec.task_kind, []
-    for row_ids, row_probs, row_first, skip in zip(decoded.ids, decoded.probs, decoded.first, prompt_lengths):
+    for row, (row_ids, row_probs, row_first, skip) in enumerate(
+            zip(decoded.ids, decoded.probs, decoded.first, prompt_lengths)):
         row_ids, row_probs = row_ids[skip:], row_probs[skip:]
         if vocab.eos_id not in row_ids:
             outcomes.append(Failure(Status.ERROR, "decoder output did not terminate"))
@@ -82,7 +89,10 @@ def parse_outcomes(spec: TaskSpec, decoded: HostDecoded, vocab: Vocab, prompt_le
         end = row_ids.index(vocab.eos_id)
         tokens = [vocab.tokens[i] for i in row_ids[:end]]
         try:
-            outcomes.append(kind.parse(spec, tokens, row_probs[:end], row_first))
+            result = kind.parse(spec, tokens, row_probs[:end], row_first)
+            if decoded.label_dists is not None:
+                result.label_dists = decoded.label_dists[row, skip: skip + end]  # (steps, K)
+            outcomes.append(result)
         except ValueError as exc:
             outcomes.append(Failure(Status.ERROR, f"unparseable output {tokens}: {exc}"))
     return outcomes

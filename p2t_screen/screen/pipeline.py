@@ -186,6 +186,7 @@ class _ScreenRun:
             "shard": list(req.shard) if req.shard else None, "schema_version": SCHEMA_VERSION,
             **({"memory": MASKED} if req.screen.fast_memory else {}),  # --fast-memory
             **({"thresholds": dict(req.thresholds)} if req.thresholds else {}),
+            "coverage": req.screen.coverage,
         }
 
     def screen(self) -> RunSummary:
@@ -231,6 +232,17 @@ class _ScreenRun:
         self._note(search.describe())
         return replace(config, max_tokens=search.max_tokens), {"max_tokens_auto": search.to_dict()}
 
+    def _note_trust(self, screeners: list[Screener]) -> None:
+        """Say once per run which answers carry no stated coverage or domain flag, and why."""
+        bare = [t.name for s in screeners for t in s.tasks if t.name not in s.conformal]
+        if bare:
+            self._note(f"no conformal calibration fits task(s) {', '.join(bare)}: their intervals and sets "
+                       "(value_lo/value_hi, label_set, site_set, residue_sets) are null; "
+                       "`p2t calibrate MODEL TASK=FILE` adds one")
+        blind = [s.model_name for s in screeners if s.model.domain is None]
+        if blind:
+            self._note(f"model(s) {', '.join(blind)} have no domain index: domain_score and in_domain are null")
+
     def _note(self, message: str) -> None:
         if self.progress is not None:
             self.progress.note(message)
@@ -244,6 +256,13 @@ class _ScreenRun:
                            self.policy, config.max_tokens),
             **tuning,  # what the run measured of its device before the first batch (`screen.tuning`)
             "packed_encoder": config.packed_encoder,
+            # How far to trust the rows: the conformal level, and each task's calibration (`trust`).
+            "coverage": config.coverage,
+            "conformal": {t.name: _conformal_record(m, t, config.coverage)
+                          for r, m in zip(self.routes, models) for t in r.tasks},
+            "domain": {r.config.name: m.domain and {"threshold": m.domain.threshold,
+                                                   "proteins": int(m.domain.vectors.shape[0])}
+                       for r, m in zip(self.routes, models)},
             "models": [{"name": r.config.name, "path": str(r.path), "sha256": m.checksum,
                         "tasks": [t.name for t in r.tasks]} for r, m in zip(self.routes, models)],
             "created": datetime.now(timezone.utc).isoformat(),
@@ -275,6 +294,7 @@ class _ScreenRun:
         writer = PartWriter(req.output, schema, run, state)
         screeners = [Screener(m, r.tasks, config, schema, self.memory_guard, self.pairing, self.ligands)
                      for m, r in zip(models, self.routes)]
+        self._note_trust(screeners)
         screener = screeners[0] if len(screeners) == 1 else MultiScreener(
             screeners, schema, [t.name for t in self.tasks], depth=depth)
         residues = self.library.residues
@@ -308,6 +328,15 @@ class _ScreenRun:
         summary.parts = writer.parts or 1  # an empty run still leaves one empty part with the schema
         writer.finish(summary.to_dict())
         return summary
+
+
+def _conformal_record(model: P2TModel, spec: TaskSpec, level: float) -> dict[str, Any] | None:
+    """What the run record keeps of a task's calibration (None: its conformal columns are null)."""
+    found = model.calibrations.get(spec.name)
+    if found is None or not found.fits(spec) or not spec.task_kind.has_conformal(spec):
+        return None
+    return {"method": found.method, "examples": found.examples, "source": found.source,
+            "created": found.created, "params": found.params(level)}
 
 
 def screen_file(req: ScreenRequest, progress: Progress | None = None, should_stop: StopFn | None = None,

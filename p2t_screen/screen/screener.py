@@ -24,7 +24,8 @@ from ..model.encoder import encoder_tokens
 from ..model.model import P2TModel
 from ..model.trunk import SharedTrunk
 from ..tasks.inputs import INPUTS, LIGAND, PAIR, PROTEIN, ModelInput, as_input
-from ..tasks.spec import TaskSpec
+from ..tasks.spec import TaskResult, TaskSpec
+from ..trust.domain import pooled
 from .assembly import window_rows
 from .config import ScreenConfig
 from .expansion import Expansion, Pairing
@@ -54,7 +55,8 @@ class Screener:
 
     def __init__(self, model: P2TModel, tasks: list[TaskSpec], config: ScreenConfig = ScreenConfig(),
                  schema: pa.Schema = SCHEMA, memory_guard: HostMemoryGuard | None = None,
-                 pairs: Pairing | None = None, ligands: Sequence[Ligand] | None = None) -> None:
+                 pairs: Pairing | None = None, ligands: Sequence[Ligand] | None = None,
+                 keep_label_dists: bool = False) -> None:
         self.model = model
         self.memory_guard = memory_guard  # tests inject a host-memory limit through it
         self.tasks = tasks
@@ -67,6 +69,13 @@ class Screener:
             raise ValueError("a Screener needs a token budget: resolve --max-tokens auto first "
                              "(screen_file does; screen.tuning.fit_budget measures one)")
         self.config = config
+        # Each task's conformal constants at the run's coverage, where the model's calibration
+        # still fits the task (`trust.store`); the others' conformal columns stay null.
+        self.conformal = {t.name: model.calibrations[t.name].params(config.coverage) for t in tasks
+                          if t.name in model.calibrations and model.calibrations[t.name].fits(t)
+                          and t.task_kind.has_conformal(t)}
+        # Calibration and evaluation read each result's label distributions themselves.
+        self.keep_label_dists = keep_label_dists
         self.schema = schema
         self.device = next(model.parameters()).device
         self.memory_layout = MASKED if config.fast_memory else model.config.memory_layout  # the layout it runs
@@ -105,8 +114,16 @@ class Screener:
         if self.trunk is not None:  # the bottom encoder layers are shared with other models
             key, trunk = (self.memory_layout, tuple(unique)), self.trunk
             encode_hidden = lambda tokens: trunk.hidden(model, tokens, key)  # noqa: E731
-        memory, keep = model.encode(encoder_tokens(list(unique), self.device), self.memory_layout,
+        tokens = encoder_tokens(list(unique), self.device)  # (U, T)
+        memory, keep = model.encode(tokens, self.memory_layout,
                                     molecules, protein_index, encode_hidden, self.config.packed_encoder)
+        domain = None
+        if model.domain is not None:  # how like the training proteins each input's protein is (B,)
+            residues = tokens.ne(model.encoder.padding_idx) & tokens.ne(model.encoder.cls_idx) \
+                & tokens.ne(model.encoder.eos_idx)  # (U, T)
+            if protein_index is not None:
+                residues = residues[protein_index]
+            domain = model.domain.score(pooled(memory, residues)).tolist()
         proteins = [i.protein for i in items]
         if self.ladder is not None:  # padded up to the compiled shapes; the padding rows are dropped below
             proteins, memory, keep = self.ladder.fit(proteins, memory, keep)
@@ -117,23 +134,40 @@ class Screener:
         stepped = [s for s in specs if model.feeds_back(s)]
         stacks = [stepped] if stepped and self.config.stack_tasks else [[s] for s in stepped]
         stacks += [[s] for s in specs if not model.feeds_back(s)]
-        outcomes = {name: out for stack in stacks
+        outcomes = {name: out[: len(items)] for stack in stacks
                     for name, out in self._decode(stack, proteins, memory, memory_kv, keep).items()}
-        return {spec.name: outcomes[spec.name][: len(items)] for spec in specs}
+        if domain is not None:
+            threshold = model.domain.threshold
+            for found in outcomes.values():
+                for outcome, score in zip(found, domain):
+                    if isinstance(outcome, TaskResult):
+                        outcome.domain_score, outcome.in_domain = score, score >= threshold
+        return {spec.name: outcomes[spec.name] for spec in specs}
 
     def _decode(self, specs: list[TaskSpec], proteins: list[str], memory: torch.Tensor,
                 memory_kv: list[tuple[torch.Tensor, torch.Tensor]], keep: torch.Tensor | None
                 ) -> dict[str, list[Outcome]]:
         """One stack of tasks decoded together, its tokens copied to the host once and parsed."""
         model, vocab = self.model, self.model.vocab
-        blocks = [task_block(spec, vocab, proteins, model.config.max_output_steps, self.device) for spec in specs]
+        blocks = [task_block(spec, vocab, proteins, model.config.max_output_steps, self.device,
+                             spec.task_kind.conformal_reads_dists
+                             and (spec.name in self.conformal or self.keep_label_dists)) for spec in specs]
         decoded: list[Decoded] = decode_stack(
             model.decoder, memory_kv, keep, vocab.bos_id, blocks, vocab.eos_id, vocab.pad_id,
             side_for=lambda stack: model.side_inputs(memory, stack.task_ids, keep, stack.block_task_ids),
             feedback=model.feeds_back(specs[0]), step=self.step, ladder=self.ladder)
         on_host = to_host(specs, decoded, vocab)
-        return {spec.name: parse_outcomes(spec, out, vocab, block.prompt_lengths)
-                for spec, out, block in zip(specs, on_host, blocks)}
+        found = {spec.name: parse_outcomes(spec, out, vocab, block.prompt_lengths)
+                 for spec, out, block in zip(specs, on_host, blocks)}
+        for spec in specs:
+            params = self.conformal.get(spec.name)
+            for outcome in found[spec.name]:
+                if isinstance(outcome, TaskResult):
+                    if params is not None:
+                        spec.task_kind.conformal_answer(spec, outcome, params)
+                    if not self.keep_label_dists:
+                        outcome.label_dists = None
+        return found
 
     def run_batch(self, batch: list[ModelInput], tasks: list[TaskSpec]) -> Iterator[tuple[ModelInput, dict[str, Outcome]]]:
         """Each input's outcomes for `tasks`; out of memory, the batch is split in halves down to

@@ -57,6 +57,10 @@ class TaskKind:
     scalar = False  # a handful of output tokens per protein, whatever its length
     default_input_dropout = 0.0  # training: chance each previous label token is hidden
     residue_tracks = False  # residue_track() lays the answer along the residues (per-residue formats)
+    # How its answers get a stated coverage (`trust.conformal`; "": they do not), and whether that
+    # reads each output step's distribution over the labels (`TaskResult.label_dists`).
+    conformal_method: str = ""
+    conformal_reads_dists = False
 
     def validate(self, spec: TaskSpec) -> None:
         """Raise ValueError when the spec lacks what this kind needs."""
@@ -158,6 +162,32 @@ class TaskKind:
         """(probability, whether it came true) for each probability a result's columns report
         (calibration); none by default."""
         return []
+
+    # ---------------------------------------------------------------- trust (trust/conformal.py)
+
+    def has_conformal(self, spec: TaskSpec) -> bool:
+        """Whether this task's answers can carry conformal sets or intervals."""
+        return bool(self.conformal_method)
+
+    def conformal_scores(self, spec: TaskSpec, result: TaskResult, truth: Any) -> Any:
+        """What one calibration protein contributes to `fit_conformal` (its nonconformity scores,
+        or its items' probabilities and truth), from its result and true label."""
+        raise NotImplementedError
+
+    def fit_conformal(self, spec: TaskSpec, scores: list[Any], level: float) -> dict[str, Any]:
+        """The constants (JSON-ready) that give answers with coverage `level`, from every
+        calibration protein's `conformal_scores`."""
+        raise NotImplementedError
+
+    def conformal_answer(self, spec: TaskSpec, result: TaskResult, params: dict[str, Any]) -> None:
+        """Fill the result's conformal columns under one level's `fit_conformal` constants."""
+        raise NotImplementedError
+
+    def conformal_check(self, spec: TaskSpec, result: TaskResult, truth: Any) -> tuple[float, int, float]:
+        """How a conformal answer fared against the truth: (units covered, units, set size or
+        interval width); a unit is a protein, or a residue for per-residue tasks. For the calls of
+        risk control, "covered" is one minus the protein's loss."""
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- read by people (results/)
 

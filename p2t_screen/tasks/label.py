@@ -12,6 +12,7 @@ from .kind import TaskKind, register_kind
 from .metrics import class_metrics
 from .readout import MeanProbs, TaskSummary, WideColumn, label_chart, share, value_counts
 from .spec import TaskResult, TaskSpec
+from ..trust.conformal import conformal_quantile
 
 
 class ClassKind(TaskKind):
@@ -25,6 +26,8 @@ class ClassKind(TaskKind):
     classical_family = "composition_class"  # see train.classical
     needs_first_probs = True
     scalar = True
+    conformal_method = ("split conformal on 1 - p(true class): the classes with p >= 1 - q, "
+                        "the predicted one always in")
 
     def validate(self, spec: TaskSpec) -> None:
         super().validate(spec)
@@ -70,12 +73,28 @@ class ClassKind(TaskKind):
         """The confidence is the probability that the chosen class is the true one."""
         return [(columns["confidence"], columns["label"] == truth)]
 
+    def conformal_scores(self, spec, result, truth):
+        return 1.0 - dict(result.label_probs)[truth]
+
+    def fit_conformal(self, spec, scores, level):
+        return {"q": conformal_quantile(scores, level)}
+
+    def conformal_answer(self, spec, result, params):
+        q = params["q"]
+        chosen = [lab for lab, p in result.label_probs if q is None or p >= 1.0 - q or lab == result.label]
+        result.label_set, result.set_size = chosen, float(len(chosen))
+
+    def conformal_check(self, spec, result, truth):
+        return float(truth in result.label_set), 1, result.set_size
+
     def wide_columns(self, spec):
         return (WideColumn("", pa.string(), f"predicted class: {' | '.join(spec.labels)}"),
-                WideColumn("_prob", pa.float32(), "probability of the predicted class"))
+                WideColumn("_prob", pa.float32(), "probability of the predicted class"),
+                WideColumn("_set", pa.string(), "conformal set of classes at the run's coverage, joined by ';'"))
 
     def wide_values(self, spec, row):
-        return row["label"], row["confidence"]
+        chosen = row.get("label_set")
+        return row["label"], row["confidence"], None if chosen is None else ";".join(chosen)
 
     def summary(self, spec):
         return ClassSummary(spec.name, labels=spec.labels)

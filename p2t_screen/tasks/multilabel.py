@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -15,6 +16,7 @@ from .kind import TaskKind, register_kind, sequence_probability
 from .metrics import multilabel_metrics
 from .readout import Chart, MeanProbs, TaskSummary, WideColumn, label_chart, value_counts
 from .spec import ABSENT, TaskResult, TaskSpec
+from ..trust.conformal import highest_safe_threshold, miss_losses
 
 FLAGS = "flags"
 
@@ -37,6 +39,8 @@ class MultiLabelKind(TaskKind):
     encodings = ("", FLAGS)
     threshold_encodings = (FLAGS,)
     scalar = True
+    conformal_method = ("conformal risk control of the share of true labels missed: the labels with "
+                        "p(present) >= t ('flags' encoding only)")
 
     def validate(self, spec: TaskSpec) -> None:
         super().validate(spec)
@@ -104,16 +108,39 @@ class MultiLabelKind(TaskKind):
         against whether the protein has that label."""
         return [(row["prob"], row["label"] in truth) for row in columns["label_probs"]]
 
+    def has_conformal(self, spec):
+        return spec.encoding == FLAGS  # otherwise only the emitted labels have a probability
+
+    def conformal_scores(self, spec, result, truth):
+        probs = np.array([p for _, p in result.label_probs], dtype=np.float64)
+        return probs, np.array([lab in set(truth) for lab, _ in result.label_probs])
+
+    def fit_conformal(self, spec, scores, level):
+        losses = miss_losses([p for p, _ in scores], [t for _, t in scores])
+        return {"threshold": highest_safe_threshold(losses, 1.0 - level)}
+
+    def conformal_answer(self, spec, result, params):
+        chosen = [lab for lab, p in result.label_probs if p >= params["threshold"]]
+        result.label_set, result.set_size = chosen, float(len(chosen))
+
+    def conformal_check(self, spec, result, truth):
+        true = set(truth)
+        missed = len(true - set(result.label_set)) / len(true) if true else 0.0
+        return 1.0 - missed, 1, result.set_size
+
     def wide_columns(self, spec):
         what = ("each label's probability of being present" if spec.encoding == FLAGS
                 else "each label's emission probability")
         return (WideColumn("", pa.string(), f"predicted labels joined by ';' (of {' | '.join(spec.labels)})"),
-                WideColumn("_probs", pa.string(), f"{what}, in the same order, joined by ';'"))
+                WideColumn("_probs", pa.string(), f"{what}, in the same order, joined by ';'"),
+                WideColumn("_controlled", pa.string(), "labels called under conformal risk control of "
+                           "the share of true labels missed, joined by ';'"))
 
     def wide_values(self, spec, row):
         p = {item["label"]: item["prob"] for item in row["label_probs"] or ()}
-        labels = row["labels"] or []
-        return ";".join(labels), ";".join(f"{p[lab]:.3f}" for lab in labels if lab in p)
+        labels, chosen = row["labels"] or [], row.get("label_set")
+        return (";".join(labels), ";".join(f"{p[lab]:.3f}" for lab in labels if lab in p),
+                None if chosen is None else ";".join(chosen))
 
     def summary(self, spec):
         return LabelSetSummary(spec.name, labels=spec.labels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
@@ -14,6 +15,7 @@ from .kind import SideInput, TaskKind, register_kind
 from .metrics import per_residue_metrics
 from .readout import Chart, ResidueTrack, TaskSummary, WideColumn, share, value_counts
 from .spec import TaskResult, TaskSpec
+from ..trust.conformal import conformal_quantile, label_sets
 
 
 class PerResidueKind(TaskKind):
@@ -29,6 +31,9 @@ class PerResidueKind(TaskKind):
     side_input = SideInput.RESIDUE
     one_pass_without_feedback = True
     residue_tracks = True
+    conformal_method = ("split conformal on 1 - p(true label) over residues: each residue's labels with "
+                        "p >= 1 - q, its predicted one always in")
+    conformal_reads_dists = True
     # Teacher forcing lets a per-residue decoder lower its loss by copying the previous label
     # (labels come in runs) instead of reading the encoder; hiding half of the previous labels
     # during training forces it to read the encoder.
@@ -111,6 +116,28 @@ class PerResidueKind(TaskKind):
         """Each residue's probability against whether its label is the true one."""
         return list(zip(columns["residue_probs"], (p == t for p, t in zip(columns["residue_labels"], truth))))
 
+    def conformal_scores(self, spec, result, truth):
+        index = {lab: k for k, lab in enumerate(spec.labels)}
+        dists = np.asarray(result.label_dists)  # (residues, K)
+        return 1.0 - dists[np.arange(len(truth)), [index[t] for t in truth]]
+
+    def fit_conformal(self, spec, scores, level):
+        return {"q": conformal_quantile(np.concatenate(scores) if scores else [], level)}
+
+    def conformal_answer(self, spec, result, params):
+        """Each residue's set as its labels' codes in the spec's order ("HC"); `set_size` the
+        mean set size over the residues."""
+        q = params["q"]
+        inside = label_sets(np.asarray(result.label_dists), None if q is None else 1.0 - q)  # (residues, K)
+        codes = np.array(list(self.codes(spec).values()))
+        result.residue_sets = ["".join(codes[row]) for row in inside]
+        result.set_size = float(inside.sum(1).mean()) if len(inside) else 0.0
+
+    def conformal_check(self, spec, result, truth):
+        codes = self.codes(spec)
+        covered = sum(codes[t] in s for t, s in zip(truth, result.residue_sets))
+        return float(covered), len(truth), result.set_size
+
     def codes(self, spec: TaskSpec) -> dict[str, str]:
         """label -> the one character that stands for it in code strings (the spec's codes, else
         each label's first letter where those differ, else A, B, C...)."""
@@ -123,7 +150,9 @@ class PerResidueKind(TaskKind):
     def wide_columns(self, spec):
         legend = " ".join(f"{c}={lab}" for lab, c in self.codes(spec).items())
         return (WideColumn("", pa.string(), f"one code per residue used ({legend})"),
-                WideColumn("_confidence", pa.float32(), "mean probability of the residues' labels"))
+                WideColumn("_confidence", pa.float32(), "mean probability of the residues' labels"),
+                WideColumn("_set_size", pa.float32(), "mean size of the residues' conformal label sets at "
+                           "the run's coverage (1: every residue sure)"))
 
     def code_string(self, spec: TaskSpec, labels: list[str]) -> str:
         """Labels as one code per residue (e.g. "HHEC")."""
@@ -131,7 +160,7 @@ class PerResidueKind(TaskKind):
         return "".join(codes.get(lab, "?") for lab in labels)
 
     def wide_values(self, spec, row):
-        return self.code_string(spec, row["residue_labels"] or []), row["confidence"]
+        return self.code_string(spec, row["residue_labels"] or []), row["confidence"], row.get("set_size")
 
     def residue_track(self, spec, row):
         labels = row["residue_labels"] or []

@@ -13,6 +13,7 @@ from .kind import TaskKind, register_kind, sequence_probability
 from .metrics import regression_metrics
 from .readout import Histogram, TaskSummary, WideColumn
 from .spec import TaskResult, TaskSpec
+from ..trust.conformal import conformal_quantile
 
 REGRESSION_LOW, REGRESSION_HIGH = 0.0001, 0.9999  # Prot2Token's squashed label range
 REGRESSION_DECIMALS = 4
@@ -29,6 +30,7 @@ class RegressionKind(TaskKind):
     report_metrics = ("spearman", "pearson", "rmse")
     classical_family = "composition_ridge"  # see train.classical
     scalar = True
+    conformal_method = "split conformal on the absolute error: value +- q"
 
     def validate(self, spec: TaskSpec) -> None:
         super().validate(spec)
@@ -78,12 +80,33 @@ class RegressionKind(TaskKind):
         return (f"train mean {mean:.3f}",
                 self.score(spec, [p for p, _ in test], [lab for _, lab in test], [mean] * len(test)))
 
+    def conformal_scores(self, spec, result, truth):
+        return abs(result.value - float(truth))
+
+    def fit_conformal(self, spec, scores, level):
+        return {"q": conformal_quantile(scores, level)}
+
+    def conformal_answer(self, spec, result, params):
+        """value +- q, within the range the model can write; no q (too few calibration proteins
+        for this level): the whole range."""
+        lo, hi = spec.value_range
+        q = params["q"]
+        result.value_lo = lo if q is None else max(lo, result.value - q)
+        result.value_hi = hi if q is None else min(hi, result.value + q)
+        result.set_size = result.value_hi - result.value_lo
+
+    def conformal_check(self, spec, result, truth):
+        return float(result.value_lo <= float(truth) <= result.value_hi), 1, result.set_size
+
     def wide_columns(self, spec):
         lo, hi = spec.value_range
-        return (WideColumn("", pa.float64(), f"predicted value (the model's range {lo:g} to {hi:g})"),)
+        return (WideColumn("", pa.float64(), f"predicted value (the model's range {lo:g} to {hi:g})"),
+                WideColumn("_interval", pa.string(), "conformal interval 'low to high' at the run's coverage"))
 
     def wide_values(self, spec, row):
-        return (row["value"],)
+        interval = (f"{row['value_lo']:.4g} to {row['value_hi']:.4g}" if row.get("value_lo") is not None
+                    else None)
+        return row["value"], interval
 
     def summary(self, spec):
         return ValueSummary(spec.name, values=Histogram(*spec.value_range))

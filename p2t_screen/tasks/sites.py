@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
@@ -14,6 +15,7 @@ from .kind import SideInput, TaskKind, register_kind, sequence_probability
 from .metrics import random_site_baseline, site_metrics
 from .readout import Chart, ResidueTrack, TaskSummary, WideColumn, share, value_counts
 from .spec import SEP, TaskResult, TaskSpec
+from ..trust.conformal import false_call_losses, lowest_safe_threshold
 
 CANDIDATES = "candidates"
 
@@ -33,6 +35,8 @@ class SitesKind(TaskKind):
     prompts = ("", CANDIDATES)
     side_input = SideInput.POINTER
     residue_tracks = True
+    conformal_method = ("conformal risk control of the share of false sites among the calls: the "
+                        "predicted sites with p >= t")
 
     def label_tokens(self, spec, max_residues):
         return [str(p) for p in range(1, max_residues + 1)] + ([SEP] if spec.prompt else [])
@@ -99,13 +103,35 @@ class SitesKind(TaskKind):
         true = set(truth)
         return [(p, site in true) for site, p in zip(columns["sites"], columns["site_probs"])]
 
+    def conformal_scores(self, spec, result, truth):
+        true = set(truth)
+        return (np.array(result.site_probs, dtype=np.float64),
+                np.array([site in true for site in result.sites], dtype=bool))
+
+    def fit_conformal(self, spec, scores, level):
+        losses = false_call_losses([p for p, _ in scores], [t for _, t in scores])
+        threshold = lowest_safe_threshold(losses, 1.0 - level)
+        return {"threshold": None if np.isinf(threshold) else threshold}  # None: no call is safe
+
+    def conformal_answer(self, spec, result, params):
+        t = params["threshold"]
+        chosen = [] if t is None else [s for s, p in zip(result.sites, result.site_probs) if p >= t]
+        result.site_set, result.set_size = chosen, float(len(chosen))
+
+    def conformal_check(self, spec, result, truth):
+        true = set(truth)
+        false = sum(s not in true for s in result.site_set) / len(result.site_set) if result.site_set else 0.0
+        return 1.0 - false, 1, result.set_size
+
     def wide_columns(self, spec):
         return (WideColumn("", pa.string(), "predicted 1-based positions, ascending, joined by ';'"),
-                WideColumn("_count", pa.int32(), "number of predicted sites"))
+                WideColumn("_count", pa.int32(), "number of predicted sites"),
+                WideColumn("_controlled", pa.string(), "sites kept under conformal control of the share "
+                           "of false calls, joined by ';'"))
 
     def wide_values(self, spec, row):
-        sites = row["sites"] or []
-        return ";".join(map(str, sites)), len(sites)
+        sites, kept = row["sites"] or [], row.get("site_set")
+        return ";".join(map(str, sites)), len(sites), None if kept is None else ";".join(map(str, kept))
 
     def residue_track(self, spec, row):
         n = row["residues_used"]

@@ -95,7 +95,7 @@ class TaskSpec:
 @dataclass
 class TaskResult:
     """A parsed, typed prediction for one (record, task); fields left None do not apply.
-    Every field is an output column of the same name."""
+    Every field but `label_dists` is an output column of the same name."""
 
     value: float | None = None
     label: str | None = None
@@ -106,10 +106,23 @@ class TaskResult:
     label_probs: list[tuple[str, float]] | None = None
     site_probs: list[float] | None = None
     residue_probs: list[float] | None = None
+    # Conformal answers at the run's coverage (`TaskKind.conformal_answer`; None: no calibration).
+    value_lo: float | None = None
+    value_hi: float | None = None
+    label_set: list[str] | None = None
+    site_set: list[int] | None = None
+    residue_sets: list[str] | None = None
+    set_size: float | None = None
+    # How like the model's training proteins the protein is (`trust.domain`; None: no index).
+    domain_score: float | None = None
+    in_domain: bool | None = None
+    # Not a column: each output step's reported distribution over the task's labels (steps, K),
+    # kept only while conformal sets are made from it.
+    label_dists: Any = None
 
     def columns(self) -> dict[str, Any]:
         """The output columns this result fills (label probabilities as {label, prob} rows)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "label_dists"}
         if self.label_probs is not None:
             out["label_probs"] = [{"label": k, "prob": p} for k, p in self.label_probs]
         return out

@@ -22,7 +22,7 @@ from ..io.records import ENCODER_ALPHABET, ReadPolicy
 from ..tasks.inputs import LIGAND, PAIR, ModelInput, pair_input
 from ..tasks.spec import TaskSpec
 
-SPLITS = ("train", "valid", "test")
+SPLITS = ("train", "valid", "test", "calibration")  # calibration: held out for conformal calibration only
 
 
 MAX_PROBLEMS = 20

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..io.records import ReadPolicy, records_from_sequences
+from ..model.config import ModelConfig
 from ..model.model import P2TModel
 from ..model.runtime import resolve_device
 from ..model.store import load_model
@@ -25,6 +26,7 @@ from ..tasks.inputs import LIGAND, PAIR, ModelInput
 from ..tasks.spec import TaskResult, TaskSpec
 from .classical import classical_baseline
 from .config import load_config
+from .conformal import coverage_report, predict_results
 from .data import Labelled, TaskSource, load_task
 
 
@@ -103,10 +105,10 @@ def classical(spec: TaskSpec, train: Sequence[Labelled], valid: Sequence[Labelle
     return classical_baseline(spec, pairs(train), pairs(valid), pairs(test))
 
 
-def resolve_data(model: P2TModel, args: list[str]) -> list[tuple[str, TaskSource]]:
+def resolve_data(config: ModelConfig, args: list[str]) -> list[tuple[str, TaskSource]]:
     """`TASK=FILE`, a file inside a folder named after a task, or a training config."""
     out: list[tuple[str, TaskSource]] = []
-    names = {t.name for t in model.config.tasks}
+    names = {t.name for t in config.tasks}
     for arg in args:
         if "=" in arg:
             task, path = arg.split("=", 1)
@@ -130,7 +132,7 @@ def run_eval(model_ref: str, data: list[str], split: str, with_baseline: bool, d
     model = load_model(model_ref, resolve_device(device))
     report: dict[str, Any] = {"model": model.config.name, "sha256": model.checksum, "split": split,
                               "tasks": {}}
-    resolved = resolve_data(model, data)
+    resolved = resolve_data(model.config, data)
     specs = {s.name: s for s in with_thresholds([model.config.task(t) for t, _ in resolved], thresholds)}
     for task, source in resolved:
         spec = specs[task]
@@ -142,6 +144,11 @@ def run_eval(model_ref: str, data: list[str], split: str, with_baseline: bool, d
                                  "metrics": evaluate(model, spec, examples, max_tokens)}
         if spec.has_threshold:
             entry["threshold"] = spec.decision_threshold
+        found = model.calibrations.get(task)
+        if found is not None and found.fits(spec) and spec.task_kind.has_conformal(spec):
+            # At every stored level: how often the intervals / sets held the truth, and their size.
+            entry["coverage"] = coverage_report(spec, found, examples,
+                                                predict_results(model, spec, examples, max_tokens))
         if with_baseline and labelled["train"]:
             name, metrics = baseline(spec, labelled["train"], examples)
             entry["baseline"] = {"name": name, "metrics": metrics}

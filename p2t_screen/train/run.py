@@ -30,6 +30,7 @@ from ..tasks.inputs import LIGAND, ModelInput
 from .build import build_model, set_trainable
 from .config import TaskEntry, TrainingConfig
 from .data import Labelled, load_task, summarise
+from .conformal import calibrate_model, source_of
 from .encoder_cache import EncoderCache
 from .evaluate import evaluate
 from .examples import Example, collate, make_example
@@ -254,5 +255,22 @@ def run_training(cfg: TrainingConfig, device: torch.device, fresh: bool = False,
     thresholds = tune_thresholds(cfg, device, prepared.valid, state, prepared.data)
     if thresholds:
         emit("thresholds", thresholds)
+    trust = calibrate_trained(cfg, prepared, device)
+    if trust:
+        emit("calibration", trust)
     return {"output": str(cfg.output), "steps": state.step, "best": state.best, "history": state.history,
-            "thresholds": thresholds}
+            "thresholds": thresholds, "calibration": trust}
+
+
+def calibrate_trained(cfg: TrainingConfig, prepared: _Prepared, device: torch.device) -> dict[str, Any]:
+    """Conformal calibration of the saved model's offered tasks on their validation splits (the
+    epoch and thresholds already chosen on them; `train.conformal`), and its domain index over the
+    training proteins; {} when no offered task has validation examples."""
+    offered = [t for t in cfg.tasks if not t.auxiliary and t.spec.task_kind.has_conformal(t.spec)
+               and prepared.valid.get(t.spec.name)]
+    if not offered:
+        return {}
+    sources = {t.spec.name: source_of(t.source.path, "valid") for t in offered if t.source is not None}
+    train = [e.input.protein for examples in prepared.examples.values() for e in examples]
+    return calibrate_model(cfg.output, {t.spec.name: prepared.valid[t.spec.name] for t in offered}, train,
+                           sources, cfg.train.max_tokens, device=device)

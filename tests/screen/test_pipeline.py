@@ -73,7 +73,7 @@ def test_run_metadata_is_in_the_schema(tmp_path, tiny_model_dir):
     meta = read_run_metadata(pq.read_schema(next(out.glob("part-*.parquet"))))
     assert meta["tasks"] == ["kingdom"] and meta["command"] == "p2t screen lib.fasta"
     assert meta["dtype"] == "fp32" and meta["policy"] == {"on_invalid": "skip", "on_long": "truncate"}
-    assert len(meta["model"]["sha256"]) == 64 and meta["schema_version"] == 3
+    assert len(meta["model"]["sha256"]) == 64 and meta["schema_version"] == 4
     assert (out / "_SUCCESS").exists()
 
 
