@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "p2t_screen"
 # The data flow, lowest first: a module may import its own room and the rooms before it.
-ROOMS = ["version", "errors", "io", "tasks", "model", "decode", "screen", "results", "bench", "train", "interop", "cli"]
+ROOMS = ["version", "errors", "io", "tasks", "trust", "model", "decode", "screen", "results", "bench", "train", "interop", "cli"]
 
 
 def room_of(module: str) -> str | None:

@@ -67,7 +67,7 @@ COVERAGE_HELP = ("coverage of the conformal intervals and label sets in the rows
 
 def parse_coverage(value: str) -> float:
     """`--coverage`: one of the levels a calibration stores."""
-    from ..trust.conformal import check_level
+    from ..tasks.conformal import check_level
 
     try:
         return check_level(float(value))

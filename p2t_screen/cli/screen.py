@@ -156,8 +156,8 @@ class StopOnSignal:
 def _found(output: Path) -> dict[str, str]:
     """Each task's one-line 'what was found', read back from the finished output."""
     try:
-        return {f.task: f.summary.headline() if f.summary.rows else "-"
-                for f in summarise(Results.open(output)).values()}
+        return {f.task: "; ".join(x for x in (f.summary.headline(), f.summary.trust_line()) if x)
+                if f.summary.rows else "-" for f in summarise(Results.open(output)).values()}
     except P2TError:  # results that cannot be read back (e.g. no task specs): the counts alone
         return {}
 

@@ -287,6 +287,11 @@ def stored_parameters(path: Path) -> int:
 def describe_model(path: Path) -> dict[str, Any]:
     """What `p2t models` shows of one model directory, without loading its weights."""
     cfg = read_model_config(path)
+    try:
+        calibrated = sorted(task_calibrations(path))
+    except ValueError:  # a damaged calibration file: `p2t screen` names it; the listing goes on
+        calibrated = []
     return {"name": cfg.name, "path": str(path), "sha256": model_checksum(path)[:12],
             "encoder": f"ESM2 {cfg.encoder.num_layers}L/{cfg.encoder.embed_dim} ({cfg.encoder.source})",
-            "parameters": stored_parameters(path), "tasks": [t.name for t in cfg.tasks]}
+            "parameters": stored_parameters(path), "tasks": [t.name for t in cfg.tasks],
+            "calibrated": calibrated, "domain_index": (path / DOMAIN_FILE).is_file()}

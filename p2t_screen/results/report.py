@@ -134,7 +134,8 @@ def _problems_section(problems: Problems) -> str:
 
 def _task_section(found: Found) -> str:
     figures = "".join(f"<img alt='{escape(c.title)}' src='{data_uri(chart_svg(c))}'>" for c in found.summary.charts())
-    headline = found.summary.headline() if found.summary.rows else "no ok rows"
+    headline = "; ".join(x for x in (found.summary.headline(), found.summary.trust_line()) if x) \
+        if found.summary.rows else "no ok rows"
     return (f"<h3>{escape(found.task)} <span class='muted'>{escape(found.kind)}, {found.statuses['ok']:,} ok rows"
             f"</span></h3><p class='headline'>{escape(headline)}</p><div class='figures'>{figures}</div>")
 

@@ -29,6 +29,8 @@ RESIDUE_COLUMNS = (
     ("label", pa.string(), "the residue's label (sites: 'site' or empty)"),
     ("code", pa.string(), "the label's one-character code"),
     ("probability", pa.float32(), "probability of that label (sites: of the site; empty elsewhere)"),
+    ("set", pa.string(), "the residue's conformal set of labels as codes at the run's coverage (e.g. 'HC'); "
+                         "empty without calibration"),
 )
 
 
@@ -100,6 +102,8 @@ def residue_batches(results: Results, sequences: InputSequences, tasks: list[str
         columns["label"] += track.labels
         columns["code"] += list(track.codes)
         columns["probability"] += track.probs
+        sets = row.get("residue_sets")
+        columns["set"] += list(sets[:n]) if sets else [None] * n
         if len(columns["position"]) >= batch_rows:
             yield pa.RecordBatch.from_pydict(columns, schema=schema)
             columns = {name: [] for name in columns}

@@ -25,6 +25,9 @@ RECORD_COLUMNS = (
     ("residues_used", pa.int32(), "residues given to the model (after truncation)"),
     ("status", pa.string(), "ok, or the statuses of the tasks that are not ok (invalid, too_long, oom, error...)"),
     ("error", pa.string(), "why it is not ok (per task where the tasks' reasons differ)"),
+    ("in_domain", pa.bool_(), "the protein is like the model's training proteins (false: trust its answers less; "
+                              "empty: the model has no domain index)"),
+    ("domain_score", pa.float32(), "similarity to the nearest training proteins (the lowest over the models)"),
 )
 COMPANION_COLUMNS = {
     PAIR: (("partner_id", pa.string(), "partner protein of the pair tasks on this row (empty: the protein alone)"),),
@@ -84,7 +87,8 @@ def _wide_rows(results: Results, rows: list[dict[str, Any]], names: list[str]) -
                 "length": first["length"], "residues_used": first["residues_used"],
                 "status": ";".join(sorted({r["status"] for r in bad})) or "ok",
                 "error": _errors(bad),
-                "partner_id": partner, "ligand_id": ligand_id, "ligand": first.get("ligand")}
+                "partner_id": partner, "ligand_id": ligand_id, "ligand": first.get("ligand"),
+                **_domain(group)}
         for row in group:
             if row["status"] == "ok":
                 spec = results.specs[row["task"]]
@@ -92,6 +96,13 @@ def _wide_rows(results: Results, rows: list[dict[str, Any]], names: list[str]) -
                 wide.update(zip((spec.name + c.suffix for c in cols), spec.task_kind.wide_values(spec, row)))
         out.append({name: wide.get(name) for name in names})
     return out
+
+
+def _domain(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """A wide row's domain columns: in domain for every model that says, at its lowest score."""
+    scores = [r["domain_score"] for r in group if r["status"] == "ok" and r.get("domain_score") is not None]
+    flags = [r["in_domain"] for r in group if r["status"] == "ok" and r.get("in_domain") is not None]
+    return {"domain_score": min(scores) if scores else None, "in_domain": all(flags) if flags else None}
 
 
 def _errors(bad: list[dict[str, Any]]) -> str | None:

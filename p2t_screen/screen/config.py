@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..trust.conformal import DEFAULT_LEVEL, check_level
+from ..tasks.conformal import DEFAULT_LEVEL, check_level
 
 
 DEFAULT_MAX_TOKENS = 16384

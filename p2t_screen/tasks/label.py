@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from .conformal import conformal_quantile
 from .grammar import class_grammar
 from .kind import TaskKind, register_kind
 from .metrics import class_metrics
 from .readout import MeanProbs, TaskSummary, WideColumn, label_chart, share, value_counts
 from .spec import TaskResult, TaskSpec
-from ..trust.conformal import conformal_quantile
 
 
 class ClassKind(TaskKind):
@@ -26,8 +26,7 @@ class ClassKind(TaskKind):
     classical_family = "composition_class"  # see train.classical
     needs_first_probs = True
     scalar = True
-    conformal_method = ("split conformal on 1 - p(true class): the classes with p >= 1 - q, "
-                        "the predicted one always in")
+    conformal_method = "split conformal on 1 - p(true class): the classes with p >= 1 - q (LAC)"
 
     def validate(self, spec: TaskSpec) -> None:
         super().validate(spec)
@@ -81,7 +80,7 @@ class ClassKind(TaskKind):
 
     def conformal_answer(self, spec, result, params):
         q = params["q"]
-        chosen = [lab for lab, p in result.label_probs if q is None or p >= 1.0 - q or lab == result.label]
+        chosen = [lab for lab, p in result.label_probs if q is None or p >= 1.0 - q]
         result.label_set, result.set_size = chosen, float(len(chosen))
 
     def conformal_check(self, spec, result, truth):

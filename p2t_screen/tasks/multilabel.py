@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .conformal import highest_safe_threshold, miss_losses
 from .grammar import MultiLabelGrammar, flags_grammar
 from .kind import TaskKind, register_kind, sequence_probability
 from .metrics import multilabel_metrics
 from .readout import Chart, MeanProbs, TaskSummary, WideColumn, label_chart, value_counts
 from .spec import ABSENT, TaskResult, TaskSpec
-from ..trust.conformal import highest_safe_threshold, miss_losses
 
 FLAGS = "flags"
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from .conformal import highest_safe_threshold, label_sets, miss_losses
 from .grammar import PerResidueGrammar
 from .kind import SideInput, TaskKind, register_kind
 from .metrics import per_residue_metrics
 from .readout import Chart, ResidueTrack, TaskSummary, WideColumn, share, value_counts
 from .spec import TaskResult, TaskSpec
-from ..trust.conformal import conformal_quantile, label_sets
 
 
 class PerResidueKind(TaskKind):
@@ -31,8 +32,8 @@ class PerResidueKind(TaskKind):
     side_input = SideInput.RESIDUE
     one_pass_without_feedback = True
     residue_tracks = True
-    conformal_method = ("split conformal on 1 - p(true label) over residues: each residue's labels with "
-                        "p >= 1 - q, its predicted one always in")
+    conformal_method = ("conformal risk control over proteins of the share of residues whose true label is "
+                        "outside their set: each residue's labels with p >= t")
     conformal_reads_dists = True
     # Teacher forcing lets a per-residue decoder lower its loss by copying the previous label
     # (labels come in runs) instead of reading the encoder; hiding half of the previous labels
@@ -117,20 +118,25 @@ class PerResidueKind(TaskKind):
         return list(zip(columns["residue_probs"], (p == t for p, t in zip(columns["residue_labels"], truth))))
 
     def conformal_scores(self, spec, result, truth):
+        """The probability the protein's residues give their true labels (residues,)."""
         index = {lab: k for k, lab in enumerate(spec.labels)}
         dists = np.asarray(result.label_dists)  # (residues, K)
-        return 1.0 - dists[np.arange(len(truth)), [index[t] for t in truth]]
+        return dists[np.arange(len(truth)), [index[t] for t in truth]]
 
     def fit_conformal(self, spec, scores, level):
-        return {"q": conformal_quantile(np.concatenate(scores) if scores else [], level)}
+        """The highest probability threshold at which the expected share of a protein's residues
+        left out of their sets is at most 1 - level: risk control over proteins, the units that
+        are exchangeable (residues of one protein are not)."""
+        losses = miss_losses(scores, [np.ones(len(p), dtype=bool) for p in scores])
+        return {"threshold": highest_safe_threshold(losses, 1.0 - level)}
 
     def conformal_answer(self, spec, result, params):
-        """Each residue's set as its labels' codes in the spec's order ("HC"); `set_size` the
-        mean set size over the residues."""
-        q = params["q"]
-        inside = label_sets(np.asarray(result.label_dists), None if q is None else 1.0 - q)  # (residues, K)
-        codes = np.array(list(self.codes(spec).values()))
-        result.residue_sets = ["".join(codes[row]) for row in inside]
+        """Each residue's set as its labels' codes in the spec's order ("HC"; "" when no label
+        reaches the threshold); `set_size` the mean set size over the residues."""
+        inside = label_sets(np.asarray(result.label_dists), params["threshold"])  # (residues, K)
+        bits = inside.astype(np.int64) @ (np.int64(1) << np.arange(inside.shape[1], dtype=np.int64))  # (residues,)
+        codes = "".join(self.codes(spec).values())
+        result.residue_sets = [_set_codes(codes, b) for b in bits.tolist()]
         result.set_size = float(inside.sum(1).mean()) if len(inside) else 0.0
 
     def conformal_check(self, spec, result, truth):
@@ -169,6 +175,12 @@ class PerResidueKind(TaskKind):
 
     def summary(self, spec):
         return CompositionSummary(spec.name, labels=spec.labels)
+
+
+@lru_cache(maxsize=65536)
+def _set_codes(codes: str, bits: int) -> str:
+    """The codes of the labels whose bits are set, in label order (a residue's set, e.g. "HC")."""
+    return "".join(c for k, c in enumerate(codes) if bits >> k & 1)
 
 
 @dataclass

@@ -141,6 +141,10 @@ class TaskSummary:
     task: str
     rows: int = 0
     confidence: Histogram = field(default_factory=lambda: Histogram(0.0, 1.0))
+    # Trust: conformal set sizes (interval widths for regression) and the domain flags.
+    set_sizes: list[float] = field(default_factory=list)
+    in_domain: int = 0
+    out_of_domain: int = 0
 
     def add(self, rows: pa.Table, sequences: Sequence[str | None] | None = None) -> None:
         """Count a table of this task's ok rows (`sequences`: each row's residues used, when known)."""
@@ -148,7 +152,20 @@ class TaskSummary:
             return
         self.rows += rows.num_rows
         self.confidence.add(rows.column("confidence"))
+        if "set_size" in rows.column_names:  # older results (schema < 4) have no trust columns
+            self.set_sizes += pc.drop_null(rows.column("set_size")).to_pylist()
+            flags = value_counts(rows.column("in_domain"))
+            self.in_domain, self.out_of_domain = self.in_domain + flags[True], self.out_of_domain + flags[False]
         self.add_answers(rows, sequences)
+
+    def trust_line(self) -> str:
+        """'mean set size 1.4; 3 of 80 out of domain': what the trust columns say ("" when empty)."""
+        parts = []
+        if self.set_sizes:
+            parts.append(f"mean set size {np.mean(self.set_sizes):.3g}")
+        if self.in_domain + self.out_of_domain:
+            parts.append(f"{self.out_of_domain} of {self.in_domain + self.out_of_domain} out of domain")
+        return "; ".join(parts)
 
     def add_answers(self, rows: pa.Table, sequences: Sequence[str | None] | None) -> None:
         raise NotImplementedError
@@ -160,7 +177,17 @@ class TaskSummary:
         raise NotImplementedError
 
     def charts(self) -> list[Chart]:
-        """The kind's charts, then the distribution of the rows' confidence."""
+        """The kind's charts, the distribution of the rows' confidence, then of their conformal
+        set sizes (interval widths) where the rows have them."""
         if not self.rows:
             return []
-        return [*self.answer_charts(), self.confidence.chart(f"{self.task}: confidence", "confidence")]
+        charts = [*self.answer_charts(), self.confidence.chart(f"{self.task}: confidence", "confidence")]
+        if self.set_sizes:
+            sizes = Histogram(min(self.set_sizes), max(self.set_sizes))
+            sizes.add(self.set_sizes)
+            chart = sizes.chart(f"{self.task}: conformal set size / interval width", "set size (width)")
+            charts.append(Chart(chart.title, chart.form, chart.categories, chart.series, chart.xlabel, chart.ylabel,
+                                note=f"out of domain: {self.out_of_domain} of "
+                                     f"{self.in_domain + self.out_of_domain} proteins"
+                                if self.in_domain + self.out_of_domain else ""))
+        return charts

@@ -8,12 +8,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from .conformal import conformal_quantile
 from .grammar import regression_grammar
 from .kind import TaskKind, register_kind, sequence_probability
 from .metrics import regression_metrics
 from .readout import Histogram, TaskSummary, WideColumn
 from .spec import TaskResult, TaskSpec
-from ..trust.conformal import conformal_quantile
 
 REGRESSION_LOW, REGRESSION_HIGH = 0.0001, 0.9999  # Prot2Token's squashed label range
 REGRESSION_DECIMALS = 4

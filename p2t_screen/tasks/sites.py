@@ -10,12 +10,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from .conformal import false_call_losses, lowest_safe_threshold
 from .grammar import SitesGrammar
 from .kind import SideInput, TaskKind, register_kind, sequence_probability
 from .metrics import random_site_baseline, site_metrics
 from .readout import Chart, ResidueTrack, TaskSummary, WideColumn, share, value_counts
 from .spec import SEP, TaskResult, TaskSpec
-from ..trust.conformal import false_call_losses, lowest_safe_threshold
 
 CANDIDATES = "candidates"
 

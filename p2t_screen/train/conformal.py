@@ -30,7 +30,7 @@ from ..screen.batching import token_budget_batches
 from ..screen.screener import ScreenConfig, Screener
 from ..tasks.inputs import ModelInput
 from ..tasks.spec import TaskResult, TaskSpec
-from ..trust.conformal import LEVELS, level_key
+from ..tasks.conformal import LEVELS, level_key
 from ..trust.domain import DomainIndex, build_index, pooled
 from ..trust.store import TaskCalibration, now, write_calibration
 from .data import Labelled

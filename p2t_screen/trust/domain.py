@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor
 
 DOMAIN_FILE = "domain.safetensors"
@@ -61,12 +61,13 @@ class DomainIndex:
         return sims.topk(k, dim=1).values.mean(1)
 
     def save(self, model_dir: Path) -> Path:
+        """Write the index into a model directory atomically (readable by all, as the weights are)."""
         path = Path(model_dir) / DOMAIN_FILE
         tmp = path.with_name(f".{path.name}.saving")
-        save_file({"centre": self.centre.cpu().contiguous(), "axes": self.axes.cpu().contiguous(),
-                   "vectors": self.vectors.cpu().contiguous(),
-                   "threshold": torch.tensor([self.threshold], dtype=torch.float64),
-                   "neighbours": torch.tensor([self.neighbours])}, str(tmp))
+        tmp.write_bytes(save({"centre": self.centre.cpu().contiguous(), "axes": self.axes.cpu().contiguous(),
+                              "vectors": self.vectors.cpu().contiguous(),
+                              "threshold": torch.tensor([self.threshold], dtype=torch.float64),
+                              "neighbours": torch.tensor([self.neighbours])}))
         tmp.replace(path)
         return path
 

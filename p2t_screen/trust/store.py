@@ -1,12 +1,13 @@
 """Calibrations stored with a model: `calibration.json` in the model directory, written whole
 and atomically (a temporary file, then a rename), so a model never holds half a calibration.
 
-Per task: the conformal constants at every level of `conformal.LEVELS`, how many labelled
+Per task: the conformal constants at every level of `tasks.conformal.LEVELS`, how many labelled
 proteins they came from, the file they came from (path and sha256), the date, and the task's
 temperature and decision threshold at calibration time. A task whose temperature or threshold
 has changed since (a refitted temperature, `--threshold` on a run) no longer matches its
 calibration: its conformal columns stay null rather than state a coverage they were not fitted
-for. The domain index's own constants sit beside the tasks (`domain`).
+for; so does a calibration made for another method (an older p2t). The domain index's own
+constants sit beside the tasks (`domain`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..tasks.conformal import check_level, level_key
 from ..tasks.spec import TaskSpec
-from .conformal import check_level, level_key
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT = "p2t-calibration"
@@ -44,8 +45,10 @@ class TaskCalibration:
         return self.levels[level_key(check_level(level))]
 
     def fits(self, spec: TaskSpec) -> bool:
-        """Whether the task still reports what it reported when calibrated."""
-        return (spec.kind == self.kind and spec.temperature == self.temperature
+        """Whether the task still reports what it reported when calibrated, and its kind still
+        makes its answers the way these constants were fitted for."""
+        return ((spec.kind, spec.task_kind.conformal_method) == (self.kind, self.method)
+                and spec.temperature == self.temperature
                 and (not spec.has_threshold or spec.decision_threshold == self.threshold))
 
     def to_dict(self) -> dict[str, Any]:

@@ -331,3 +331,27 @@ def test_bench_times_an_imported_model_with_and_without_fast_memory(imported):
     assert result.exit_code == 0, result.output
     assert "--fast-me" in result.output and "identical to the faithful padded memory" in result.output
     assert "naive and screen outputs identical on the naive sample: True" in result.output
+
+
+def test_an_imported_checkpoint_is_calibrated_from_a_csv_and_screens_with_intervals(imported, tmp_path):
+    """`p2t calibrate` on a Prot2Token-layout import: its stability task gains intervals and the
+    model a domain index, from a CSV the user brings."""
+    from p2t_screen.train.conformal import run_calibrate
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(imported[64][1], model_dir)
+    rng = random.Random(2)
+    seqs = random_sequences(60, 8, 40, seed=9)
+    csv = tmp_path / "stability.csv"
+    csv.write_text("id,sequence,label,split\n" + "".join(
+        f"s{i},{s},{rng.uniform(-1.5, 3.0):.3f},{'train' if i < 30 else 'calibration'}\n" for i, s in enumerate(seqs)))
+    found = run_calibrate(str(model_dir), [f"stability={csv}"], device="cpu")
+    assert found["tasks"]["stability"]["calibration"]["examples"] == 30
+    assert found["tasks"]["stability"]["calibration"]["source"]["split"] == "calibration"
+    model = load_model(model_dir)
+    assert model.domain is not None and set(model.calibrations) == {"stability"}
+    records = records_from_sequences([(f"q{i}", s) for i, s in enumerate(random_sequences(6, 8, 40, seed=4))],
+                                     ReadPolicy(max_residues=62))
+    rows = [r for b in Screener(model, list(model.config.tasks), ScreenConfig()).screen(records) for r in b.to_pylist()]
+    assert rows and all(r["value_lo"] <= r["value"] <= r["value_hi"] for r in rows if r["status"] == "ok")
+    assert all(r["in_domain"] is not None for r in rows if r["status"] == "ok")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from p2t_screen.tasks.spec import TaskResult, TaskSpec
-from p2t_screen.trust.conformal import (LEVELS, THRESHOLDS, check_level, conformal_quantile, falling_envelope,
+from p2t_screen.tasks.conformal import (LEVELS, THRESHOLDS, check_level, conformal_quantile, falling_envelope,
                                         label_sets)
 
 TRIALS = 300
@@ -76,17 +76,18 @@ def test_regression_intervals_cover_as_stated(level):
 def test_class_sets_cover_as_stated(level):
     spec = TaskSpec("c", "class", labels=LABELS)
     coverage, size = run_trials(spec, classes, level)
-    # The predicted class is always in the set: coverage may exceed the conformal bound a little.
-    assert level - 0.01 <= coverage <= level + 1 / (N_CAL + 1) + 0.03
-    assert 1.0 <= size < len(LABELS)
+    assert level - 0.01 <= coverage <= level + 1 / (N_CAL + 1) + 0.01
+    assert 0.5 < size < len(LABELS)
 
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_residue_sets_cover_residues_as_stated(level):
     spec = TaskSpec("r", "per_residue", labels=LABELS[:3], codes="abc")
     coverage, size = run_trials(spec, residues, level)
-    assert level - 0.015 <= coverage <= level + 0.04
-    assert 1.0 <= size <= 3.0
+    # Risk control over proteins: the mean share of a protein's residues covered is at least the
+    # level (the test pools residues; lengths do not depend on difficulty here).
+    assert level - 0.015 <= coverage <= level + 1 / (N_CAL + 1) + 0.015
+    assert 0.5 < size < 3.0
 
 
 def flags(rng, n):
@@ -148,10 +149,10 @@ def test_levels_outside_the_stored_ones_are_refused_with_the_list():
         check_level(0.85)
 
 
-def test_label_sets_always_hold_the_most_probable_label():
+def test_label_sets_hold_the_labels_at_or_above_the_threshold_and_may_be_empty():
     d = np.array([[0.5, 0.3, 0.2], [0.34, 0.33, 0.33]])
     assert label_sets(d, 0.3).tolist() == [[True, True, False], [True, True, True]]
-    assert label_sets(d, 0.9).tolist() == [[True, False, False], [True, False, False]]
+    assert label_sets(d, 0.4).tolist() == [[True, False, False], [False, False, False]]  # unsure: empty
     assert label_sets(d, None).all()
 
 

@@ -8,6 +8,7 @@
   const pager = document.getElementById("p2t-pager");
   const PAGE = 50, LONG = 40;
   let rows = data.rows, sortCol = -1, sortDir = 1, page = 0;
+  const domainCol = data.columns.indexOf("in_domain");  // proteins unlike the training data are marked
 
   function cell(v) {
     const td = document.createElement("td");
@@ -42,6 +43,10 @@
     for (const r of rows.slice(page * PAGE, (page + 1) * PAGE)) {
       const tr = document.createElement("tr");
       r.forEach(v => tr.appendChild(cell(v)));
+      if (domainCol >= 0 && r[domainCol] === false) {
+        tr.className = "outside";
+        tr.title = "out of domain: unlike the model's training proteins; trust its answers less";
+      }
       body.appendChild(tr);
     }
     pager.querySelector(".where").textContent =

@@ -1,7 +1,7 @@
 """Split conformal prediction and conformal risk control: the arithmetic behind every interval,
 label set and controlled call a screen reports. The task kinds say what is scored and what a
 set is (`TaskKind.conformal_scores`, `.conformal_answer`); this module only turns calibration
-scores into the constants stored with a model.
+scores into the constants stored with a model (`trust.store`).
 
 Split conformal (Vovk et al. 2005; Angelopoulos & Bates, "A gentle introduction to conformal
 prediction", 2021): n calibration proteins, held out from training, each give a score s_i of how
@@ -112,11 +112,9 @@ def false_call_losses(probs: Sequence[np.ndarray], truth: Sequence[np.ndarray]) 
 
 def label_sets(dists: np.ndarray, threshold: float | None) -> np.ndarray:
     """Conformal label sets from distributions over K labels (N, K), as a boolean mask (N, K):
-    each label whose probability is at least `threshold` (None: every label); the most probable
-    label is always in (a superset of a conformal set keeps its guarantee, and no residue is
-    left with no label)."""
+    each label whose probability is at least `threshold` (None: every label). A set may be
+    empty: no label is likely enough for the level (the model cannot tell); forcing the most
+    probable label in would cover more often than stated where the model is mostly right."""
     if threshold is None:
         return np.ones(dists.shape, dtype=bool)
-    inside = dists >= threshold
-    inside[np.arange(len(dists)), dists.argmax(-1)] = True
-    return inside
+    return dists >= threshold
