@@ -9,23 +9,41 @@ Library first: load a model, screen records, get typed Arrow batches.
     >>> table = pyarrow.Table.from_batches(screener.screen(records))
 """
 
-from .errors import InputError, ModelError, P2TError, UsageError
-from .io.fasta import read_fasta
-from .io.records import OnInvalid, OnLong, ReadPolicy, Record, Status, records_from_sequences
-from .io.schema import SCHEMA
-from .model.config import ModelConfig
-from .model.model import P2TModel
-from .model.store import load_model, save_model
-from .screen.pipeline import RunSummary, ScreenRequest, screen_file
-from .screen.screener import ScreenConfig, Screener
-from .tasks import KINDS, TaskResult, TaskSpec
-from .tasks.catalog import CATALOG
-from .tasks.inputs import ModelInput
-from .version import __version__
+from __future__ import annotations
 
-__all__ = [
-    "CATALOG", "InputError", "KINDS", "ModelConfig", "ModelError", "ModelInput", "OnInvalid", "OnLong", "P2TError",
-    "P2TModel", "ReadPolicy", "Record", "RunSummary", "SCHEMA", "ScreenConfig", "ScreenRequest",
-    "Screener", "Status", "TaskResult", "TaskSpec", "UsageError", "load_model", "read_fasta",
-    "records_from_sequences", "save_model", "screen_file", "__version__",
-]
+import importlib
+from typing import Any
+
+from .version import __version__ as __version__
+
+# Each public name and the module that defines it, imported on first use: `import p2t_screen`
+# (and `p2t --help`) does not pay for torch until something needs it.
+_EXPORTS = {
+    "InputError": ".errors", "ModelError": ".errors", "P2TError": ".errors", "UsageError": ".errors",
+    "read_fasta": ".io.fasta",
+    "OnInvalid": ".io.records", "OnLong": ".io.records", "ReadPolicy": ".io.records", "Record": ".io.records",
+    "Status": ".io.records", "records_from_sequences": ".io.records",
+    "SCHEMA": ".io.schema",
+    "ModelConfig": ".model.config",
+    "P2TModel": ".model.model",
+    "load_model": ".model.store", "save_model": ".model.store",
+    "RunSummary": ".screen.pipeline", "ScreenRequest": ".screen.pipeline", "screen_file": ".screen.pipeline",
+    "ScreenConfig": ".screen.screener", "Screener": ".screen.screener",
+    "KINDS": ".tasks", "TaskResult": ".tasks", "TaskSpec": ".tasks",
+    "CATALOG": ".tasks.catalog",
+    "ModelInput": ".tasks.inputs",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

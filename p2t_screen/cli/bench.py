@@ -41,8 +41,22 @@ def bench_cmd(
     compile_backend: Annotated[str, typer.Option(help="torch.compile backend for --compile: inductor (kernels; CUDA graphs on a GPU), or aot_eager / eager (traced only: quick)")] = "inductor",
     sync_debug: Annotated[bool, typer.Option("--sync-debug", help="on CUDA, also screen under torch.cuda.set_sync_debug_mode('warn') and count the synchronizing calls by line")] = False,
     host: Annotated[bool, typer.Option("--host", help="instead: host cost per record (model replaced by a no-op) and its overlap with the real model")] = False,
+    startup: Annotated[bool, typer.Option("--startup", help="instead: seconds to answer --version and --help, each in a fresh process, beside a bare Python and an import of torch")] = False,
 ) -> None:
     """Measure screen throughput beside the encoder alone and a naive reference-style path."""
+    if startup:
+        from ..bench.startup import time_startup
+
+        table = Table(title="start-up, each in a fresh process (5 runs)")
+        for col in ("what", "best s", "median s"):
+            table.add_column(col, justify="left" if col == "what" else "right")
+        found = time_startup()
+        for t in found:
+            table.add_row(t.what, f"{t.best:.3f}", f"{t.median:.3f}")
+        Console().print(table)
+        if json_out:
+            json_out.write_text(json.dumps({"startup": [asdict(t) for t in found]}, indent=2) + "\n")
+        return
     from ..bench.screen import run_bench
     from ..bench.soak import run_soak
 

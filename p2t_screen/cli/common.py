@@ -61,6 +61,10 @@ def parse_max_tokens(value: str) -> int | None:
     return tokens
 
 
+THRESHOLD_HELP = ("TASK=P: emit a label of multi-label 'flags' task TASK at probability >= P "
+                  "(default: the model's; repeatable)")
+
+
 COVERAGE_HELP = ("coverage of the conformal intervals and label sets in the rows (value_lo/value_hi, label_set, "
                  "site_set, residue_sets): one of the levels stored at calibration time, 0.8 | 0.9 | 0.95")
 

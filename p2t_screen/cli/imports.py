@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import P2TError
-from ..model.store import read_model_config
 from .app import app
 from .common import EXIT_CODES_HELP, err, fail
 
@@ -30,6 +29,7 @@ def import_prot2token_cmd(
     """
     from ..interop.prot2token import import_prot2token
     from ..interop.prot2token_files import sidecar
+    from ..model.store import read_model_config
 
     try:
         out = import_prot2token(checkpoint, config or sidecar(checkpoint, "config.yaml"),

@@ -14,8 +14,6 @@ from rich.table import Table
 from ..errors import P2TError, P2TWarning
 from ..io.schema import COLUMN_DOCS
 from ..model.locations import DEFAULT_MODEL, installed_models, resolve_model_path, where_looked
-from ..model.store import describe_model, read_model_config
-from ..tasks.catalog import CATALOG
 from .app import app
 from .common import fail
 
@@ -26,6 +24,9 @@ def tasks_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """The task catalog (or a model's tasks): name, kind, input, output columns."""
+    from ..model.store import read_model_config
+    from ..tasks.catalog import CATALOG
+
     try:
         specs = list(read_model_config(model).tasks) if model else list(CATALOG.values())
     except P2TError as exc:
@@ -55,6 +56,8 @@ def models_cmd(
 ) -> None:
     """Installed models (bundled, user, P2T_MODELS_DIR) and any paths given: encoder, size, tasks.
     Exits 2, saying where it looked, when there are none."""
+    from ..model.store import describe_model
+
     found = [(m.path, m.origin) for m in installed_models()] + [(Path(p), "given") for p in paths or []]
     if not found:
         raise fail(f"no p2t models found; looked in: {where_looked()}. Install one with `p2t pull NAME` "

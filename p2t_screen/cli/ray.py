@@ -11,18 +11,17 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Optional
 
-import pyarrow.fs as pafs
 import typer
 
 from ..errors import InputError, P2TError, UsageError
-from ..interop.ray import DEFAULT_BATCH_SIZE, require_ray, screen_parquet, user_error
-from ..interop.ray_files import check_input_parquet, fasta_to_parquet, for_workers, prepare_output_dir
 from ..io.fasta import check_fasta
 from ..io.records import OnInvalid, OnLong, ReadPolicy
-from ..model.store import DEFAULT_MODEL, read_model_config
+from ..model.locations import DEFAULT_MODEL
 from ..screen.config import DEFAULT_MAX_TOKENS
-from ..screen.run_record import THRESHOLD_HELP, parse_thresholds, with_thresholds
-from .common import EXIT_OK, EXIT_ROWS_NOT_OK, err, fail
+from .common import EXIT_OK, EXIT_ROWS_NOT_OK, THRESHOLD_HELP, err, fail
+
+# The library's Ray side (and torch) is imported when the command runs, not for `--help`.
+DEFAULT_BATCH_SIZE = 512  # records per actor call (the default of `interop.ray.screen_parquet`)
 
 _PARQUET_MAGIC = b"PAR1"
 
@@ -45,12 +44,16 @@ def is_parquet(path: str) -> bool:
 
 def _staging_dir(output: str) -> str:
     """A hidden folder beside the output for the converted FASTA (shared storage if it is)."""
+    from ..interop.ray_files import for_workers
+
     parent, _, name = for_workers(output).rstrip("/").rpartition("/")
     return f"{parent}/.{name}.p2t-input-{uuid.uuid4().hex[:8]}"
 
 
 def _remove(path: str) -> None:
     if "://" in path:
+        import pyarrow.fs as pafs
+
         fs, root = pafs.FileSystem.from_uri(path)
         fs.delete_dir(root)
     else:
@@ -59,6 +62,8 @@ def _remove(path: str) -> None:
 
 def _connect(address: Optional[str]) -> bool:
     """Join the Ray cluster at `address`, or start a local Ray; True when this call started it."""
+    from ..interop.ray import require_ray
+
     ray = require_ray()
     if ray.is_initialized():
         return False
@@ -75,6 +80,8 @@ def _connect(address: Optional[str]) -> bool:
 
 def _check_local_cpus(concurrency: int, cpus_per_actor: float) -> None:
     """On a local Ray, refuse an actor pool that leaves no CPU for reading and writing (it hangs)."""
+    from ..interop.ray import require_ray
+
     total = require_ray().cluster_resources().get("CPU", 0.0)
     if concurrency * cpus_per_actor > total - 1:
         raise UsageError(
@@ -84,6 +91,8 @@ def _check_local_cpus(concurrency: int, cpus_per_actor: float) -> None:
 
 def _check_input(path: str, policy: ReadPolicy) -> bool:
     """Check the input before Ray starts; True for FASTA (converted first), False for Parquet."""
+    from ..interop.ray_files import check_input_parquet
+
     if is_parquet(path):
         if "input_index" not in check_input_parquet(path).names:
             err.print("note: the input has no input_index column, so input_index counts rows "
@@ -100,6 +109,8 @@ def _check_input(path: str, policy: ReadPolicy) -> bool:
 
 def _convert(fasta: str, staging: str) -> str:
     """The FASTA input as Parquet in the staging folder (for Ray Data); returns the folder."""
+    from ..interop.ray_files import fasta_to_parquet
+
     records = fasta_to_parquet(Path(fasta).expanduser(), staging)
     err.print(f"converted {records} record(s) to Parquet for Ray", highlight=False)
     return staging
@@ -110,6 +121,10 @@ def _check_request(input: str, output: str, model: str | None, tasks: str, on_in
                    ) -> tuple[list[str], tuple[tuple[str, float], ...], ReadPolicy, bool]:
     """What is checked before Ray starts: tasks and thresholds against the model's config, the
     input under the read policy, the output folder. Returns (tasks, thresholds, policy, is FASTA)."""
+    from ..interop.ray_files import prepare_output_dir
+    from ..model.store import read_model_config
+    from ..screen.run_record import parse_thresholds, with_thresholds
+
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     if not names:
         raise UsageError("--tasks: give at least one task name, or 'all'")
@@ -150,6 +165,8 @@ def screen_ray(
     Exit codes: 0 all rows ok; 3 finished, some rows not ok; 2 usage, input or model error;
     1 internal error. Reruns do not resume: a non-empty output folder needs --overwrite.
     """
+    from ..interop.ray import require_ray, screen_parquet, user_error
+
     staging: str | None = None
     started = False
     try:

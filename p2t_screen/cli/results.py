@@ -8,8 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import P2TError
-from ..results.export import ExportRequest, Format, Layout, export
-from ..results.report import ReportRequest, write_report
+from ..results.formats import Format, Layout
 from .app import app
 from .common import err, fail
 
@@ -36,6 +35,8 @@ def export_cmd(
     Without --wide: one row per (protein, task) with the answer as text (Parquet: the typed
     dataset in one file). Column meanings go in the file (Parquet, xlsx) or beside it
     (FILE.legend.txt)."""
+    from ..results.export import ExportRequest, export
+
     if wide and per_residue:
         raise fail("choose one of --wide and --per-residue")
     layout = Layout.WIDE if wide else Layout.RESIDUES if per_residue else Layout.LONG
@@ -62,6 +63,8 @@ def report_cmd(
 ) -> None:
     """Write one self-contained HTML page about a screen (opens offline): the run, what each
     task found, residue tracks and a sortable per-protein table."""
+    from ..results.report import ReportRequest, write_report
+
     try:
         done = write_report(ReportRequest(results, output, tuple(i.strip() for i in (ids or "").split(",") if i.strip()),
                                           tracks, table_rows, fasta, allow_partial))

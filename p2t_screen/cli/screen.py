@@ -7,23 +7,15 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from ..errors import P2TError
 from ..io.records import OnInvalid, OnLong
-from ..io.writer import existing_parts
-from ..model.store import DEFAULT_MODEL
-from ..results.dataset import Results
-from ..results.report import ReportRequest, write_report
-from ..results.summary import summarise
+from ..model.locations import DEFAULT_MODEL
 from ..screen.config import ScreenConfig
-from ..screen.pipeline import RunSummary, ScreenRequest, screen_file
-from ..screen.run_record import THRESHOLD_HELP, parse_thresholds
-from ..screen.screener import Stopped
-from ..screen.sources import is_stream, parse_shard
 from .app import app
 from .common import (
     EXIT_CODES_HELP,
@@ -34,6 +26,7 @@ from .common import (
     EXIT_TERMINATED,
     COVERAGE_HELP,
     MAX_TOKENS_HELP,
+    THRESHOLD_HELP,
     err,
     fail,
     parse_coverage,
@@ -41,6 +34,10 @@ from .common import (
     split_tasks,
 )
 from .progress import LogProgress, RichProgress
+
+if TYPE_CHECKING:
+    from ..screen.pipeline import RunSummary
+# The library's modules (torch among them) are imported when a command runs, not for `--help`.
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -77,6 +74,12 @@ def screen(
     Rerun the same command after an interruption to resume; SIGINT/SIGTERM stop after the
     current batch, keeping every finished block (a second signal exits at once).
     """
+    from ..results.report import ReportRequest, write_report
+    from ..screen.pipeline import ScreenRequest, screen_file
+    from ..screen.run_record import parse_thresholds
+    from ..screen.screener import Stopped
+    from ..screen.sources import is_stream, parse_shard
+
     stop = StopOnSignal()
     try:
         request = ScreenRequest(
@@ -121,6 +124,8 @@ def _progress(quiet: bool) -> RichProgress | LogProgress | None:
 
 
 def _stopped(stop: StopOnSignal, output: Path) -> typer.Exit:
+    from ..io.writer import existing_parts
+
     parts = len(existing_parts(output))
     err.print(f"stopped by {stop.signal_name}: {parts} complete part(s) kept in {output}; "
               "rerun the same command to resume", highlight=False)
@@ -155,6 +160,9 @@ class StopOnSignal:
 
 def _found(output: Path) -> dict[str, str]:
     """Each task's one-line 'what was found', read back from the finished output."""
+    from ..results.dataset import Results
+    from ..results.summary import summarise
+
     try:
         return {f.task: "; ".join(x for x in (f.summary.headline(), f.summary.trust_line()) if x)
                 if f.summary.rows else "-" for f in summarise(Results.open(output)).values()}

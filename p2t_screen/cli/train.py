@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import P2TError
-from ..screen.run_record import parse_thresholds
 from .app import app
 from .common import EXIT_CODES_HELP, EXIT_INTERRUPTED, err, fail
 
@@ -116,6 +115,7 @@ def eval_cmd(
     classical: Annotated[bool, typer.Option("--classical", help="also score a classical baseline (logistic regression on composition or a residue window) fitted on the train split; needs scikit-learn")] = False,
 ) -> None:
     """Score a model on labelled data through the real screening path (constrained decoding)."""
+    from ..screen.run_record import parse_thresholds
     from ..train.evaluate import run_eval
 
     try:

@@ -20,7 +20,6 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import pyarrow.parquet as pq
 
 from ..errors import OutputError, UsageError
 from ..io.schema import METADATA_KEY, read_run_metadata
+from .formats import PER_RESIDUE, Format, Layout  # noqa: F401  (Format and Layout: part of this module's API)
 from . import cells
 from .cells import safe_batch
 from .dataset import Results
@@ -39,24 +39,6 @@ from .sequences import InputSequences
 from .wide import legend, long_batches, long_schema, wide_batches, wide_schema
 
 XLSX_MAX_ROWS = 1_048_576  # rows per Excel sheet, header included
-
-
-class Format(str, Enum):
-    CSV = "csv"
-    TSV = "tsv"
-    XLSX = "xlsx"
-    PARQUET = "parquet"
-    THREE_LINE = "3line"
-    FOLDSEEK = "foldseek"  # a folder: predicted 3Di + amino acids for `foldseek tsv2db`
-
-
-PER_RESIDUE = (Format.THREE_LINE, Format.FOLDSEEK)  # formats of per-residue answers only
-
-
-class Layout(str, Enum):
-    LONG = "long"
-    WIDE = "wide"
-    RESIDUES = "residues"
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..tasks.conformal import DEFAULT_LEVEL, check_level
-
 
 DEFAULT_MAX_TOKENS = 16384
 
@@ -45,9 +43,11 @@ class ScreenConfig:
     packed_encoder: bool = False
     # `--coverage`: the level of the conformal intervals and sets the rows carry, one of those
     # stored at calibration time (`trust.conformal.LEVELS`).
-    coverage: float = DEFAULT_LEVEL
+    coverage: float = 0.9  # tasks.conformal.DEFAULT_LEVEL (not imported here: `p2t --help` needs no torch)
 
     def __post_init__(self) -> None:
+        from ..tasks.conformal import check_level
+
         object.__setattr__(self, "coverage", check_level(self.coverage))
         for name in ("max_tokens", "window_records", "window_residues", "block_batches"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:

@@ -22,8 +22,6 @@ from ..model.config import ModelConfig
 from ..model.runtime import dtype_name
 from ..tasks.spec import TaskSpec
 
-THRESHOLD_HELP = ("TASK=P: emit a label of multi-label 'flags' task TASK at probability >= P "
-                  "(default: the model's; repeatable)")
 
 
 def parse_thresholds(values: Sequence[str] | None) -> tuple[tuple[str, float], ...]:
