@@ -35,7 +35,7 @@ test: setup-dev
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/p2t bench
+	$(BIN)/p2t bench --n 200 --naive-n 10 --naive-seconds 30  # minutes on 2 CPU cores; p2t bench --help for more
 
 # Real training data from Debian and PyPI packages (needs root for apt-get; about 10 minutes).
 data: setup-dev
@@ -59,9 +59,9 @@ encoder: data
 # Rebuild the bundled default model from scratch, stage by stage (times on 2 CPU cores; each stage
 # starts from the one before): the data; stage 0, the encoder's masked-LM pre-training (`make
 # encoder`, ~27 min); stage 1, examples/train_stage1.toml (~51 min), whose encoder is exported for
-# stage 2, examples/train_stage2.toml (~40 min); stage 3, examples/train_stage3.toml (stage 2's whole
-# model trained on, ~13 min); stage 4, examples/train.toml (stage 3's trained on, mostly 3Di,
-# ~20 min); then per-task temperatures fitted on validation, test metrics and calibration on the
+# stage 2, examples/train_stage2.toml (~33 min); stage 3, examples/train_stage3.toml (stage 2's whole
+# model trained on, ~12 min); stage 4, examples/train.toml (stage 3's trained on, mostly 3Di,
+# ~13 min; each stage's time is to the epoch kept, as the model card's Training stages table gives); then per-task temperatures fitted on validation, test metrics and calibration on the
 # whole test splits against trivial and classical baselines, every task that does not beat both by
 # more than 0.02 withdrawn from the model, and the model card (MODEL_CARD.md, with every stage's
 # time). Every stage trains into models/local/ (git-ignored); the last one's model then replaces the

@@ -78,12 +78,29 @@ def naive_predict(model: P2TModel, seq: str, spec: TaskSpec) -> list[int]:
     return out[:-1]
 
 
-def time_naive(model: P2TModel, seqs: list[str], tasks: list[TaskSpec]) -> tuple[Timing, list]:
-    start = time.perf_counter()
-    outputs = [[naive_predict(model, s, spec) for spec in tasks] for s in seqs]
+NAIVE_SECONDS = 60.0  # the naive path stops after the sequence that passes this (0: no cap)
+PROGRESS_EVERY = 10.0  # seconds between its progress lines
+
+
+def time_naive(model: P2TModel, seqs: list[str], tasks: list[TaskSpec], cap: float = NAIVE_SECONDS,
+               log: Callable[[str], None] | None = None) -> tuple[Timing, list]:
+    """The naive path over `seqs`, one at a time, until `cap` seconds have passed (the timing
+    counts the sequences done; the outputs are theirs), a progress line every PROGRESS_EVERY s."""
+    start = last = time.perf_counter()
+    outputs, residues = [], 0
+    for i, s in enumerate(seqs):
+        outputs.append([naive_predict(model, s, spec) for spec in tasks])
+        residues += len(s)
+        now = time.perf_counter()
+        if log is not None and now - last >= PROGRESS_EVERY:
+            log(f"  naive path: {i + 1} of {len(seqs)} sequences, {now - start:.0f} s")
+            last = now
+        if cap and now - start >= cap and i + 1 < len(seqs):
+            if log is not None:
+                log(f"  naive path capped at {cap:.0f} s: {i + 1} of {len(seqs)} sequences timed")
+            break
     sync(next(model.parameters()).device)
-    return Timing("naive", len(seqs), sum(map(len, seqs)),
-                  time.perf_counter() - start), outputs
+    return Timing("naive", len(outputs), residues, time.perf_counter() - start), outputs
 
 
 def time_screen(model_ref: str, fasta: Path, tasks: list[TaskSpec], device: str, dtype: str,
@@ -154,14 +171,16 @@ class BenchReport:
 def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, hi: int,
               naive_n: int, max_tokens: int | None, device: str, dtype: str, seed: int,
               log=print, encoder_shape: str | None = None, compile: bool = False,
-              sync_debug: bool = False, compile_backend: str = "inductor") -> BenchReport:
+              sync_debug: bool = False, compile_backend: str = "inductor",
+              naive_seconds: float = NAIVE_SECONDS) -> BenchReport:
     """Measure every path on one generated library; `log` reports what is running.
     `encoder_shape`: the model's tasks and decoders over a random-weight ESM2 encoder of that
     shape (`bench.shapes`), timed alone (no twins, no several-models scenario). `compile`: also
     time the screen with the decoder step compiled (`--compile`), twice (compiles included, then
     again), in every scenario whose tasks decode step by step. `max_tokens`
     None: `--max-tokens auto`, measured once for the first model and used by every path.
-    `sync_debug`: on CUDA, one more screen of the first scenario counts its synchronizing calls."""
+    `sync_debug`: on CUDA, one more screen of the first scenario counts its synchronizing calls.
+    `naive_seconds`: the naive path's time cap per scenario (0: none; `time_naive`)."""
     dev = resolve_device(device)
     path = resolve_model_path(model_ref)
     model = load_model(path, dev, resolve_dtype(dtype, dev))
@@ -193,7 +212,8 @@ def run_bench(model_ref: str | None, tasks: list[str] | None, n: int, lo: int, h
         max_tokens, budget_note = token_budget(model, specs, max(map(len, seqs)), max_tokens, dev)
         if budget_note:
             log(budget_note)
-        run = _Run(fasta, seqs, sample, device, dtype, max_tokens, log, compile, sync_debug, compile_backend)
+        run = _Run(fasta, seqs, sample, device, dtype, max_tokens, log, compile, sync_debug, compile_backend,
+                   naive_seconds)
         for title, ref, m, task_specs in models:
             scenarios.append(run.scenario(title, ref, m, task_specs,
                                           feedback_path if m is model else None))
@@ -223,6 +243,7 @@ class _Run:
     compile: bool = False  # time screens with --compile in every scenario whose decoder steps
     sync_debug: bool = False  # on CUDA, a screen of the first scenario reports its synchronizing calls
     compile_backend: str = "inductor"
+    naive_seconds: float = NAIVE_SECONDS
     syncs: Counter = field(default_factory=Counter)
     rss: float = 0.0  # peak resident MiB right after the last scenario's screen
 
@@ -234,9 +255,10 @@ class _Run:
         self.rss = peak_rss_mib()  # after the screen, before the other paths run
         self.log(f"[{title}] encoder alone")
         floor = time_encoder(model, self.seqs, self.max_tokens)
-        self.log(f"[{title}] naive path on {len(self.sample)} sequences")
-        naive, outputs = time_naive(model, self.sample, tasks)
-        equal = same_outputs(model, self.sample, tasks, outputs)
+        self.log(f"[{title}] naive path on up to {len(self.sample)} sequences (at most about "
+                 f"{self.naive_seconds:.0f} s)")
+        naive, outputs = time_naive(model, self.sample, tasks, self.naive_seconds, self.log)
+        equal = same_outputs(model, self.sample[: len(outputs)], tasks, outputs)
         timings = [screen, floor, naive]
         notes = [f"screen / encoder-alone time per residue: {floor.res_per_s / screen.res_per_s:.2f}x; "
                  f"screen is {screen.res_per_s / naive.res_per_s:.1f}x faster than naive; "

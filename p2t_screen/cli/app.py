@@ -8,10 +8,12 @@ from typing import Annotated
 import typer
 
 from ..version import __version__
-from .common import EXIT_CODES_HELP, err, show_warnings
+from .common import RAY_EXIT_CODES, err, show_warnings
 
-app = typer.Typer(help=f"p2t: protein screening with ESM2 + Prot2Token decoders. {EXIT_CODES_HELP}",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(help="p2t: protein screening with ESM2 + Prot2Token decoders. Each command's --help "
+                       "ends with its exit codes.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None)  # help text as written: no markup eats "[name]"
 
 
 def _print_version(value: bool) -> None:
@@ -30,7 +32,7 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_print_ver
 def _register_ray() -> None:
     from .ray import screen_ray  # Ray itself is imported only when the command runs
 
-    app.command("screen-ray", epilog=EXIT_CODES_HELP)(screen_ray)
+    app.command("screen-ray", epilog=RAY_EXIT_CODES)(screen_ray)
 
 
 _register_ray()

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..errors import P2TError
@@ -17,21 +16,22 @@ from .app import app
 
 if TYPE_CHECKING:
     from ..bench.screen import BenchReport
-from .common import MAX_TOKENS_HELP, err, fail, parse_max_tokens, split_tasks
+from .common import MAX_TOKENS_HELP, READ_EXIT_CODES, err, fail, out, parse_max_tokens, split_tasks
 
 
-@app.command("bench")
+@app.command("bench", epilog=READ_EXIT_CODES)
 def bench_cmd(
     model: Annotated[Optional[str], typer.Option(help="model directory or bundled name")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="comma-separated tasks, or 'all' [default: the model's first two]")] = None,
     n: Annotated[int, typer.Option(min=1, help="sequences in the generated library")] = 500,
-    min_len: Annotated[int, typer.Option(min=1)] = 50,
-    max_len: Annotated[int, typer.Option(min=1)] = 800,
+    min_len: Annotated[int, typer.Option(min=1, help="shortest generated sequence (residues)")] = 50,
+    max_len: Annotated[int, typer.Option(min=1, help="longest generated sequence (residues)")] = 800,
     naive_n: Annotated[int, typer.Option(min=1, help="sequences for the (slow) naive path")] = 40,
+    naive_seconds: Annotated[float, typer.Option(min=0.0, help="stop the naive path after about this many seconds per scenario, timing the sequences done (0: no cap)")] = 60.0,
     max_tokens: Annotated[Optional[int], typer.Option(parser=parse_max_tokens, metavar="N|auto", help=MAX_TOKENS_HELP)] = "auto",
-    device: Annotated[str, typer.Option()] = "auto",
-    dtype: Annotated[str, typer.Option()] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16 (CPU: fp32)")] = "auto",
+    seed: Annotated[int, typer.Option(help="seed of the generated library (the same seed, the same sequences)")] = 0,
     soak: Annotated[int, typer.Option(min=0, help="instead: screen N short sequences and report resident memory at N/10 and N")] = 0,
     export: Annotated[int, typer.Option(min=0, help="instead: time exports and the report over N records (and N/10), peak memory of each")] = 0,
     encoder_shape: Annotated[Optional[str], typer.Option(help="bench the model's tasks over a random-weight ESM2 encoder of this shape, e.g. esm2_t33_650M_UR50D (no download)")] = None,
@@ -53,7 +53,7 @@ def bench_cmd(
         found = time_startup()
         for t in found:
             table.add_row(t.what, f"{t.best:.3f}", f"{t.median:.3f}")
-        Console().print(table)
+        out.print(table)
         if json_out:
             json_out.write_text(json.dumps({"startup": [asdict(t) for t in found]}, indent=2) + "\n")
         return
@@ -70,7 +70,7 @@ def bench_cmd(
         except P2TError as exc:
             raise fail(exc) from None
         for line in found.lines():
-            Console().print(line, highlight=False)
+            out.print(line, highlight=False)
         if json_out:
             json_out.write_text(json.dumps({"host": asdict(found), "notes": found.lines()}, indent=2) + "\n")
         return
@@ -98,7 +98,7 @@ def bench_cmd(
         report = run_bench(model, chosen, n, min_len, max_len,
                            naive_n, max_tokens, device, dtype, seed, log=lambda m: err.print(m, style="dim"),
                            encoder_shape=encoder_shape, compile=compile, sync_debug=sync_debug,
-                           compile_backend=compile_backend)
+                           compile_backend=compile_backend, naive_seconds=naive_seconds)
     except P2TError as exc:
         raise fail(exc) from None
     _print_report(report)
@@ -115,11 +115,11 @@ def _all_tasks(model: str | None) -> list[str]:
 
 def _print_soak(samples: dict, seconds: float, rows: int, soak: int) -> None:
     tenth = samples.get(soak // 10, float("nan"))
-    Console().print(f"soak: {rows} rows in {seconds:.1f}s ({soak / seconds:,.0f} records/s); resident "
+    out.print(f"soak: {rows} rows in {seconds:.1f}s ({soak / seconds:,.0f} records/s); resident "
                     f"memory {samples['start']:.0f} MiB at start, {tenth:.0f} MiB at {soak // 10} records, "
                     f"{samples[soak]:.0f} MiB at {soak} records (growth x{samples[soak] / tenth:.2f})",
                     highlight=False)
-    Console().print("resident MiB by records: " + ", ".join(
+    out.print("resident MiB by records: " + ", ".join(
         f"{k}: {v:.0f}" for k, v in samples.items() if isinstance(k, int)), highlight=False)
 
 
@@ -130,7 +130,6 @@ def _print_export(baseline: float, timings: list) -> None:
     for t in timings:
         table.add_row(t.job, f"{t.records:,}", f"{t.rows:,}", f"{t.seconds:.1f}", f"{t.records / t.seconds:,.0f}",
                       f"{t.peak_mib:.0f}", f"{t.peak_mib - baseline:+.0f}")
-    out = Console()
     out.print(table)
     sizes = sorted({t.records for t in timings})
     if len(sizes) == 2:
@@ -141,7 +140,6 @@ def _print_export(baseline: float, timings: list) -> None:
 
 
 def _print_report(report: BenchReport) -> None:
-    out = Console()
     for title, timings, equal, notes in report.scenarios:
         first = timings[0]
         table = Table(title=title)

@@ -9,10 +9,10 @@ import typer
 
 from ..errors import P2TError
 from .app import app
-from .common import EXIT_CODES_HELP, err, fail
+from .common import WRITE_EXIT_CODES, err, fail
 
 
-@app.command("import-prot2token", epilog=EXIT_CODES_HELP)
+@app.command("import-prot2token", epilog=WRITE_EXIT_CODES)
 def import_prot2token_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="published Prot2Token checkpoint (.pth)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="new model directory to write")],

@@ -8,17 +8,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..errors import P2TError, P2TWarning
 from ..io.schema import COLUMN_DOCS
 from ..model.locations import DEFAULT_MODEL, installed_models, resolve_model_path, where_looked
 from .app import app
-from .common import fail
+from .common import LIST_EXIT_CODES, fail, print_entries
 
 
-@app.command("tasks")
+@app.command("tasks", epilog=LIST_EXIT_CODES)
 def tasks_cmd(
     model: Annotated[Optional[str], typer.Option(help="list this model's tasks instead of the catalog")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -40,16 +38,13 @@ def tasks_cmd(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="tasks" if not model else f"tasks of {model}")
-    for col in ("name", "kind", "input", "output columns", "description"):
-        table.add_column(col)
-    for r in rows:
-        kind = r["kind"] + (f" ({r['encoding']}, threshold {r['threshold']:.2f})" if "encoding" in r else "")
-        table.add_row(r["name"], kind, r["input"], ", ".join(r["columns"]), r["description"])
-    Console().print(table)
+    listed = [(r["name"], [
+        ("kind", r["kind"] + (f" ({r['encoding']}, threshold {r['threshold']:.2f})" if "encoding" in r else "")),
+        ("input", r["input"]), ("columns", ", ".join(r["columns"])), ("about", r["description"])]) for r in rows]
+    print_entries("tasks" if not model else f"tasks of {model}", listed)
 
 
-@app.command("models")
+@app.command("models", epilog=LIST_EXIT_CODES)
 def models_cmd(
     paths: Annotated[Optional[list[str]], typer.Argument(help="model directories to describe as well")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -74,22 +69,16 @@ def models_cmd(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="models")
-    for col in ("name", "origin", "encoder", "parameters", "tasks", "path"):
-        table.add_column(col)
-    for r in rows:
-        name = r["name"] + (" (default)" if r["default"] else "")
-        table.add_row(name, r["origin"], r["encoder"], f"{r['parameters'] / 1e6:.1f}M", ", ".join(r["tasks"]),
-                      r["path"])
-    Console().print(table)
+    listed = [(r["name"] + (" (default)" if r["default"] else ""), [
+        ("origin", r["origin"]), ("encoder", f"{r['encoder']}, {r['parameters'] / 1e6:.1f}M parameters in all"),
+        ("tasks", ", ".join(r["tasks"])),
+        ("trust", f"calibrated: {', '.join(r['calibrated']) or 'none'}; domain index: "
+                  f"{'yes' if r['domain_index'] else 'no'}"),
+        ("path", r["path"])]) for r in rows]
+    print_entries("models", listed)
 
 
-@app.command("columns")
+@app.command("columns", epilog="Exit codes: 0 listed; 1 internal error.")
 def columns_cmd() -> None:
     """The output columns and what they hold."""
-    table = Table(title="output columns")
-    table.add_column("column")
-    table.add_column("meaning")
-    for name, doc in COLUMN_DOCS.items():
-        table.add_row(name, doc)
-    Console().print(table)
+    print_entries("output columns (one row per record and task)", [(name, [("", doc)]) for name, doc in COLUMN_DOCS.items()])

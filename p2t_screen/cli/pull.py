@@ -7,16 +7,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..errors import P2TError
 from .app import app
-from .common import EXIT_CODES_HELP, err, fail
+from .common import PULL_EXIT_CODES, err, fail, print_entries
 from .progress import LogTransfer, RichTransfer
 
 
-@app.command("pull", epilog=EXIT_CODES_HELP)
+@app.command("pull", epilog=PULL_EXIT_CODES)
 def pull_cmd(
     names: Annotated[Optional[list[str]], typer.Argument(help="what to pull (see --list)")] = None,
     list_: Annotated[bool, typer.Option("--list", help="show what can be pulled: sizes, licences, what each provides")] = False,
@@ -58,9 +56,15 @@ def _print_catalogue(entries: list, as_json: bool) -> None:
         print(json.dumps([{"name": e.name, "source": e.source, "provides": e.provides, "size": e.size,
                            "licence": e.licence, "files": [e.url(f) for f in e.files]} for e in entries], indent=2))
         return
-    table = Table(title="p2t pull: what can be downloaded")
-    for col in ("name", "provides", "size", "licence"):
-        table.add_column(col)
-    for e in entries:
-        table.add_row(e.name, e.provides, e.size, e.licence)
-    Console().print(table)
+    licences: list[str] = []  # a long licence is printed once, as a numbered note
+
+    def licence(text: str) -> str:
+        if len(text) <= 60:
+            return text
+        if text not in licences:
+            licences.append(text)
+        return f"see note [{licences.index(text) + 1}]"
+
+    listed = [(e.name, [("provides", e.provides), ("size", e.size), ("licence", licence(e.licence))]) for e in entries]
+    print_entries("p2t pull: what can be downloaded (p2t pull NAME)", listed,
+                  [f"[{i}] {text}" for i, text in enumerate(licences, 1)])

@@ -160,11 +160,7 @@ def screen_ray(
     overwrite: Annotated[bool, typer.Option(help="replace the contents of a non-empty output folder")] = False,
     threshold: Annotated[Optional[list[str]], typer.Option(help=THRESHOLD_HELP)] = None,
 ) -> None:
-    """Screen a library with Ray Data actors: one typed Parquet row per (record, task).
-
-    Exit codes: 0 all rows ok; 3 finished, some rows not ok; 2 usage, input or model error;
-    1 internal error. Reruns do not resume: a non-empty output folder needs --overwrite.
-    """
+    """Screen a library with Ray Data actors: one typed Parquet row per (record, task)."""
     from ..interop.ray import require_ray, screen_parquet, user_error
 
     staging: str | None = None

@@ -8,20 +8,20 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..errors import P2TError
 from .app import app
-from .common import EXIT_CODES_HELP, EXIT_INTERRUPTED, err, fail
+from .common import (EXIT_INTERRUPTED, PRETRAIN_EXIT_CODES, READ_EXIT_CODES, TRAIN_EXIT_CODES, WRITE_EXIT_CODES, err, fail,
+                     out)
 
 
-@app.command("train", epilog=EXIT_CODES_HELP)
+@app.command("train", epilog=TRAIN_EXIT_CODES)
 def train_cmd(
     config: Annotated[Path, typer.Argument(help="training config (.toml or .yaml); see examples/train.toml")],
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     fresh: Annotated[bool, typer.Option(help="ignore (and delete) a saved training state")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines or summary")] = False,
 ) -> None:
     """Train a model on labelled data; rerun the same command to resume after an interruption."""
     from ..model.runtime import resolve_device
@@ -38,12 +38,12 @@ def train_cmd(
         raise fail(exc) from None
     except KeyboardInterrupt:
         err.print(f"interrupted: rerun the same command to resume from {state_dir(cfg)}")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if not quiet:
         err.print(f"best validation score {summary['best']:.4f}; model written to {summary['output']}")
 
 
-@app.command("pretrain", epilog=EXIT_CODES_HELP)
+@app.command("pretrain", epilog=PRETRAIN_EXIT_CODES)
 def pretrain_cmd(
     fasta: Annotated[list[Path], typer.Argument(help="unlabelled training sequences (FASTA, .gz ok)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="encoder checkpoint to write (.pt)")],
@@ -56,11 +56,11 @@ def pretrain_cmd(
     max_tokens: Annotated[int, typer.Option(help="padded tokens per batch")] = 16384,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
     warmup: Annotated[int, typer.Option(help="warmup steps")] = 500,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the initial weights, masking and batch order")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     fresh: Annotated[bool, typer.Option(help="ignore (and delete) a saved pre-training state")] = False,
     stage_hours: Annotated[Optional[float], typer.Option(min=0.0, help="end this stage after about this many hours, its state saved; the same command again continues, ending where one uninterrupted run would")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines or summary")] = False,
 ) -> None:
     """Masked-language pre-training of an ESM2-architecture encoder (for `encoder.source`)."""
     from ..model.runtime import resolve_device
@@ -102,14 +102,14 @@ def _sequences(paths: list[Path]) -> list[str]:
     return [r.sequence for p in paths for r in read_fasta(p, policy) if r.residues_used]
 
 
-@app.command("eval")
+@app.command("eval", epilog=READ_EXIT_CODES)
 def eval_cmd(
     model: Annotated[str, typer.Argument(help="model directory or bundled name")],
     data: Annotated[list[str], typer.Argument(help="TASK=FILE, a file in a folder named after a task, or a training config")],
     split: Annotated[str, typer.Option(help="which split to score (train | valid | test | all)")] = "test",
     baseline: Annotated[bool, typer.Option(help="also score a trivial baseline fitted on the train split")] = True,
-    device: Annotated[str, typer.Option()] = "auto",
-    max_tokens: Annotated[int, typer.Option(min=1)] = 8192,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    max_tokens: Annotated[int, typer.Option(min=1, help="padded encoder tokens per batch")] = 8192,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     threshold: Annotated[Optional[list[str]], typer.Option(help="TASK=P: decision threshold of a multi-label 'flags' task (as in p2t screen)")] = None,
     classical: Annotated[bool, typer.Option("--classical", help="also score a classical baseline (logistic regression on composition or a residue window) fitted on the train split; needs scikit-learn")] = False,
@@ -137,9 +137,9 @@ def eval_cmd(
             if key.startswith("f1["):
                 continue
             table.add_row(key, _fmt(value), *(_fmt(other["metrics"].get(key)) for _, other in others))
-        Console().print(table)
+        out.print(table)
         if "coverage" in entry:
-            Console().print(coverage_table(task, entry["coverage"]))
+            out.print(coverage_table(task, entry["coverage"]))
 
 
 def coverage_table(task: str, coverage: dict) -> Table:
@@ -155,7 +155,7 @@ def coverage_table(task: str, coverage: dict) -> Table:
     return table
 
 
-@app.command("calibrate", epilog=EXIT_CODES_HELP)
+@app.command("calibrate", epilog=WRITE_EXIT_CODES)
 def calibrate_cmd(
     model: Annotated[str, typer.Argument(help="model directory or installed name (it gains calibration.json and domain.safetensors)")],
     data: Annotated[list[str], typer.Argument(help="TASK=FILE (CSV, TSV or Parquet with sequence, label and split columns), a file in a folder named after a task, or a training config")],
@@ -186,7 +186,7 @@ def calibrate_cmd(
         c = entry["calibration"]
         err.print(f"{task}: calibrated on {c['examples']:,} proteins ({c['source'].get('split', '?')} rows of "
                   f"{c['source'].get('file', '?')}); {c['method']}", highlight=False)
-        Console().print(coverage_table(task, entry["coverage_on_calibration"]))
+        out.print(coverage_table(task, entry["coverage_on_calibration"]))
 
 
 def _fmt(value) -> str:

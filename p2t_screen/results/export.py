@@ -173,29 +173,61 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _xlsx_columns(book: Any, schema: pa.Schema) -> list[tuple[float, Any]]:
+    """Each column's width and cell format: numbers with a fixed number of decimals (3 for
+    probabilities and scores, 4 for values, integers whole), text wide enough for its header."""
+    three, four, whole = (book.add_format({"num_format": f}) for f in ("0.000", "0.0000", "0"))
+    found = []
+    for field in schema:
+        if pa.types.is_floating(field.type):
+            fmt = three if pa.types.is_float32(field.type) else four
+            width = 10.0
+        elif pa.types.is_integer(field.type):
+            fmt, width = whole, 10.0
+        else:
+            fmt, width = None, 40.0 if field.name in ("header", "error") else 14.0
+        found.append((max(width, len(field.name) + 2.0), fmt))
+    return found
+
+
 def write_xlsx(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> int:
     """An Excel workbook, written row by row (XlsxWriter's constant-memory mode): the data on
-    `results` (continued on `results 2`... past Excel's row limit) and a `legend` sheet."""
+    `results` (continued on `results 2`... past Excel's row limit), each sheet with a filter on
+    its header, frozen header, column widths and number formats, and a `legend` sheet."""
     import xlsxwriter
 
     book = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False,
                                            "strings_to_formulas": False, "strings_to_urls": False,
                                            "nan_inf_to_errors": False})
     bold = book.add_format({"bold": True})
+    columns = _xlsx_columns(book, schema)
     names, rows, sheet, line = schema.names, 0, None, XLSX_MAX_ROWS
+
+    def new_sheet(title: str) -> Any:
+        made = book.add_worksheet(title)
+        for i, (width, _) in enumerate(columns):
+            made.set_column(i, i, width)
+        made.write_row(0, 0, names, bold)
+        made.freeze_panes(1, 0)
+        return made
+
+    def close(done: Any, last: int) -> None:
+        done.autofilter(0, 0, max(last, 0), len(names) - 1)
+
     for batch in batches:
         for row in batch.to_pylist():
             if line == XLSX_MAX_ROWS:
-                sheet = book.add_worksheet("results" if sheet is None else f"results {rows // (XLSX_MAX_ROWS - 1) + 1}")
-                sheet.write_row(0, 0, names, bold)
-                sheet.freeze_panes(1, 0)
+                if sheet is not None:
+                    close(sheet, line - 1)
+                sheet = new_sheet("results" if sheet is None else f"results {rows // (XLSX_MAX_ROWS - 1) + 1}")
                 line = 1
-            sheet.write_row(line, 0, [_cell(row[n]) for n in names])
+            for i, name in enumerate(names):
+                sheet.write(line, i, _cell(row[name]), columns[i][1])
             line += 1
             rows += 1
     if sheet is None:  # no rows: the header alone
-        sheet = book.add_worksheet("results")
-        sheet.write_row(0, 0, names, bold)
+        sheet, line = new_sheet("results"), 1
+    close(sheet, line - 1)
     info = book.add_worksheet("legend")
     info.write_row(0, 0, ["column", "meaning"], bold)
     for i, (name, doc) in enumerate(legend_rows(schema), 1):

@@ -117,6 +117,14 @@ def test_csv_tsv_and_xlsx_hold_the_same_table(screened, tmp_path):
                 assert value == (want[name] if want[name] != "" else None), name
     legend = {r[0]: r[1] for r in book["legend"].iter_rows(min_row=2, values_only=True)}
     assert "H=H" in legend["ss3"] and "partner protein" in legend["partner_id"]
+    sheet = openpyxl.load_workbook(tmp_path / "w.xlsx")["results"]  # not read-only: filters, widths, formats
+    assert sheet.auto_filter.ref == f"A1:{openpyxl.utils.get_column_letter(len(cells[0]))}{len(cells)}"
+    assert sheet.freeze_panes == "A2"
+    names = list(reference.schema.names)
+    letter = openpyxl.utils.get_column_letter
+    assert sheet.column_dimensions[letter(names.index("header") + 1)].width >= 40
+    confidence = [n for n in names if n.endswith("_confidence") or n.endswith("_prob")][0]
+    assert sheet.cell(row=2, column=names.index(confidence) + 1).number_format == "0.000"
 
 
 def test_long_text_export_has_one_line_per_row_and_the_answer_as_text(screened, tmp_path):
